@@ -1,0 +1,12 @@
+"""segdice: Dice-family losses, overlap and boundary metrics, and a folder evaluator for segmentation.
+
+The public API is re-exported here; see the documentation for the formulas and conventions.
+"""
+
+from segdice._checks import SegDiceError
+from segdice._version import __version__
+
+__all__ = [
+    "SegDiceError",
+    "__version__",
+]

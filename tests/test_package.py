@@ -1,0 +1,100 @@
+"""The package itself: version, error type, validation helpers."""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import segdice
+from segdice._checks import (
+    SegDiceError,
+    check_choice,
+    check_finite,
+    check_mode,
+    check_ndim,
+    check_number,
+    check_same_shape,
+    describe,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_version_matches_pyproject():
+    match = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    declared = match.group(1)
+    assert segdice.__version__ == declared
+    assert re.fullmatch(r"\d+\.\d+\.\d+(\.dev\d+)?", segdice.__version__)
+
+
+def test_segdice_error_is_a_value_error():
+    assert issubclass(segdice.SegDiceError, ValueError)
+    with pytest.raises(ValueError):
+        check_mode("softmax")
+
+
+def test_check_mode_names_argument_and_choices():
+    with pytest.raises(
+        SegDiceError, match=r"mode: got 'softmax'; expected one of 'binary', 'multiclass', 'multilabel'"
+    ):
+        check_mode("softmax")
+    assert check_mode("binary") == "binary"
+
+
+def test_check_choice_accepts_members_only():
+    assert check_choice("reduction", "sum", ("mean", "sum")) == "sum"
+    with pytest.raises(SegDiceError, match="reduction"):
+        check_choice("reduction", "avg", ("mean", "sum"))
+
+
+@pytest.mark.parametrize(
+    ("value", "kwargs", "message"),
+    [
+        (-1.0, {"minimum": 0}, r"smooth: got -1.0; expected a value >= 0"),
+        (0.0, {"minimum": 0, "strict_min": True}, r"expected a value > 0"),
+        (2.0, {"maximum": 1}, r"expected a value <= 1"),
+        (float("nan"), {}, r"expected a finite number"),
+        ("1", {}, r"expected a real number"),
+        (True, {}, r"expected a real number"),
+        (1.5, {"integer": True}, r"expected an integer"),
+    ],
+)
+def test_check_number_rejects(value, kwargs, message):
+    with pytest.raises(SegDiceError, match=message.replace("smooth: ", "")):
+        check_number("smooth", value, **kwargs)
+
+
+def test_check_number_accepts_bounds_inclusive():
+    assert check_number("x", 0, minimum=0, maximum=1) == 0
+    assert check_number("x", 1, minimum=0, maximum=1) == 1
+    assert check_number("x", np.float32(0.5), minimum=0) == np.float32(0.5)
+
+
+def test_describe_reports_shape_dtype_and_range():
+    t = torch.tensor([[-1.5, 2.0]])
+    assert describe(t) == "a tensor of shape (1, 2), dtype torch.float32, values in [-1.5, 2]"
+    assert describe(np.array([True, False])) == "an array of shape (2,), dtype bool, values in [0, 1]"
+    assert describe(torch.zeros(0, 3)) == "a tensor of shape (0, 3), dtype torch.float32"
+    assert describe([1, 2]) == "list [1, 2]"
+
+
+def test_shape_and_ndim_checks_name_both_arguments():
+    with pytest.raises(
+        SegDiceError, match=r"pred and target must have the same shape: got pred \(2, 3\) and target \(2, 4\)"
+    ):
+        check_same_shape("pred", torch.zeros(2, 3), "target", torch.zeros(2, 4))
+    with pytest.raises(
+        SegDiceError,
+        match=r"input: got a tensor of shape \(3,\), dtype torch.float32; expected \[B, C, \*spatial\]",
+    ):
+        check_ndim("input", torch.zeros(3), range(3, 10), "[B, C, *spatial]")
+
+
+def test_check_finite_counts_bad_values():
+    with pytest.raises(SegDiceError, match=r"2 NaN/inf"):
+        check_finite("input", torch.tensor([1.0, float("nan"), float("inf")]))
+    with pytest.raises(SegDiceError, match=r"1 NaN/inf"):
+        check_finite("input", np.array([np.nan, 1.0]))
+    check_finite("input", torch.tensor([1, 2]))  # integer tensors are always finite
