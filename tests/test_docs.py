@@ -228,13 +228,17 @@ def test_every_marker_is_known_and_every_skip_has_a_reason():
             reason = skip_reason(block.marker)
             assert reason, f"{where}: a skip marker needs a reason: <!-- docs-test: skip (why) -->"
         else:
-            assert re.fullmatch(r"expect-exit\s+\d+", block.marker), f"{where}: unknown marker {block.marker!r}"
+            assert re.fullmatch(r"expect-exit\s+\d+", block.marker), (
+                f"{where}: unknown marker {block.marker!r}"
+            )
 
 
 def test_every_code_block_declares_its_language():
     # An unlabelled fence would escape both the highlighter and this test.
     for block in ALL_BLOCKS:
-        assert block.lang, f"{block.page}:{block.line}: give the fenced block a language (python, bash, text, ...)"
+        assert block.lang, (
+            f"{block.page}:{block.line}: give the fenced block a language (python, bash, text, ...)"
+        )
 
 
 def test_most_examples_run():
@@ -274,7 +278,8 @@ def test_python_blocks_share_a_namespace_in_page_order():
 
 
 def test_shell_commands_parse_continuations_and_console_prompts():
-    assert shell_commands("segdice a \\\n  --b c\n# note\nsegdice d\n", "bash") == ["segdice a   --b c", "segdice d"]
+    commands = shell_commands("segdice a \\\n  --b c\n# note\nsegdice d\n", "bash")
+    assert [shlex.split(c) for c in commands] == [["segdice", "a", "--b", "c"], ["segdice", "d"]]
     assert shell_commands("$ segdice info\nsome output\n", "console") == ["segdice info"]
 
 

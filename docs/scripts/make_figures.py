@@ -96,7 +96,9 @@ def figure_foreground_fraction(out: Path) -> None:
     ax.set_title("Accuracy rewards missing small targets; Dice does not")
     fig.savefig(out / "foreground-fraction.png", dpi=110)
     plt.close(fig)
-    print(f"foreground-fraction: smallest fraction {fractions[0]:.1e}: accuracy(nothing)={curves['acc0'][0]:.5f}")
+    print(
+        f"foreground-fraction: smallest fraction {fractions[0]:.1e}: accuracy(nothing)={curves['acc0'][0]:.5f}"
+    )
 
 
 def figure_smoothing(out: Path) -> None:
@@ -143,7 +145,9 @@ FIGURES = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for the PNG files")
-    parser.add_argument("names", nargs="*", help=f"figures to draw, among {', '.join(FIGURES)} (default: all)")
+    parser.add_argument(
+        "names", nargs="*", help=f"figures to draw, among {', '.join(FIGURES)} (default: all)"
+    )
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(FIGURES))
     if unknown:
