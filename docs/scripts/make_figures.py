@@ -5,12 +5,16 @@ Run from the repository root (it writes PNG files into ``docs/assets`` unless ``
     PYTHONPATH=src python docs/scripts/make_figures.py
 
 Every number printed on a figure is computed by segdice's metrics or losses at drawing time, so a
-figure cannot drift away from what the library does.
+figure cannot drift away from what the library does. The ``report`` figure is a screenshot of the HTML
+report of ``segdice evaluate`` and needs a headless Chromium (``apt-get install chromium-headless-shell``).
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -135,10 +139,74 @@ def figure_smoothing(out: Path) -> None:
     plt.close(fig)
 
 
+def _browser() -> str | None:
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+def figure_report(out: Path) -> None:
+    """A screenshot of the HTML report of ``segdice evaluate`` on a small synthetic dataset."""
+    from segdice.io import save_mask
+
+    import segdice
+
+    browser = _browser()
+    if browser is None:
+        print("report: skipped, no headless Chromium found (apt-get install chromium-headless-shell)")
+        return
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "gt").mkdir()
+        (root / "pred").mkdir()
+        for i in range(12):
+            truth = np.zeros((40, 40, 12), dtype=np.uint8)
+            c = rng.integers(14, 26, size=2)
+            r = rng.integers(7, 11)
+            yy, xx = np.mgrid[:40, :40]
+            organ = (yy - c[0]) ** 2 + (xx - c[1]) ** 2 <= r**2
+            truth[organ, 2:10] = 1
+            lesion = (yy - c[0]) ** 2 + (xx - c[1] - 2) ** 2 <= (r // 3) ** 2
+            if i % 4:
+                truth[lesion, 4:8] = 2
+            pred = np.roll(truth, tuple(rng.integers(-2, 3, size=2)), axis=(0, 1))
+            if i % 5 == 0:
+                pred[pred == 2] = 1  # the lesion is missed
+            save_mask(root / "gt" / f"case{i:02d}.nii.gz", truth, (0.8, 0.8, 3.0))
+            save_mask(root / "pred" / f"case{i:02d}.nii.gz", pred, (0.8, 0.8, 3.0))
+        segdice.evaluate(
+            root / "pred",
+            root / "gt",
+            out=root / "results",
+            label_names={"organ": 1, "lesion": 2},
+            regions={"organ+lesion": [1, 2]},
+            metrics=("dice", "hd95", "nsd"),
+            workers=1,
+        )
+        subprocess.run(
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--hide-scrollbars",
+                "--window-size=1100,1500",
+                f"--screenshot={out / 'report.png'}",
+                (root / "results" / "report.html").as_uri(),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+
+
 FIGURES = {
     "accuracy-vs-dice": figure_accuracy_vs_dice,
     "foreground-fraction": figure_foreground_fraction,
     "smoothing": figure_smoothing,
+    "report": figure_report,
 }
 
 
