@@ -290,3 +290,17 @@ def test_figure_script_is_valid_python():
         [sys.executable, str(script), "--help"], capture_output=True, text=True, check=False, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_site_hook_strips_sphinx_roles_from_rendered_docstrings():
+    sys.path.insert(0, str(DOCS / "scripts"))
+    try:
+        import mkdocs_hooks
+    finally:
+        sys.path.pop(0)
+    html = ":func:<code>dice_loss</code>, :class:<code>~segdice.SegDiceError</code>, :math:<code>x</code>"
+    assert (
+        mkdocs_hooks.strip_sphinx_roles(html)
+        == "<code>dice_loss</code>, <code>SegDiceError</code>, <code>x</code>"
+    )
+    assert mkdocs_hooks.strip_sphinx_roles("a <code>plain</code> b") == "a <code>plain</code> b"
