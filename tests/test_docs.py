@@ -19,6 +19,7 @@ Other markers: ``<!-- docs-test: expect-exit 2 -->`` for a command that must fai
 from __future__ import annotations
 
 import doctest
+import json
 import re
 import shlex
 import subprocess
@@ -304,3 +305,25 @@ def test_site_hook_strips_sphinx_roles_from_rendered_docstrings():
         == "<code>dice_loss</code>, <code>SegDiceError</code>, <code>x</code>"
     )
     assert mkdocs_hooks.strip_sphinx_roles("a <code>plain</code> b") == "a <code>plain</code> b"
+
+
+def test_demo_table_matches_the_committed_demo_results():
+    # The table in "Choosing a loss" is copied from a `segdice demo` run; the run's results.json is
+    # committed beside the figures, and every number of the table must be that run's, rounded.
+    results = json.loads((DOCS / "assets" / "demo-results.json").read_text())
+    text = (DOCS / "guide" / "choosing-a-loss.md").read_text()
+    table = text.split("<!-- demo-table:", 1)[1].split("\n\n", 2)[1]
+    rows = [line.strip("|").split("|") for line in table.splitlines()[2:]]
+    assert len(rows) == len(results["methods"]) == 4
+    for cells, method in zip(rows, results["methods"].values(), strict=True):
+        m = method["metrics"]
+        expected = [
+            f"{m['accuracy']:.2%}",
+            f"{m['dice_per_image']:.3f}",
+            f"{m['dice_global']:.3f}",
+            f"{m['iou_global']:.3f}",
+            f"{m['hd95']:.1f}",
+            f"{m['sensitivity']:.3f}",
+            f"{m['lesions_found']:.0%}",
+        ]
+        assert [c.strip() for c in cells[1:]] == expected, cells[0]

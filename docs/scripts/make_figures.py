@@ -7,6 +7,7 @@ Run from the repository root (it writes PNG files into ``docs/assets`` unless ``
 Every number printed on a figure is computed by segdice's metrics or losses at drawing time, so a
 figure cannot drift away from what the library does. The ``report`` figure is a screenshot of the HTML
 report of ``segdice evaluate`` and needs a headless Chromium (``apt-get install chromium-headless-shell``).
+``demo`` (drawn only when named) runs ``segdice demo`` and keeps its figures and ``results.json``.
 """
 
 from __future__ import annotations
@@ -202,12 +203,33 @@ def figure_report(out: Path) -> None:
         )
 
 
+def figure_demo(out: Path) -> None:
+    """Run ``segdice demo`` (about 5 minutes) and keep its two figures and its numbers for the docs."""
+    import json
+
+    import segdice
+
+    with tempfile.TemporaryDirectory() as tmp:
+        result = segdice.run_demo(Path(tmp) / "demo", seed=0, threads=1)
+        shutil.copy(result.out / "examples.png", out / "demo-examples.png")
+        shutil.copy(result.out / "training_curves.png", out / "demo-training-curves.png")
+        results = json.loads((result.out / "results.json").read_text())
+    for method in results["methods"].values():
+        method.pop("history", None)  # per-epoch curves: in the figure, not needed in the table
+    results.pop("files", None)  # paths of a temporary folder
+    (out / "demo-results.json").write_text(json.dumps(results, indent=1) + "\n")
+    print("demo: copy the table printed by `segdice demo` into docs/guide/choosing-a-loss.md")
+
+
 FIGURES = {
     "accuracy-vs-dice": figure_accuracy_vs_dice,
     "foreground-fraction": figure_foreground_fraction,
     "smoothing": figure_smoothing,
     "report": figure_report,
+    "demo": figure_demo,
 }
+# Drawn only when named: the demo trains three networks.
+SLOW = {"demo"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
 
     matplotlib.use("Agg")
     args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.names or FIGURES:
+    for name in args.names or [n for n in FIGURES if n not in SLOW]:
         FIGURES[name](args.out)
         print(f"wrote {args.out / (name + '.png')}")
 
