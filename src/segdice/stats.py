@@ -62,7 +62,9 @@ def _is_float(x: torch.Tensor | np.ndarray) -> bool:
 
 def _as_array(name: str, x: object) -> torch.Tensor | np.ndarray:
     if isinstance(x, (torch.Tensor, np.ndarray)):
-        if isinstance(x, torch.Tensor) and x.is_complex() or isinstance(x, np.ndarray) and x.dtype.kind == "c":
+        if (isinstance(x, torch.Tensor) and x.is_complex()) or (
+            isinstance(x, np.ndarray) and x.dtype.kind == "c"
+        ):
             raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected real or integer values")
         if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
             raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected a numeric array")
@@ -182,7 +184,9 @@ def _prepare_multiclass(
     return pred, target, num_classes
 
 
-def _infer_num_classes(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, ignore: int | None) -> int:
+def _infer_num_classes(
+    pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, ignore: int | None
+) -> int:
     def top(x: np.ndarray | torch.Tensor) -> int:
         if x.size == 0 if isinstance(x, np.ndarray) else x.numel() == 0:
             return 0
@@ -378,7 +382,9 @@ def _prepare_masks(
     """Binary/multilabel: bring pred and target to ``[B, C, S]`` (pred bool, target as given)."""
     if mode == "binary":
         if num_classes not in (None, 1):
-            raise SegDiceError(f"num_classes: got {num_classes!r}; mode='binary' has one class (use None or 1)")
+            raise SegDiceError(
+                f"num_classes: got {num_classes!r}; mode='binary' has one class (use None or 1)"
+            )
         if pred.ndim < 2 or target.ndim < 2:
             raise SegDiceError(
                 f"pred and target: got pred {tuple(pred.shape)} and target {tuple(target.shape)}; expected "
@@ -532,7 +538,9 @@ def confusion(
         b = target.shape[0]
         if device.type == "cpu":
             p_np, g_np = _to_numpy(pred).reshape(b, -1), _to_numpy(target).reshape(b, -1)
-            g_c, p_c, t_c, valid = (torch.from_numpy(a) for a in _counts_numpy(p_np, g_np, num_classes, ignore))
+            g_c, p_c, t_c, valid = (
+                torch.from_numpy(a) for a in _counts_numpy(p_np, g_np, num_classes, ignore)
+            )
         else:
             g_c, p_c, t_c, valid = _counts_torch(
                 _to_torch(pred).reshape(b, -1), _to_torch(target).reshape(b, -1), num_classes, ignore
