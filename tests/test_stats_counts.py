@@ -50,7 +50,7 @@ def stacked(result) -> np.ndarray:
 
 def blocky_maps(rng, batch, shape, num_classes, run=8, noise=0.05):
     """Label maps made of runs (like real segmentations) plus a little noise in the prediction."""
-    coarse = list(shape[:-1]) + [shape[-1] // run + 1]
+    coarse = [*shape[:-1], shape[-1] // run + 1]
     target = np.repeat(rng.integers(0, num_classes, [batch, *coarse]), run, axis=-1)[..., : shape[-1]]
     pred = target.copy()
     flip = rng.random(pred.shape) < noise
@@ -95,9 +95,7 @@ def test_matches_naive_loop(seed, batch, shape, num_classes, ignore, dtype, bloc
     if ignore is not None:
         target = target.copy()
         target[rng.random(target.shape) < 0.1] = ignore
-    if (ignore == -100 and dtype == "uint8") or (ignore == 255 and dtype == "int16" and False):
-        dtype = "int64"
-    if ignore == 255 and dtype not in ("uint8", "int64", "int32", "int16"):
+    if ignore == -100 and dtype == "uint8":  # -100 does not fit in uint8
         dtype = "int64"
     target_c, pred_c = target.astype(dtype), pred.astype(dtype)
     if as_torch:
@@ -124,7 +122,9 @@ def test_large_maps_cover_sparse_and_dense_chunks(num_classes, kind, image_size)
     ignore = 255 if num_classes < 255 else -1
     target[rng.random(target.shape) < 0.01] = ignore
     expected = bincount_counts(pred, target, num_classes, ignore)
-    np.testing.assert_array_equal(stacked(confusion(pred, target, num_classes, ignore_index=ignore)), expected)
+    np.testing.assert_array_equal(
+        stacked(confusion(pred, target, num_classes, ignore_index=ignore)), expected
+    )
 
 
 def test_confusion_counts_sum_to_valid_voxels():
@@ -214,7 +214,9 @@ def test_multilabel_and_binary_against_naive(seed, batch, channels, shape, ignor
     for c in range(channels):
         got = stacked(confusion(conv(pred[:, c]), conv(target[:, c]), mode="binary", ignore_index=ignore))
         np.testing.assert_array_equal(got, expected[:, :, c : c + 1])
-        got = stacked(confusion(conv(pred[:, c : c + 1]), conv(target[:, c]), mode="binary", ignore_index=ignore))
+        got = stacked(
+            confusion(conv(pred[:, c : c + 1]), conv(target[:, c]), mode="binary", ignore_index=ignore)
+        )
         np.testing.assert_array_equal(got, expected[:, :, c : c + 1])
 
 
@@ -236,14 +238,24 @@ def test_fp16_and_bf16_scores():
         (np.zeros((2, 4)), np.zeros((2, 4), int), {}, "pred: .*float64"),
         (np.zeros((2, 4), int), np.zeros((2, 4)), {}, "target: .*float labels"),
         (np.array([[0, -1]]), np.array([[0, 1]]), {"num_classes": 2}, r"pred: .*\[-1, 0\]"),
-        (np.array([[0, 1]]), np.array([[0, -3]]), {"num_classes": 2, "ignore_index": -100}, r"target: .*\[-3, 0\]"),
+        (
+            np.array([[0, 1]]),
+            np.array([[0, -3]]),
+            {"num_classes": 2, "ignore_index": -100},
+            r"target: .*\[-3, 0\]",
+        ),
         (np.array([[0, 1]]), np.array([[0, 2]]), {"num_classes": 2}, r"target: .*num_classes=2"),
         (np.array([[0, 5]]), np.array([[0, 1]]), {"num_classes": 2}, r"pred: .*\[0, 5\]"),
         (np.full((1, 3, 4), np.nan), np.zeros((1, 4), int), {}, "NaN"),
         (np.zeros((1, 3, 4)), np.zeros((1, 4), int), {"num_classes": 2}, "3 channels"),
         (np.zeros((1, 1, 4)), np.zeros((1, 4), int), {}, "mode='binary'"),
         (np.zeros(4, int), np.zeros(4, int), {}, r"\[B, \*spatial\]"),
-        (np.zeros((1, 4), int), np.zeros((1, 4), int), {"mode": "binary", "include_background": False}, "multiclass"),
+        (
+            np.zeros((1, 4), int),
+            np.zeros((1, 4), int),
+            {"mode": "binary", "include_background": False},
+            "multiclass",
+        ),
         (np.zeros((1, 4), int), np.array([[0, 1, 2, 1]]), {"mode": "binary"}, "values 0 and 1"),
         (np.array([[0.0, 1.5]]), np.zeros((1, 2), int), {"mode": "binary"}, "probabilities"),
         (np.array([[0, 2]]), np.zeros((1, 2), int), {"mode": "binary"}, "values 0 and 1"),
@@ -277,5 +289,5 @@ def test_prediction_at_ignored_voxels_is_not_checked():
     # a prediction copied from a target with void labels is fine where the target is ignored
     target = np.array([[0, 255, 1]])
     pred = np.array([[0, 255, 1]])
-    tp, fp, fn, tn = confusion(pred, target, 2, ignore_index=255)
+    tp, fp, fn, _ = confusion(pred, target, 2, ignore_index=255)
     assert tp.tolist() == [[1, 1]] and (fp + fn).sum() == 0
