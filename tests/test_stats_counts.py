@@ -291,3 +291,34 @@ def test_prediction_at_ignored_voxels_is_not_checked():
     pred = np.array([[0, 255, 1]])
     tp, fp, fn, _ = confusion(pred, target, 2, ignore_index=255)
     assert tp.tolist() == [[1, 1]] and (fp + fn).sum() == 0
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    batch=st.integers(1, 3),
+    size=st.integers(1, 50),
+    num_classes=st.integers(1, 6),
+    ignore=st.sampled_from([None, 255, -100]),
+)
+def test_accelerator_path_on_cpu_tensors(seed, batch, size, num_classes, ignore):
+    """The torch.bincount path used for CUDA tensors, run on CPU tensors (no GPU needed)."""
+    from segdice.stats import _counts_torch
+
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, num_classes, (batch, size))
+    pred = rng.integers(0, num_classes, (batch, size))
+    if ignore is not None:
+        target[rng.random(target.shape) < 0.2] = ignore
+    g_cnt, p_cnt, t_cnt, valid = _counts_torch(torch.from_numpy(pred), torch.from_numpy(target), num_classes, ignore)
+    expected = naive_counts(pred, target, num_classes, ignore)
+    np.testing.assert_array_equal(t_cnt.numpy(), expected[0])
+    np.testing.assert_array_equal((p_cnt - t_cnt).numpy(), expected[1])
+    np.testing.assert_array_equal((g_cnt - t_cnt).numpy(), expected[2])
+    np.testing.assert_array_equal(valid.numpy(), expected.sum(0)[:, 0])
+
+
+def test_accelerator_path_rejects_bad_labels():
+    from segdice.stats import _counts_torch
+
+    with pytest.raises(SegDiceError, match="num_classes=3"):
+        _counts_torch(torch.tensor([[0, 3]]), torch.tensor([[0, 1]]), 3, None)
