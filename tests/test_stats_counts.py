@@ -309,7 +309,9 @@ def test_accelerator_path_on_cpu_tensors(seed, batch, size, num_classes, ignore)
     pred = rng.integers(0, num_classes, (batch, size))
     if ignore is not None:
         target[rng.random(target.shape) < 0.2] = ignore
-    g_cnt, p_cnt, t_cnt, valid = _counts_torch(torch.from_numpy(pred), torch.from_numpy(target), num_classes, ignore)
+    g_cnt, p_cnt, t_cnt, valid = _counts_torch(
+        torch.from_numpy(pred), torch.from_numpy(target), num_classes, ignore
+    )
     expected = naive_counts(pred, target, num_classes, ignore)
     np.testing.assert_array_equal(t_cnt.numpy(), expected[0])
     np.testing.assert_array_equal((p_cnt - t_cnt).numpy(), expected[1])
