@@ -417,7 +417,8 @@ def _prepare_masks(
         check_finite("target", g)
     p = _binarize_pred(p)
     b, c = g.shape[:2]
-    return p.reshape(b, c, -1), g.reshape(b, c, -1)
+    size = int(np.prod(g.shape[2:]))
+    return p.reshape(b, c, size), g.reshape(b, c, size)
 
 
 def _binarize_pred(p: torch.Tensor) -> torch.Tensor:
@@ -535,15 +536,15 @@ def confusion(
         if num_classes is None:
             num_classes = _infer_num_classes(pred, target, ignore)
             num_classes = max(num_classes, 1)
-        b = target.shape[0]
+        b, size = target.shape[0], int(np.prod(target.shape[1:]))
         if device.type == "cpu":
-            p_np, g_np = _to_numpy(pred).reshape(b, -1), _to_numpy(target).reshape(b, -1)
+            p_np, g_np = _to_numpy(pred).reshape(b, size), _to_numpy(target).reshape(b, size)
             g_c, p_c, t_c, valid = (
                 torch.from_numpy(a) for a in _counts_numpy(p_np, g_np, num_classes, ignore)
             )
         else:
             g_c, p_c, t_c, valid = _counts_torch(
-                _to_torch(pred).reshape(b, -1), _to_torch(target).reshape(b, -1), num_classes, ignore
+                _to_torch(pred).reshape(b, size), _to_torch(target).reshape(b, size), num_classes, ignore
             )
         valid = valid.unsqueeze(1)
     else:
