@@ -236,7 +236,13 @@ def test_distributed_two_gloo_ranks_equal_one_process(tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for attempt in range(2):  # the free port can be taken between probing and binding: retry once
+        try:
+            mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+            break
+        except mp.ProcessRaisedException as exc:
+            if attempt or "address already in use" not in str(exc).lower():
+                raise
     pred, target = dataset(n_images=8, seed=3)
     one = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
     feed(one, pred, target, [8])
