@@ -45,7 +45,7 @@ QUICK_CASES = {
 }
 
 IMPLEMENTATIONS = {
-    "floor": "floor: read both maps once (np.sum each)",
+    "floor": "floor: read both maps once (np.sum of a uint64 view)",
     "bincount": "reference: np.bincount(gt*C + pred), numpy",
     "segdice": "segdice dice_score, numpy arrays",
     "segdice-torch": "segdice dice_score, torch tensors",
@@ -113,9 +113,13 @@ def build(impl: str, gt: np.ndarray, pred: np.ndarray, num_classes: int):
     c = num_classes
     if impl == "floor":
 
+        # np.sum of uint8 upcasts every element; a uint64 view reads the same bytes at memory speed
+        gt_words = gt.reshape(-1).view(np.uint64) if gt.nbytes % 8 == 0 else gt
+        pred_words = pred.reshape(-1).view(np.uint64) if pred.nbytes % 8 == 0 else pred
+
         def read_both() -> None:
-            gt.sum()
-            pred.sum()
+            gt_words.sum()
+            pred_words.sum()
 
         return read_both
     if impl == "bincount":
