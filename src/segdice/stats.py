@@ -104,13 +104,13 @@ def _check_ignore_index(ignore_index: object) -> int | None:
     return int(ignore_index)
 
 
-def _check_labels(
-    name: str, lo: int, hi: int, num_classes: int, what: str = "label map"
-) -> None:  # lo/hi of the non-ignored values
+def _check_labels(name: str, lo: int, hi: int, num_classes: int) -> None:
+    """Raise if the non-ignored labels ``[lo, hi]`` of ``name`` leave ``[0, num_classes)``."""
     if lo < 0 or hi >= num_classes:
+        allowed = " or ignore_index" if name == "target" else " (where the target is not ignore_index)"
         raise SegDiceError(
-            f"{name}: {what} values must be in [0, {num_classes - 1}] (num_classes={num_classes}) or equal "
-            f"ignore_index; got values in [{lo}, {hi}]"
+            f"{name}: label values must be in [0, {num_classes - 1}]{allowed} for num_classes={num_classes}; "
+            f"got values in [{lo}, {hi}]"
         )
 
 
@@ -537,15 +537,20 @@ def confusion(
             num_classes = _infer_num_classes(pred, target, ignore)
             num_classes = max(num_classes, 1)
         b, size = target.shape[0], int(np.prod(target.shape[1:]))
-        if device.type == "cpu":
-            p_np, g_np = _to_numpy(pred).reshape(b, size), _to_numpy(target).reshape(b, size)
-            g_c, p_c, t_c, valid = (
-                torch.from_numpy(a) for a in _counts_numpy(p_np, g_np, num_classes, ignore)
-            )
-        else:
-            g_c, p_c, t_c, valid = _counts_torch(
-                _to_torch(pred).reshape(b, size), _to_torch(target).reshape(b, size), num_classes, ignore
-            )
+        try:
+            if device.type == "cpu":
+                p_np, g_np = _to_numpy(pred).reshape(b, size), _to_numpy(target).reshape(b, size)
+                g_c, p_c, t_c, valid = (
+                    torch.from_numpy(a) for a in _counts_numpy(p_np, g_np, num_classes, ignore)
+                )
+            else:
+                g_c, p_c, t_c, valid = _counts_torch(
+                    _to_torch(pred).reshape(b, size), _to_torch(target).reshape(b, size), num_classes, ignore
+                )
+        except SegDiceError as exc:  # out-of-range labels: add what the arrays are
+            raise SegDiceError(
+                f"{exc} (pred: {describe(pred, values=False)}; target: {describe(target, values=False)})"
+            ) from None
         valid = valid.unsqueeze(1)
     else:
         p, g = _prepare_masks(pred, target, mode, num_classes, ignore, device)
