@@ -49,7 +49,7 @@ def ball_offsets(spacing: tuple[float, ...], radius: float) -> tuple[np.ndarray,
         ``offsets`` is int64 ``[n, ndim]``, ``lengths`` float64 ``[n]`` (non-decreasing, first is 0).
     """
     scale = np.asarray(spacing, dtype=np.float64)
-    reach = [int(math.floor(radius / s)) for s in spacing]
+    reach = [math.floor(radius / s) for s in spacing]
     grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
     offsets = np.stack([g.ravel() for g in grids], axis=1).astype(np.int64)
     lengths = np.sqrt(((offsets * scale) ** 2).sum(axis=1))
@@ -63,7 +63,7 @@ def pad_width(spacing: tuple[float, ...], tolerance: float | None = None) -> tup
     radius = search_radius(spacing)
     if tolerance is not None and _tolerance_by_offsets(spacing, tolerance):
         radius = max(radius, tolerance)
-    return tuple(int(math.floor(radius / s)) + 2 for s in spacing)
+    return tuple(math.floor(radius / s) + 2 for s in spacing)
 
 
 def _tolerance_by_offsets(spacing: tuple[float, ...], tolerance: float) -> bool:
@@ -88,7 +88,7 @@ def _search(
     distances = np.full(points.size, np.inf)
     open_ids = np.arange(points.size)
     position = points
-    for offset, length in zip(flat_offsets.tolist(), lengths.tolist()):
+    for offset, length in zip(flat_offsets.tolist(), lengths.tolist(), strict=True):
         hit = target_flat[position + offset]
         if hit.any():
             distances[open_ids[hit]] = length

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["corner_codes", "code_measure_table"]
+__all__ = ["code_measure_table", "corner_codes"]
 
 
 def _corners(ndim: int) -> list[tuple[int, ...]]:

@@ -138,7 +138,7 @@ def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
 
 def _worst_case(worst_case: Any, shape: tuple[int, ...], spacing: tuple[float, ...]) -> float:
     if worst_case is None:
-        return math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing)))
+        return math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True)))
     return float(check_number("worst_case", worst_case, minimum=0, strict_min=True))
 
 
@@ -161,12 +161,12 @@ def _bounding_box(slices: Iterable[tuple[slice, ...] | None], ndim: int) -> tupl
             hi[i] = s.stop if hi[i] is None else max(hi[i], s.stop)
     if lo[0] is None:
         return None
-    return tuple(slice(a, b) for a, b in zip(lo, hi))
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
 
 
 def _padded(mask: np.ndarray, pad: tuple[int, ...]) -> np.ndarray:
-    out = np.zeros(tuple(n + 2 * p for n, p in zip(mask.shape, pad)), dtype=bool)
-    out[tuple(slice(p, p + n) for n, p in zip(mask.shape, pad))] = mask
+    out = np.zeros(tuple(n + 2 * p for n, p in zip(mask.shape, pad, strict=True)), dtype=bool)
+    out[tuple(slice(p, p + n) for n, p in zip(mask.shape, pad, strict=True))] = mask
     return out
 
 
@@ -250,9 +250,7 @@ def _metric(name: str, pair: _Pair, tolerance: float) -> float:
     return max(_directed_stat(d_pt, percentile), _directed_stat(d_tp, percentile))
 
 
-def _prepare_binary(
-    pred: Any, target: Any, spacing: Any
-) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+def _prepare_binary(pred: Any, target: Any, spacing: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     p, t = _check_pair(pred, target)
     return _as_binary("pred", p), _as_binary("target", t), _check_spacing(spacing, p.ndim)
 
@@ -532,7 +530,9 @@ def _check_metrics(metrics: Any) -> tuple[str, ...]:
         metrics = (metrics,)
     names = tuple(metrics)
     if not names:
-        raise SegDiceError("metrics: got an empty sequence; expected names from " + ", ".join(BOUNDARY_METRICS))
+        raise SegDiceError(
+            "metrics: got an empty sequence; expected names from " + ", ".join(BOUNDARY_METRICS)
+        )
     for name in names:
         if name in BOUNDARY_METRICS:
             continue
