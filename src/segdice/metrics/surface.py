@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from segdice._checks import SegDiceError, check_number, describe
 from segdice.metrics._distances import nearest_distances, pad_width, within_tolerance
@@ -227,11 +226,11 @@ def _pair_from_masks(
     pred: np.ndarray, target: np.ndarray, spacing: tuple[float, ...], tolerance: float | None = None
 ) -> _Pair | None:
     """Crop two boolean masks to their joint box; None when both are empty."""
-    box = ndimage.find_objects((pred | target).view(np.uint8))
-    if not box:
+    box = _bounding_box((_bbox(pred), _bbox(target)), pred.ndim)
+    if box is None:
         return None
     pad = pad_width(spacing, tolerance)
-    return _Pair(_padded(pred[box[0]], pad), _padded(target[box[0]], pad), spacing)
+    return _Pair(_padded(pred[box], pad), _padded(target[box], pad), spacing)
 
 
 def _directed_stat(d: np.ndarray, percentile: float | None) -> float:
@@ -565,41 +564,39 @@ def _check_items(labels: Any) -> list[tuple[Any, tuple[int, ...]]]:
     return items
 
 
-class _LabelBoxes:
-    """Bounding boxes of every label of a label map, from one pass where possible."""
-
-    # find_objects keeps one entry per label value up to the maximum; beyond this use per-label scans.
-    _MAX_DENSE_LABEL = 1 << 16
-
-    def __init__(self, labels: np.ndarray) -> None:
-        self.labels = labels
-        self._dense: list | None = None
-        if labels.dtype == bool:
-            self._dense = ndimage.find_objects(labels.view(np.uint8))
-        elif labels.size:
-            top = int(labels.max())
-            if 0 < top <= self._MAX_DENSE_LABEL:
-                self._dense = ndimage.find_objects(labels)
-            elif top <= 0:
-                self._dense = []
-
-    def present(self) -> set[int]:
-        if self._dense is not None:
-            return {i + 1 for i, box in enumerate(self._dense) if box is not None}
-        values = np.unique(self.labels)
-        return {int(v) for v in values if v > 0}
-
-    def box(self, label: int) -> tuple[slice, ...] | None:
-        if self._dense is not None and label > 0:
-            return self._dense[label - 1] if label <= len(self._dense) else None
-        found = ndimage.find_objects((self.labels == label).view(np.uint8))
-        return found[0] if found else None
+def _label_values(p: np.ndarray, t: np.ndarray) -> list[int]:
+    """Every label > 0 present in either map, ascending."""
+    if p.dtype == bool:
+        return [1] if (p.any() or t.any()) else []
+    top = max(int(p.max()), int(t.max()))
+    if top <= 0:
+        return []
+    if top <= 1024:
+        # A comparison per candidate (about 1 ms per 16 M voxels) beats a sort of the whole map.
+        return [v for v in range(1, top + 1) if (p == v).any() or (t == v).any()]
+    return [int(v) for v in np.union1d(np.unique(p), np.unique(t)) if v > 0]
 
 
-def _member_mask(crop: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
-    if len(members) == 1:
-        return crop == members[0]
-    return np.isin(crop, members)
+def _member_mask(labels: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
+    if labels.dtype == bool:
+        return labels.copy() if 1 in members else np.zeros_like(labels)
+    mask = labels == members[0]
+    for m in members[1:]:
+        mask |= labels == m
+    return mask
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of a boolean mask from axis projections (numpy's ``any`` stops at the first hit)."""
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if not rows.size:
+        return None
+    box = [slice(int(rows[0]), int(rows[-1]) + 1)]
+    sub = mask[box[0]]
+    for axis in range(1, mask.ndim):
+        hit = np.flatnonzero(sub.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
 
 
 def boundary_metrics(
@@ -669,24 +666,18 @@ def boundary_metrics(
     if "nsd" in names and p.ndim not in (2, 3):
         raise SegDiceError(f"pred: got {describe(p, values=False)}; 'nsd' needs 2D or 3D label maps")
     worst = _worst_case(worst_case, p.shape, spc)
-    boxes_p, boxes_t = _LabelBoxes(p), _LabelBoxes(t)
-    if labels is None:
-        items = [(lab, (lab,)) for lab in sorted(boxes_p.present() | boxes_t.present())]
-    else:
-        items = _check_items(labels)
+    items = [(lab, (lab,)) for lab in _label_values(p, t)] if labels is None else _check_items(labels)
     pad = pad_width(spc, tol if "nsd" in names else None)
 
     results: dict[Label, dict[str, float]] = {}
     for key, members in items:
-        box_p = _bounding_box((boxes_p.box(m) for m in members), p.ndim)
-        box_t = _bounding_box((boxes_t.box(m) for m in members), p.ndim)
+        mask_p, mask_t = _member_mask(p, members), _member_mask(t, members)
+        box_p, box_t = _bbox(mask_p), _bbox(mask_t)
         if box_p is None or box_t is None:
             miss = math.nan if box_p is None and box_t is None else worst
             results[key] = {n: (0.0 if n == "nsd" and not math.isnan(miss) else miss) for n in names}
             continue
         box = _bounding_box((box_p, box_t), p.ndim)
-        pair = _Pair(
-            _padded(_member_mask(p[box], members), pad), _padded(_member_mask(t[box], members), pad), spc
-        )
+        pair = _Pair(_padded(mask_p[box], pad), _padded(mask_t[box], pad), spc)
         results[key] = {n: _metric(n, pair, tol) for n in names}
     return results
