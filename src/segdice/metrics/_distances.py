@@ -127,7 +127,9 @@ def nearest_distances(
     shape = target_mask.shape
     distances, open_ids = _search(points, target_mask.reshape(-1), _flat(offsets, shape), lengths)
     if open_ids.size:
-        tree = cKDTree(_coords(target_points, shape, spacing), balanced_tree=False, compact_nodes=False)
+        tree = cKDTree(
+            _coords(target_points, shape, spacing), leafsize=64, balanced_tree=False, compact_nodes=False
+        )
         distances[open_ids] = tree.query(_coords(points[open_ids], shape, spacing), k=1)[0]
     return distances
 
