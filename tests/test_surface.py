@@ -152,10 +152,14 @@ def test_tree_fallback_and_offset_search_agree(monkeypatch):
     rng = np.random.default_rng(3)
     a, b = blob((30, 34, 26), rng), blob((30, 34, 26), rng, threshold=0.6)
     spacing = (2.0, 2.0, 3.0)
-    full = boundary_metrics(a, b, [1], spacing=spacing, metrics=("hd", "hd95", "assd", "nsd"), nsd_tolerance=2.5)
+    full = boundary_metrics(
+        a, b, [1], spacing=spacing, metrics=("hd", "hd95", "assd", "nsd"), nsd_tolerance=2.5
+    )
     ref = naive_metrics(a, b, spacing)
     monkeypatch.setattr(distances_module, "OFFSET_BUDGET", 1)
-    small = boundary_metrics(a, b, [1], spacing=spacing, metrics=("hd", "hd95", "assd", "nsd"), nsd_tolerance=2.5)
+    small = boundary_metrics(
+        a, b, [1], spacing=spacing, metrics=("hd", "hd95", "assd", "nsd"), nsd_tolerance=2.5
+    )
     for name in ("hd", "hd95", "assd"):
         assert full[1][name] == pytest.approx(ref[name], rel=1e-12)
         assert small[1][name] == pytest.approx(ref[name], rel=1e-12)
@@ -216,9 +220,13 @@ def test_torch_and_numpy_give_the_same_numbers():
     rng = np.random.default_rng(7)
     a, b = blob((20, 22), rng), blob((20, 22), rng, threshold=0.5)
     ref = boundary_metrics(a, b, [1], spacing=(1.5, 1.0))[1]
-    out = boundary_metrics(torch.from_numpy(a), torch.from_numpy(b.astype(np.int64)), [1], spacing=(1.5, 1.0))[1]
+    out = boundary_metrics(
+        torch.from_numpy(a), torch.from_numpy(b.astype(np.int64)), [1], spacing=(1.5, 1.0)
+    )[1]
     assert out == ref
-    assert hausdorff_distance(torch.from_numpy(a).float(), torch.from_numpy(b), spacing=(1.5, 1.0)) == ref["hd"]
+    assert (
+        hausdorff_distance(torch.from_numpy(a).float(), torch.from_numpy(b), spacing=(1.5, 1.0)) == ref["hd"]
+    )
     assert hausdorff_distance(a, b, spacing=torch.tensor([1.5, 1.0])) == ref["hd"]
 
 
