@@ -356,3 +356,16 @@ def test_bad_input_raises_segdice_error_naming_the_argument(call, words):
         call(m)
     for word in words:
         assert word in str(info.value)
+
+
+@pytest.mark.parametrize("negative", [False, True])
+@pytest.mark.parametrize("offset", [0, 100, 5000, -3])
+def test_default_labels_are_those_present_in_either_map(offset, negative):
+    gt = np.zeros((8, 9, 10), dtype=np.int64)
+    pred = np.zeros_like(gt)
+    gt[1:3, 1:3, 1:3] = 2 + offset
+    pred[4:6, 4:6, 4:6] = 7 + offset
+    pred[0, 0, 0] = -1 if negative else 0
+    out = boundary_metrics(pred, gt, metrics=("hd",))
+    expected = sorted(v for v in {2 + offset, 7 + offset} if v > 0)
+    assert list(out) == expected

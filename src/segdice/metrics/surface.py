@@ -571,9 +571,12 @@ def _label_values(p: np.ndarray, t: np.ndarray) -> list[int]:
     top = max(int(p.max()), int(t.max()))
     if top <= 0:
         return []
-    if top <= 1024:
-        # A comparison per candidate (about 1 ms per 16 M voxels) beats a sort of the whole map.
+    if top <= 64:
+        # A comparison per candidate (about 1 ms per 16 M voxels) beats one pass of bincount or a sort.
         return [v for v in range(1, top + 1) if (p == v).any() or (t == v).any()]
+    if min(int(p.min()), int(t.min())) >= 0 and top <= 1 << 24:
+        counts = np.bincount(p.reshape(-1), minlength=top + 1) + np.bincount(t.reshape(-1), minlength=top + 1)
+        return [int(v) for v in np.flatnonzero(counts[1:]) + 1]
     return [int(v) for v in np.union1d(np.unique(p), np.unique(t)) if v > 0]
 
 
