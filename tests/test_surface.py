@@ -369,3 +369,28 @@ def test_default_labels_are_those_present_in_either_map(offset, negative):
     out = boundary_metrics(pred, gt, metrics=("hd",))
     expected = sorted(v for v in {2 + offset, 7 + offset} if v > 0)
     assert list(out) == expected
+
+
+def test_extreme_anisotropy_stays_exact():
+    rng = np.random.default_rng(9)
+    a, b = blob((40, 12), rng, sigma=1.5), blob((40, 12), rng, threshold=0.6, sigma=1.5)
+    for spacing in [(0.01, 50.0), (50.0, 0.02)]:
+        ref = naive_metrics(a, b, spacing)
+        out = boundary_metrics(
+            a, b, [1], spacing=spacing, metrics=("hd", "hd95", "assd", "nsd"), nsd_tolerance=20.0
+        )
+        for name in ("hd", "hd95", "assd"):
+            assert out[1][name] == pytest.approx(ref[name], rel=1e-12), (spacing, name)
+        assert 0.0 <= out[1]["nsd"] <= 1.0
+
+
+def test_background_label_and_both_box_paths_agree():
+    pred, gt = _label_pair()
+    pred, gt = pred[:, :, :12], gt[:, :, :12]
+    many = boundary_metrics(pred, gt, labels=[0, 1, 2], metrics=("hd", "assd"))  # one find_objects pass
+    for label in (0, 1, 2):
+        ref = naive_metrics(pred == label, gt == label, (1.0, 1.0, 1.0))
+        alone = boundary_metrics(pred, gt, labels=[label], metrics=("hd", "assd"))[label]  # projections
+        for name in ("hd", "assd"):
+            assert many[label][name] == pytest.approx(ref[name], rel=1e-12), (label, name)
+            assert alone[name] == pytest.approx(ref[name], rel=1e-12), (label, name)

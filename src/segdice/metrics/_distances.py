@@ -33,10 +33,13 @@ def _unit_ball_volume(ndim: int) -> float:
 
 
 def search_radius(spacing: tuple[float, ...]) -> float:
-    """Physical radius whose ball holds about ``OFFSET_BUDGET`` grid offsets (at least one step per axis)."""
+    """Physical radius whose ball holds about ``OFFSET_BUDGET`` grid offsets.
+
+    On very anisotropic grids the ball may hold no step along the coarse axes; that costs speed (more
+    points reach the k-d tree), never exactness, and it keeps the padding along the fine axes small.
+    """
     ndim = len(spacing)
-    radius = (OFFSET_BUDGET * math.prod(spacing) / _unit_ball_volume(ndim)) ** (1 / ndim)
-    return max(radius, max(spacing))
+    return (OFFSET_BUDGET * math.prod(spacing) / _unit_ball_volume(ndim)) ** (1 / ndim)
 
 
 @lru_cache(maxsize=256)

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from segdice._checks import SegDiceError, check_number, describe
 from segdice.metrics._distances import nearest_distances, pad_width, within_tolerance
@@ -582,7 +583,10 @@ def _label_values(p: np.ndarray, t: np.ndarray) -> list[int]:
 
 def _member_mask(labels: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
     if labels.dtype == bool:
-        return labels.copy() if 1 in members else np.zeros_like(labels)
+        mask = labels.copy() if 1 in members else np.zeros_like(labels)
+        if 0 in members:
+            mask |= ~labels
+        return mask
     mask = labels == members[0]
     for m in members[1:]:
         mask |= labels == m
@@ -600,6 +604,41 @@ def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
         hit = np.flatnonzero(sub.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
         box.append(slice(int(hit[0]), int(hit[-1]) + 1))
     return tuple(box)
+
+
+class _LabelIndex:
+    """Bounding boxes of labels (or unions of labels) of one label map.
+
+    With many labels one ``find_objects`` pass over the map (about 50 ms per 16 M voxels) finds every box;
+    for one or two labels a comparison and axis projections per label (a few ms) is cheaper.
+    """
+
+    _MAX_DENSE_LABEL = 1 << 16
+
+    def __init__(self, labels: np.ndarray, many: bool) -> None:
+        self.labels = labels
+        self.table: list | None = None
+        if many and labels.size:
+            data = labels.view(np.uint8) if labels.dtype == bool else labels
+            if 0 < int(data.max()) <= self._MAX_DENSE_LABEL:
+                self.table = ndimage.find_objects(data)
+
+    def present(self) -> set[int] | None:
+        """Labels > 0 in the map, when known from the box table."""
+        if self.table is None:
+            return None
+        return {i + 1 for i, box in enumerate(self.table) if box is not None}
+
+    def box(self, members: tuple[int, ...]) -> tuple[slice, ...] | None:
+        if self.table is None:
+            return _bbox(_member_mask(self.labels, members))
+        boxes = []
+        for m in members:
+            if m <= 0:
+                boxes.append(_bbox(_member_mask(self.labels, (m,))))
+            elif m <= len(self.table):
+                boxes.append(self.table[m - 1])
+        return _bounding_box(boxes, self.labels.ndim)
 
 
 def boundary_metrics(
@@ -669,18 +708,27 @@ def boundary_metrics(
     if "nsd" in names and p.ndim not in (2, 3):
         raise SegDiceError(f"pred: got {describe(p, values=False)}; 'nsd' needs 2D or 3D label maps")
     worst = _worst_case(worst_case, p.shape, spc)
-    items = [(lab, (lab,)) for lab in _label_values(p, t)] if labels is None else _check_items(labels)
+    items = None if labels is None else _check_items(labels)
+    many = items is None or sum(len(members) for _, members in items) > 2
+    index_p, index_t = _LabelIndex(p, many), _LabelIndex(t, many)
+    if items is None:
+        found_p, found_t = index_p.present(), index_t.present()
+        values = (
+            sorted(found_p | found_t) if found_p is not None and found_t is not None else _label_values(p, t)
+        )
+        items = [(lab, (lab,)) for lab in values]
     pad = pad_width(spc, tol if "nsd" in names else None)
 
     results: dict[Label, dict[str, float]] = {}
     for key, members in items:
-        mask_p, mask_t = _member_mask(p, members), _member_mask(t, members)
-        box_p, box_t = _bbox(mask_p), _bbox(mask_t)
+        box_p, box_t = index_p.box(members), index_t.box(members)
         if box_p is None or box_t is None:
             miss = math.nan if box_p is None and box_t is None else worst
             results[key] = {n: (0.0 if n == "nsd" and not math.isnan(miss) else miss) for n in names}
             continue
         box = _bounding_box((box_p, box_t), p.ndim)
-        pair = _Pair(_padded(mask_p[box], pad), _padded(mask_t[box], pad), spc)
+        pair = _Pair(
+            _padded(_member_mask(p[box], members), pad), _padded(_member_mask(t[box], members), pad), spc
+        )
         results[key] = {n: _metric(n, pair, tol) for n in names}
     return results
