@@ -394,3 +394,16 @@ def test_background_label_and_both_box_paths_agree():
         for name in ("hd", "assd"):
             assert many[label][name] == pytest.approx(ref[name], rel=1e-12), (label, name)
             assert alone[name] == pytest.approx(ref[name], rel=1e-12), (label, name)
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 1.0, 2.0, 3.5, 12.0])
+def test_nsd_dilation_and_point_search_agree(monkeypatch, tolerance):
+    rng = np.random.default_rng(10)
+    a, b = blob((26, 30, 22), rng), blob((26, 30, 22), rng, threshold=0.6)
+    spacing = (2.0, 1.0, 1.5)
+    values = []
+    for ratio in (0, 10**12):  # never / always dilate
+        monkeypatch.setattr(distances_module, "_DILATE_RATIO", ratio)
+        values.append(surface_dice(a, b, tolerance, spacing=spacing))
+    assert values[0] == values[1]
+    assert 0.0 < values[0] <= 1.0

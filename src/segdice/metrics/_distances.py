@@ -27,6 +27,11 @@ __all__ = ["OFFSET_BUDGET", "ball_offsets", "nearest_distances", "pad_width", "w
 # couple of hundred offsets is where the two cost about the same.
 OFFSET_BUDGET = 200
 
+# A tolerance test dilates the target box instead of searching from the points when
+# (offsets x box voxels) <= _DILATE_RATIO x points: measured costs are ~0.2 ns per voxel and offset for the
+# dilation and ~15 ns per point and offset for the search.
+_DILATE_RATIO = 150
+
 
 def _unit_ball_volume(ndim: int) -> float:
     return math.pi ** (ndim / 2) / math.gamma(ndim / 2 + 1)
@@ -148,5 +153,19 @@ def within_tolerance(
     if not _tolerance_by_offsets(spacing, tolerance):
         return nearest_distances(points, target_points, target_mask, spacing) <= tolerance
     offsets, lengths = ball_offsets(spacing, float(tolerance))
-    distances, _ = _search(points, target_mask.reshape(-1), _flat(offsets, target_mask.shape), lengths)
+    flat_offsets = _flat(offsets, target_mask.shape)
+    target = target_mask.reshape(-1)
+    if flat_offsets.size * target.size <= _DILATE_RATIO * points.size:
+        # Dense surfaces: dilating the whole box with shifted ORs (a fraction of a ns per voxel and
+        # offset) and reading it once beats one gather per offset over the points (over 10 ns each).
+        # Flat shifts wrap at row ends, but the padding keeps every point away from them.
+        reach = target.copy()
+        n = target.size
+        for offset in flat_offsets.tolist():
+            if offset > 0:
+                reach[: n - offset] |= target[offset:]
+            elif offset < 0:
+                reach[-offset:] |= target[: n + offset]
+        return reach[points]
+    distances, _ = _search(points, target, flat_offsets, lengths)
     return distances <= tolerance

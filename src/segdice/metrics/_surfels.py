@@ -208,11 +208,15 @@ def corner_codes(mask: np.ndarray) -> np.ndarray:
     [[1, 2], [4, 8]]
     """
     ndim = mask.ndim
+    # Separable: pair neighbours along the last axis (2 bits), then pairs of pairs along the next axis
+    # (4 bits), ...; the voxel at the lower index always takes the higher bits, as in ``_bit``.
+    code = mask.view(np.uint8)
+    for axis in range(ndim - 1, -1, -1):
+        width = 2 ** (ndim - 1 - axis)
+        lower = [slice(None)] * ndim
+        upper = [slice(None)] * ndim
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        code = (code[tuple(lower)] << np.uint8(width)) | code[tuple(upper)]
     codes = np.zeros(mask.shape, dtype=np.uint8)
-    inner = codes[(slice(1, None),) * ndim]
-    m = mask.view(np.uint8)
-    for corner in _corners(ndim):
-        # voxel at offset (corner - 1) from the cell's far corner
-        src = tuple(slice(c, m.shape[i] - 1 + c) for i, c in enumerate(corner))
-        inner |= m[src] << np.uint8(_bit(corner))
+    codes[(slice(1, None),) * ndim] = code
     return codes
