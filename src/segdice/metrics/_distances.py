@@ -85,8 +85,10 @@ def _flat(offsets: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def _coords(flat_index: np.ndarray, shape: tuple[int, ...], spacing: tuple[float, ...]) -> np.ndarray:
-    idx = np.unravel_index(flat_index, shape)
-    return np.stack(idx, axis=1).astype(np.float64) * np.asarray(spacing, dtype=np.float64)
+    out = np.empty((flat_index.size, len(shape)), dtype=np.float64)
+    for axis, index in enumerate(np.unravel_index(flat_index, shape)):
+        np.multiply(index, spacing[axis], out=out[:, axis])
+    return out
 
 
 def _search(
