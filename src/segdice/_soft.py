@@ -1,0 +1,387 @@
+"""Fused soft statistics: activation and per-class sums in one autograd node with an analytic gradient.
+
+Why a custom ``autograd.Function``: a plain autograd graph of ``softmax -> one_hot -> mul -> sum`` keeps the
+probabilities, the one-hot target and the products alive for backward (3-6x the logits' bytes). Here the
+forward keeps exactly one logits-sized float tensor (the probabilities) and the backward turns that very
+buffer into the gradient in place, so the gradient costs no new allocation.
+
+Two kernels:
+
+* :class:`_IndexStats`: multiclass with an integer label map (softmax or probabilities). ``G`` comes from a
+  ``scatter_add`` of ones, ``I`` from gathering the probability of the target class and a ``scatter_add`` by
+  class: no one-hot tensor ever exists. It can also return the per-class sums of ``-log p_target``, so the
+  cross-entropy of :class:`~segdice.losses.DiceCELoss` shares the softmax and the backward pass.
+* :class:`_DenseStats`: a target of the input's shape (binary/multilabel masks, one-hot or soft multiclass
+  targets), processed in slabs so that temporaries stay a fraction of the logits.
+
+Every sum accumulates in float32 (float64 for float64 input, which gradcheck uses), whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["index_stats", "dense_stats", "all_reduce_sum"]
+
+# Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
+# stays a handful of small-op launches per slab.
+_N_SLABS = 8
+
+
+def _acc_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _softmax_into_new(x: Tensor, acc: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+    """Return (p, m, s): probabilities in a fresh ``acc`` buffer, the channel max and the sum of exponentials."""
+    m = x.amax(1, keepdim=True).to(acc)
+    if x.dtype == acc:
+        p = torch.sub(x, m)
+    else:
+        p = x.to(acc, copy=True)
+        p.sub_(m)
+    p.exp_()
+    s = p.sum(1, keepdim=True)
+    p.div_(s)
+    return p, m, s
+
+
+def _activate(x: Tensor, activation: str, acc: torch.dtype) -> Tensor:
+    if activation == "softmax":
+        return _softmax_into_new(x, acc)[0]
+    if activation == "sigmoid":
+        if x.dtype == acc:
+            return torch.sigmoid(x)
+        return x.to(acc, copy=True).sigmoid_()
+    return x.to(acc, copy=True)
+
+
+def _no_autocast(x: Tensor) -> torch.autocast:
+    # Inside the kernels every op must run in the accumulation dtype; an outer autocast would otherwise
+    # run the bmm of the backward in bf16/fp16.
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# multiclass, index target
+# --------------------------------------------------------------------------------------------------------
+
+
+class _IndexStats(torch.autograd.Function):
+    """(I, P, G, NLL, N) per image and class for ``x: [B, C, N]`` and an index map ``t: [B, N]`` (int64)."""
+
+    @staticmethod
+    def forward(ctx, x, t, activation, squared, ignore_index, with_nll):  # type: ignore[override]
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            p, pt, t_safe, t_dump, ignored, stats = _index_forward(
+                x, t, activation, squared, ignore_index, with_nll, acc
+            )
+        ctx.save_for_backward(x, t)
+        ctx.cfg = (activation, squared, ignore_index, with_nll)
+        # Kept as attributes, not saved tensors: backward overwrites p in place (it becomes the gradient).
+        ctx.p, ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored = p, pt, t_safe, t_dump, ignored
+        ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "softmax"))
+        return stats
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
+        x, t = ctx.saved_tensors
+        activation, squared, ignore_index, with_nll = ctx.cfg
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            p = ctx.p
+            if p is None:  # a second backward (retain_graph=True): the first one consumed the buffer
+                p, pt, t_safe, t_dump, ignored, _ = _index_forward(
+                    x, t, activation, squared, ignore_index, with_nll, acc
+                )
+            else:
+                pt, t_safe, t_dump, ignored = ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored
+                ctx.p = ctx.pt = None
+            if not (with_nll and activation == "softmax"):
+                g_n = None
+            grad = _index_backward(p, pt, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared)
+        return grad.to(x.dtype), None, None, None, None, None
+
+
+def _constant_outputs(stats, nll_is_live: bool) -> tuple[Tensor, ...]:
+    # G and N never depend on the input; NLL only when it was asked for and has a gradient formula here.
+    return (stats[2], stats[4]) if nll_is_live else (stats[2], stats[3], stats[4])
+
+
+def _index_forward(x, t, activation, squared, ignore_index, with_nll, acc):
+    b, c, _ = x.shape
+    if activation == "softmax":
+        p, m, s = _softmax_into_new(x, acc)
+    else:
+        p, m, s = x.to(acc, copy=True), None, None
+    if ignore_index is not None:
+        ignored = t == ignore_index
+        t_safe = t.masked_fill(ignored, 0)
+        # Ignored pixels are counted into an extra column C that is dropped afterwards.
+        t_dump = t.masked_fill(ignored, c)
+        p.masked_fill_(ignored.unsqueeze(1), 0.0)
+    else:
+        ignored, t_safe, t_dump = None, t, t
+    if squared:
+        pred = torch.linalg.vector_norm(p, 2, dim=2).square()
+    else:
+        pred = p.sum(2)
+    pt = torch.gather(p, 1, t_safe.unsqueeze(1)).squeeze(1)
+    inter = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, pt)[:, :c]
+    ones = torch.ones(1, 1, dtype=acc, device=x.device).expand_as(pt)
+    count = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, ones)[:, :c]
+    if with_nll and activation == "softmax":
+        # -log p_t = log(sum exp(z - m)) - (z_t - m): exact even where p_t underflows to 0.
+        zt = torch.gather(x, 1, t_safe.unsqueeze(1)).to(acc)
+        nll_px = (s.log() - (zt - m)).squeeze(1)
+        nll = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, nll_px)[:, :c]
+    else:
+        nll = torch.zeros(b, c, dtype=acc, device=x.device)
+    n_valid = count.sum(1, keepdim=True).expand(b, c).contiguous()
+    stats = (inter.contiguous(), pred, count.contiguous(), nll.contiguous(), n_valid)
+    return p, pt, t_safe, t_dump, ignored, stats
+
+
+def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor | None:
+    """``table[b, index[b, n]]`` with a zero column appended for the dump index C."""
+    if table is None:
+        return None
+    ext = torch.cat([table.to(like.dtype), table.new_zeros(table.shape[0], 1, dtype=like.dtype)], 1)
+    return torch.gather(ext, 1, index)
+
+
+def _index_backward(p, pt, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
+    b, c, _ = p.shape
+    q = g_p.to(p.dtype) if g_p is not None else None
+    # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
+    r = None
+    a_t = _gather_table(g_i, t_dump, p)
+    if a_t is not None:
+        r = a_t.mul_(pt) if activation == "softmax" else a_t
+    e_t = _gather_table(g_n, t_dump, p) if activation == "softmax" else None
+    if e_t is not None:
+        r = -e_t if r is None else r.sub_(e_t)
+
+    if activation == "softmax":
+        # d/dz_c = p_c * (h_c - s) + [c == t] * r with h_c = q_c (or 2 q_c p_c) and s = sum_c p_c h_c + r.
+        s = r if r is not None else torch.zeros_like(pt)
+        if q is not None:
+            if squared:
+                for k in range(c):
+                    s = s.addcmul(p[:, k].square(), q[:, k : k + 1], value=2.0)
+            else:
+                s = s + torch.bmm(q.unsqueeze(1), p).squeeze(1)
+        for k in range(c):
+            pk = p[:, k]
+            if q is None:
+                pk.mul_(s).neg_()
+            elif squared:
+                pk.mul_(pk * (2.0 * q[:, k : k + 1]) - s)
+            else:
+                pk.mul_(q[:, k : k + 1] - s)
+        grad = p
+    else:
+        # Probabilities given: d/dp_c = h_c + [c == t] * a_t, zero at ignored pixels.
+        if q is None:
+            p.zero_()
+        elif squared:
+            p.mul_(2.0 * q.unsqueeze(2))
+        else:
+            p.copy_(q.unsqueeze(2).expand_as(p))
+        if ignored is not None:
+            p.masked_fill_(ignored.unsqueeze(1), 0.0)
+        grad = p
+    if r is not None:
+        grad.scatter_add_(1, t_safe.unsqueeze(1), r.unsqueeze(1))
+    return grad
+
+
+def index_stats(
+    x: Tensor,
+    t: Tensor,
+    activation: str,
+    *,
+    squared: bool = False,
+    ignore_index: int | None = None,
+    with_nll: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(I, P, G, NLL, N_valid), each ``[B, C]``, for logits/probabilities ``x [B, C, N]`` and labels ``t [B, N]``."""
+    return _IndexStats.apply(x, t, activation, squared, ignore_index, with_nll)
+
+
+# --------------------------------------------------------------------------------------------------------
+# dense target (same shape as the input)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _slabs(b: int, n: int) -> list[tuple[slice, slice]]:
+    """Split [B, :, N] into about _N_SLABS pieces along the batch, then the voxels."""
+    if b >= _N_SLABS:
+        step = math.ceil(b / _N_SLABS)
+        return [(slice(i, min(i + step, b)), slice(0, n)) for i in range(0, b, step)]
+    per_image = math.ceil(_N_SLABS / b)
+    step = max(1, math.ceil(n / per_image))
+    return [(slice(i, i + 1), slice(j, min(j + step, n))) for i in range(b) for j in range(0, n, step)]
+
+
+class _DenseStats(torch.autograd.Function):
+    """(I, P, G, NLL, N) per image and channel for ``x, t: [B, C, N]``; soft targets use the semimetric I."""
+
+    @staticmethod
+    def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft):  # type: ignore[override]
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            p = _activate(x, activation, acc)
+            stats = _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+        ctx.save_for_backward(x, t)
+        ctx.cfg = (activation, squared, ignore_index, with_nll, soft)
+        ctx.p = p
+        ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "sigmoid"))
+        return stats
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
+        x, t = ctx.saved_tensors
+        activation, squared, ignore_index, with_nll, soft = ctx.cfg
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            p = ctx.p
+            if p is None:  # second backward through a retained graph
+                p = _activate(x, activation, acc)
+                _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+            ctx.p = None
+            grad = _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc)
+        return grad.to(x.dtype), None, None, None, None, None, None
+
+
+def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None]:
+    raw = t[bs, :, ns]
+    g = raw.to(acc)
+    if ignore_index is None:
+        return g, None
+    valid = raw != ignore_index
+    return g.masked_fill(~valid, 0.0), valid  # out of place: g may be the caller's own target
+
+
+def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc):
+    b, c, n = x.shape
+    inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
+    for bs, ns in _slabs(b, n):
+        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        pb = p[bs, :, ns]
+        if valid is not None:
+            pb.masked_fill_(~valid, 0.0)
+            count[bs] += valid.sum(2, dtype=acc)
+        else:
+            count[bs] += pb.shape[2]
+        if squared:
+            pred[bs] += pb.square().sum(2)
+            tsum[bs] += g.square().sum(2)
+            inter[bs] += (pb * g).sum(2)
+        elif soft:
+            p1, g1 = pb.sum(2), g.sum(2)
+            pred[bs] += p1
+            tsum[bs] += g1
+            # TP = (sum p + sum g - sum |p - g|) / 2: minimised at p = g for soft targets.
+            inter[bs] += 0.5 * (p1 + g1 - (pb - g).abs_().sum(2))
+        else:
+            pred[bs] += pb.sum(2)
+            tsum[bs] += g.sum(2)
+            inter[bs] += (pb * g).sum(2)
+        if with_nll and activation == "sigmoid":
+            # BCE with logits, per element: softplus(z) - g z.
+            z = x[bs, :, ns].to(acc)
+            bce = torch.nn.functional.softplus(z).sub_(z * g)
+            if valid is not None:
+                bce.masked_fill_(~valid, 0.0)
+            nll[bs] += bce.sum(2)
+    return inter, pred, tsum, nll, count
+
+
+def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc):
+    b, c, n = x.shape
+    a = g_i.to(acc).unsqueeze(2) if g_i is not None else None
+    q = g_p.to(acc).unsqueeze(2) if g_p is not None else None
+    e = g_n.to(acc).unsqueeze(2) if (g_n is not None and activation == "sigmoid") else None
+    for bs, ns in _slabs(b, n):
+        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        pb = p[bs, :, ns]
+        # h = dL/dp for this slab.
+        h = torch.zeros_like(pb)
+        if a is not None:
+            if soft and not squared:
+                # d TP / dp = (1 - sign(p - g)) / 2
+                h.add_(torch.sign(pb - g).neg_().add_(1.0).mul_(0.5).mul_(a[bs]))
+            else:
+                h.addcmul_(g, a[bs].expand_as(g))
+        if q is not None:
+            if squared:
+                h.addcmul_(pb, q[bs].expand_as(pb), value=2.0)
+            else:
+                h.add_(q[bs])
+        if activation == "sigmoid":
+            h.mul_(pb).mul_(1.0 - pb)
+            if e is not None:
+                h.addcmul_(pb - g, e[bs].expand_as(g))
+        elif activation == "softmax":
+            s = (pb * h).sum(1, keepdim=True)
+            h.sub_(s).mul_(pb)
+        if valid is not None:
+            h.masked_fill_(~valid, 0.0)
+        pb.copy_(h)
+    return p
+
+
+def dense_stats(
+    x: Tensor,
+    t: Tensor,
+    activation: str,
+    *,
+    squared: bool = False,
+    ignore_index: float | None = None,
+    with_nll: bool = False,
+    soft: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(I, P, G, NLL, N_valid), each ``[B, C]``, for ``x, t: [B, C, N]``."""
+    return _DenseStats.apply(x, t, activation, squared, ignore_index, with_nll, soft)
+
+
+# --------------------------------------------------------------------------------------------------------
+# torch.distributed
+# --------------------------------------------------------------------------------------------------------
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the backward sums the incoming gradients over ranks too.
+
+    Every rank computes the same global loss from the same pooled statistics, so each incoming gradient is
+    the same and the backward sum gives ``world_size x`` the partial derivative: after DDP averages the
+    parameter gradients over ranks, they equal those of the global-batch loss in one process.
+    """
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        import torch.distributed as dist
+
+        out = x.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        import torch.distributed as dist
+
+        out = grad.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Differentiable sum of ``x`` over all ranks of the default process group."""
+    return _AllReduceSum.apply(x)
