@@ -5,8 +5,34 @@ The public API is re-exported here; see the documentation for the formulas and c
 
 from segdice._checks import SegDiceError
 from segdice._version import __version__
+from segdice.losses import (
+    DiceCELoss,
+    DiceFocalLoss,
+    DiceLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    TverskyLoss,
+    dice_ce_loss,
+    dice_focal_loss,
+    dice_loss,
+    generalized_dice_loss,
+    jaccard_loss,
+    tversky_loss,
+)
 
 __all__ = [
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "DiceLoss",
+    "GeneralizedDiceLoss",
+    "JaccardLoss",
     "SegDiceError",
+    "TverskyLoss",
     "__version__",
+    "dice_ce_loss",
+    "dice_focal_loss",
+    "dice_loss",
+    "generalized_dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
 ]

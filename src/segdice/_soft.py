@@ -24,7 +24,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["index_stats", "dense_stats", "all_reduce_sum"]
+__all__ = ["all_reduce_sum", "dense_stats", "index_stats"]
 
 # Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
 # stays a handful of small-op launches per slab.
@@ -127,10 +127,7 @@ def _index_forward(x, t, activation, squared, ignore_index, with_nll, acc):
         p.masked_fill_(ignored.unsqueeze(1), 0.0)
     else:
         ignored, t_safe, t_dump = None, t, t
-    if squared:
-        pred = torch.linalg.vector_norm(p, 2, dim=2).square()
-    else:
-        pred = p.sum(2)
+    pred = torch.linalg.vector_norm(p, 2, dim=2).square() if squared else p.sum(2)
     pt = torch.gather(p, 1, t_safe.unsqueeze(1)).squeeze(1)
     inter = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, pt)[:, :c]
     ones = torch.ones(1, 1, dtype=acc, device=x.device).expand_as(pt)
@@ -156,7 +153,7 @@ def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor |
 
 
 def _index_backward(p, pt, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
-    b, c, _ = p.shape
+    _b, c, _ = p.shape
     q = g_p.to(p.dtype) if g_p is not None else None
     # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
     r = None
@@ -305,7 +302,7 @@ def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, a
 
 
 def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc):
-    b, c, n = x.shape
+    b, _c, n = x.shape
     a = g_i.to(acc).unsqueeze(2) if g_i is not None else None
     q = g_p.to(acc).unsqueeze(2) if g_p is not None else None
     e = g_n.to(acc).unsqueeze(2) if (g_n is not None and activation == "sigmoid") else None

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 # --- soft statistics (losses) -------------------------------------------------------------------
 # Owner: losses. The autograd kernels live in segdice._soft; this section validates and dispatches.
-from typing import NamedTuple  # noqa: E402
+from typing import NamedTuple
 
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
+import torch
+from torch import Tensor
 
-from segdice import _soft  # noqa: E402
-from segdice._checks import SegDiceError, check_mode, check_number, describe  # noqa: E402
+from segdice import _soft
+from segdice._checks import SegDiceError, check_mode, check_number, describe
 
 
 class SoftStats(NamedTuple):
@@ -91,14 +91,21 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
             f"input: got {describe(input, values=False)}; expected [B, C, *spatial] with at least one spatial dim"
         )
     if target.device != input.device:
-        raise SegDiceError(f"target is on {target.device} but input is on {input.device}; expected one device")
+        raise SegDiceError(
+            f"target is on {target.device} but input is on {input.device}; expected one device"
+        )
     if ignore_index is not None:
         check_number("ignore_index", ignore_index, integer=True)
     b, c = input.shape[:2]
     spatial = tuple(input.shape[2:])
     if not from_logits:
         _check_range(
-            "input", input, 0.0, 1.0, None, "probabilities in [0, 1] with from_logits=False (logits need from_logits=True)"
+            "input",
+            input,
+            0.0,
+            1.0,
+            None,
+            "probabilities in [0, 1] with from_logits=False (logits need from_logits=True)",
         )
     x = input.reshape(b, c, -1)
     int_target = not target.is_floating_point()
@@ -113,7 +120,12 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
             if target.dtype == torch.bool:
                 target = target.to(torch.int64)
             _check_range(
-                "target", target, 0, c - 1, ignore_index, f"class indices in [0, {c - 1}] (input has C={c} channels)"
+                "target",
+                target,
+                0,
+                c - 1,
+                ignore_index,
+                f"class indices in [0, {c - 1}] (input has C={c} channels)",
             )
             t = target.reshape(b, -1).to(torch.int64)
             return x, t, "index", "softmax" if from_logits else "none", False
@@ -261,8 +273,6 @@ def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats
             )
         stacked = _soft.all_reduce_sum(stacked)
     return SoftStats(*stacked.unbind(0))
-
-
 
 
 # --- hard counts (metrics) ----------------------------------------------------------------------
