@@ -72,6 +72,7 @@ class _IndexStats(torch.autograd.Function):
                 x, t, activation, squared, ignore_index, with_nll, acc
             )
         ctx.save_for_backward(x, t)
+        ctx.set_materialize_grads(False)  # unused outputs give None: their gradient terms are skipped
         ctx.cfg = (activation, squared, ignore_index, with_nll)
         # Kept as attributes, not saved tensors: backward overwrites p in place (it becomes the gradient).
         ctx.p, ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored = p, pt, t_safe, t_dump, ignored
@@ -85,17 +86,20 @@ class _IndexStats(torch.autograd.Function):
         activation, squared, ignore_index, with_nll = ctx.cfg
         with _no_autocast(x):
             acc = _acc_dtype(x)
-            p = ctx.p
-            if p is None:  # a second backward (retain_graph=True): the first one consumed the buffer
+            if ctx.p is None:  # a second backward (retain_graph=True): the first one consumed the buffer
                 p, pt, t_safe, t_dump, ignored, _ = _index_forward(
                     x, t, activation, squared, ignore_index, with_nll, acc
                 )
+                state = {"p": p, "pt": pt}
+                del p, pt
             else:
-                pt, t_safe, t_dump, ignored = ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored
+                state = {"p": ctx.p, "pt": ctx.pt}
+                t_safe, t_dump, ignored = ctx.t_safe, ctx.t_dump, ctx.ignored
                 ctx.p = ctx.pt = None
             if not (with_nll and activation == "softmax"):
                 g_n = None
-            grad = _index_backward(p, pt, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared)
+            # The buffers travel in a dict that the callee empties, so they die as soon as they are used.
+            grad = _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared)
         return grad.to(x.dtype), None, None, None, None, None
 
 
@@ -142,37 +146,51 @@ def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor |
     return torch.gather(ext, 1, index)
 
 
-def _index_backward(p, pt, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
-    _b, c, _ = p.shape
+def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
+    p = state.pop("p")
+    pt = state.pop("pt")
+    c, n = p.shape[1], p.shape[2]
     q = g_p.to(p.dtype) if g_p is not None else None
     # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
-    r = None
-    a_t = _gather_table(g_i, t_dump, p)
-    if a_t is not None:
-        r = a_t.mul_(pt) if activation == "softmax" else a_t
-    e_t = _gather_table(g_n, t_dump, p) if activation == "softmax" else None
-    if e_t is not None:
-        r = -e_t if r is None else r.sub_(e_t)
+    r = _gather_table(g_i, t_dump, p)
+    if r is not None and activation == "softmax":
+        r.mul_(pt)
+    del pt
+    if g_n is not None and activation == "softmax":
+        e_t = _gather_table(g_n, t_dump, p)
+        r = e_t.neg_() if r is None else r.sub_(e_t)
+        del e_t
 
     if activation == "softmax":
         # d/dz_c = p_c * (h_c - s) + [c == t] * r with h_c = q_c (or 2 q_c p_c) and s = sum_c p_c h_c + r.
-        s = r if r is not None else torch.zeros_like(pt)
-        if q is not None:
-            if squared:
+        if q is not None and not squared:
+            s = torch.bmm(q.unsqueeze(1), p).squeeze(1)
+            if r is not None:
+                s.add_(r)
+        else:
+            s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
+            if q is not None:
+                sq = torch.empty_like(s)
                 for k in range(c):
-                    s = s.addcmul(p[:, k].square(), q[:, k : k + 1], value=2.0)
-            else:
-                s = s + torch.bmm(q.unsqueeze(1), p).squeeze(1)
-        buf = torch.empty_like(s)  # one [B, N] buffer reused for every channel
+                    torch.mul(p[:, k], p[:, k], out=sq)
+                    s.addcmul_(sq, q[:, k : k + 1], value=2.0)
+                del sq
+        # Channel by channel, in column chunks: the only temporary is a small reusable buffer.
+        step = max(1, -(-n // 4))
+        buf = torch.empty(p.shape[0], step, dtype=p.dtype, device=p.device)
         for k in range(c):
-            pk = p[:, k]
-            if q is None:
-                torch.neg(s, out=buf)
-            elif squared:
-                torch.mul(pk, 2.0 * q[:, k : k + 1], out=buf).sub_(s)
-            else:
-                torch.sub(q[:, k : k + 1], s, out=buf)
-            pk.mul_(buf)
+            for j in range(0, n, step):
+                pk = p[:, k, j : j + step]
+                sj = s[:, j : j + step]
+                bj = buf[:, : pk.shape[1]]
+                if q is None:
+                    torch.neg(sj, out=bj)
+                elif squared:
+                    torch.mul(pk, 2.0 * q[:, k : k + 1], out=bj).sub_(sj)
+                else:
+                    torch.sub(q[:, k : k + 1], sj, out=bj)
+                pk.mul_(bj)
+        del buf, s
         grad = p
     else:
         # Probabilities given: d/dp_c = h_c + [c == t] * a_t, zero at ignored pixels.
@@ -228,6 +246,7 @@ class _DenseStats(torch.autograd.Function):
             p = _activate(x, activation, acc)
             stats = _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
         ctx.save_for_backward(x, t)
+        ctx.set_materialize_grads(False)
         ctx.cfg = (activation, squared, ignore_index, with_nll, soft)
         ctx.p = p
         ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "sigmoid"))
