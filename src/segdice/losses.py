@@ -629,7 +629,9 @@ class_weights, log, distributed
         raise SegDiceError("dice_weight and ce_weight: got both 0; expected at least one positive weight")
     mode = _check_common(mode, smooth, reduction, include_background, per_image, distributed)
     w_all = _weights(class_weights, input.shape[1], input)
-    fused = label_smoothing == 0
+    index_target = not target.is_floating_point() and tuple(target.shape) != tuple(input.shape)
+    # The kernel fuses the CE for integer labels (softmax) and for binary/multilabel (sigmoid).
+    fused = label_smoothing == 0 and (mode != "multiclass" or index_target)
     stats, pooled = _stats(
         input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=fused
     )
@@ -658,8 +660,13 @@ def _fused_ce(batch: SoftStats, mode: str, w: Tensor | None, reduction: str) -> 
     return torch.where(total > 0, nll.sum() / total.clamp_min(1e-30), torch.zeros_like(total))
 
 
+def _upcast(x: Tensor) -> Tensor:
+    """fp16/bf16 -> float32 for the log-probabilities; float32/float64 unchanged."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
 def _separate_ce(input, target, mode, w, ignore_index, label_smoothing, reduction) -> Tensor:
-    x = input.float()
+    x = _upcast(input)
     if mode == "multiclass":
         c = x.shape[1]
         if not target.is_floating_point() and target.shape != input.shape:
@@ -669,7 +676,7 @@ def _separate_ce(input, target, mode, w, ignore_index, label_smoothing, reductio
                 x, t, weight=w, ignore_index=ii, label_smoothing=label_smoothing, reduction=reduction
             )
             return out
-        g = target.float()
+        g = target.to(x.dtype)
         valid = (target != ignore_index).all(1) if ignore_index is not None else None
         if valid is not None:
             g = g.masked_fill(~valid.unsqueeze(1), 0.0)
@@ -682,7 +689,7 @@ def _separate_ce(input, target, mode, w, ignore_index, label_smoothing, reductio
             return per_pixel.sum()
         n = valid.sum() if valid is not None else torch.tensor(per_pixel.numel(), device=x.device)
         return per_pixel.sum() / n.clamp_min(1)
-    g = target.reshape(input.shape).float()
+    g = target.reshape(input.shape).to(x.dtype)
     valid = target.reshape(input.shape) != ignore_index if ignore_index is not None else None
     if valid is not None:
         g = g.masked_fill(~valid, 0.0)
@@ -777,7 +784,7 @@ class_weights, log, distributed
 
 
 def _focal(input, target, mode, gamma, alpha, ignore_index, reduction) -> Tensor:
-    x = input.float()
+    x = _upcast(input)
     c = x.shape[1]
     bshape = (1, c, *([1] * (x.ndim - 2)))
     if mode == "multiclass":
@@ -798,7 +805,7 @@ def _focal(input, target, mode, gamma, alpha, ignore_index, reduction) -> Tensor
             if a is not None:
                 per = per * a[t_safe]
         else:
-            g = target.float()
+            g = target.to(x.dtype)
             valid = (target != ignore_index).all(1, keepdim=True) if ignore_index is not None else None
             if valid is not None:
                 g = g.masked_fill(~valid, 0.0)
@@ -813,7 +820,7 @@ def _focal(input, target, mode, gamma, alpha, ignore_index, reduction) -> Tensor
             check_number("alpha", alpha, minimum=0.0, maximum=1.0)
         t = target.reshape(x.shape)
         valid = (t != ignore_index) if ignore_index is not None else None
-        g = t.float() if valid is None else t.float().masked_fill(~valid, 0.0)
+        g = t.to(x.dtype) if valid is None else t.to(x.dtype).masked_fill(~valid, 0.0)
         bce = F.binary_cross_entropy_with_logits(x, g, reduction="none")
         p = torch.sigmoid(x)
         p_t = p * g + (1.0 - p) * (1.0 - g)
