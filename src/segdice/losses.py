@@ -610,8 +610,9 @@ class_weights, log, distributed
     separate log-softmax.
 
     MONAI ``DiceCELoss(softmax=True, to_onehot_y=True, batch=not per_image, lambda_dice=a, lambda_ce=b)``
-    equals ``dice_ce_loss(..., per_image=per_image, dice_weight=a, ce_weight=b)``; with ``sigmoid=True``
-    use ``mode="binary"``/``"multilabel"``. nnU-Net's ``DC_and_CE_loss`` uses ``-dice`` and drops the
+    equals ``dice_ce_loss(..., per_image=per_image, dice_weight=a, ce_weight=b)``; ``sigmoid=True`` with one
+    channel equals ``mode="binary"``. With several channels MONAI applies a softmax cross-entropy even with
+    ``sigmoid=True``; our ``"multilabel"`` uses the binary cross-entropy of each channel. nnU-Net's ``DC_and_CE_loss`` uses ``-dice`` and drops the
     background in the Dice term: ours with ``include_background=False`` is nnU-Net's value plus 1.
 
     Examples
