@@ -29,6 +29,7 @@ __all__ = ["all_reduce_sum", "dense_stats", "index_stats"]
 # Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
 # stays a handful of small-op launches per slab.
 _N_SLABS = 8
+_MIN_SLAB = 1 << 18  # below ~1 MiB per slab the launch overhead outweighs the memory saved
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -226,12 +227,15 @@ def index_stats(
 # --------------------------------------------------------------------------------------------------------
 
 
-def _slabs(b: int, n: int) -> list[tuple[slice, slice]]:
-    """Split [B, :, N] into about _N_SLABS pieces along the batch, then the voxels."""
-    if b >= _N_SLABS:
-        step = math.ceil(b / _N_SLABS)
+def _slabs(b: int, c: int, n: int) -> list[tuple[slice, slice]]:
+    """Split [B, C, N] into at most _N_SLABS pieces of at least _MIN_SLAB elements: batch first, then voxels."""
+    n_slabs = max(1, min(_N_SLABS, (b * c * n) // _MIN_SLAB))
+    if n_slabs == 1:
+        return [(slice(0, b), slice(0, n))]
+    if b >= n_slabs:
+        step = math.ceil(b / n_slabs)
         return [(slice(i, min(i + step, b)), slice(0, n)) for i in range(0, b, step)]
-    per_image = math.ceil(_N_SLABS / b)
+    per_image = math.ceil(n_slabs / b)
     step = max(1, math.ceil(n / per_image))
     return [(slice(i, i + 1), slice(j, min(j + step, n))) for i in range(b) for j in range(0, n, step)]
 
@@ -280,7 +284,7 @@ def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Te
 def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc):
     b, c, n = x.shape
     inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
-    for bs, ns in _slabs(b, n):
+    for bs, ns in _slabs(b, c, n):
         g, valid = _target_slab(t, bs, ns, ignore_index, acc)
         pb = p[bs, :, ns]
         if valid is not None:
@@ -289,60 +293,63 @@ def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, a
         else:
             count[bs] += pb.shape[2]
         if squared:
-            pred[bs] += pb.square().sum(2)
-            tsum[bs] += g.square().sum(2)
-            inter[bs] += (pb * g).sum(2)
-        elif soft:
+            pred[bs] += torch.linalg.vecdot(pb, pb)
+            tsum[bs] += torch.linalg.vecdot(g, g)
+            inter[bs] += torch.linalg.vecdot(pb, g)
+        else:
             p1, g1 = pb.sum(2), g.sum(2)
             pred[bs] += p1
             tsum[bs] += g1
-            # TP = (sum p + sum g - sum |p - g|) / 2: minimised at p = g for soft targets.
-            inter[bs] += 0.5 * (p1 + g1 - (pb - g).abs_().sum(2))
-        else:
-            pred[bs] += pb.sum(2)
-            tsum[bs] += g.sum(2)
-            inter[bs] += (pb * g).sum(2)
+            if soft:
+                # TP = (sum p + sum g - sum |p - g|) / 2: minimised at p = g for soft targets.
+                inter[bs] += 0.5 * (p1 + g1 - (pb - g).abs_().sum(2))
+            else:
+                inter[bs] += torch.linalg.vecdot(pb, g)
         if with_nll and activation == "sigmoid":
-            # BCE with logits, per element: softplus(z) - g z.
+            # BCE with logits, per element: softplus(z) - g z (g is 0 at ignored elements).
             z = x[bs, :, ns].to(acc)
-            bce = torch.nn.functional.softplus(z).sub_(z * g)
+            bce = torch.nn.functional.softplus(z)
             if valid is not None:
                 bce.masked_fill_(~valid, 0.0)
-            nll[bs] += bce.sum(2)
+            nll[bs] += bce.sum(2) - torch.linalg.vecdot(z, g)
     return inter, pred, tsum, nll, count
 
 
 def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc):
-    b, _c, n = x.shape
+    b, c, n = x.shape
     a = g_i.to(acc).unsqueeze(2) if g_i is not None else None
     q = g_p.to(acc).unsqueeze(2) if g_p is not None else None
     e = g_n.to(acc).unsqueeze(2) if (g_n is not None and activation == "sigmoid") else None
-    for bs, ns in _slabs(b, n):
+    for bs, ns in _slabs(b, c, n):
         g, valid = _target_slab(t, bs, ns, ignore_index, acc)
         pb = p[bs, :, ns]
-        # h = dL/dp for this slab.
-        h = torch.zeros_like(pb)
-        if a is not None:
-            if soft and not squared:
-                # d TP / dp = (1 - sign(p - g)) / 2
-                h.add_(torch.sign(pb - g).neg_().add_(1.0).mul_(0.5).mul_(a[bs]))
-            else:
-                h.addcmul_(g, a[bs].expand_as(g))
-        if q is not None:
+        # h = dL/dp for this slab. Ignored elements have p = 0 and g = 0.
+        ab = a[bs] if a is not None else None
+        qb = q[bs] if q is not None else None
+        if ab is not None and soft and not squared:
+            # d TP / dp = (1 - sign(p - g)) / 2
+            h = torch.sign(pb - g).mul_(-0.5 * ab).add_(0.5 * ab)
+        elif ab is not None:
+            h = g * ab
+        else:
+            h = torch.zeros_like(pb)
+        if qb is not None:
             if squared:
-                h.addcmul_(pb, q[bs].expand_as(pb), value=2.0)
+                h.addcmul_(pb, qb.expand_as(pb), value=2.0)
             else:
-                h.add_(q[bs])
+                h.add_(qb)
+        bce = (pb - g).mul_(e[bs]) if e is not None else None
         if activation == "sigmoid":
-            h.mul_(pb).mul_(1.0 - pb)
-            if e is not None:
-                h.addcmul_(pb - g, e[bs].expand_as(g))
+            pb.addcmul_(pb, pb, value=-1.0).mul_(h)  # p (1 - p) h, in place
+            if bce is not None:
+                pb.add_(bce)
         elif activation == "softmax":
-            s = (pb * h).sum(1, keepdim=True)
-            h.sub_(s).mul_(pb)
-        if valid is not None:
-            h.masked_fill_(~valid, 0.0)
-        pb.copy_(h)
+            s = torch.linalg.vecdot(pb, h, dim=1).unsqueeze(1)
+            pb.mul_(h.sub_(s))
+        else:
+            if valid is not None:
+                h.masked_fill_(~valid, 0.0)
+            pb.copy_(h)
     return p
 
 
