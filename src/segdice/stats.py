@@ -12,9 +12,13 @@ single ``bincount(target * C + pred)``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
+from torch import Tensor
 
+from segdice import _soft
 from segdice._checks import (
     SegDiceError,
     check_choice,
@@ -25,14 +29,7 @@ from segdice._checks import (
 )
 
 # --- soft statistics (losses) -------------------------------------------------------------------
-# Owner: losses. The autograd kernels live in segdice._soft; this section validates and dispatches.
-from typing import NamedTuple
-
-import torch
-from torch import Tensor
-
-from segdice import _soft
-from segdice._checks import SegDiceError, check_mode, check_number, describe
+# The autograd kernels live in segdice._soft; this section validates and dispatches.
 
 
 class SoftStats(NamedTuple):
