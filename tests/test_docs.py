@@ -327,3 +327,12 @@ def test_demo_table_matches_the_committed_demo_results():
             f"{m['lesions_found']:.0%}",
         ]
         assert [c.strip() for c in cells[1:]] == expected, cells[0]
+
+
+def test_every_page_is_in_the_navigation():
+    # A page outside `nav` still builds, but no reader finds it: every page must be listed.
+    config = (ROOT / "mkdocs.yml").read_text()
+    listed = set(re.findall(r":\s*([\w/.-]+\.md)\s*$", config, re.MULTILINE))
+    pages = {page_id(p) for p in doc_pages() if not page_id(p).startswith("scripts/")}
+    assert pages - listed == set(), "add these pages to `nav` in mkdocs.yml"
+    assert listed - pages == set(), "these `nav` entries have no page"
