@@ -5,8 +5,11 @@ The public API is re-exported here; see the documentation for the formulas and c
 
 from segdice._checks import SegDiceError
 from segdice._version import __version__
+from segdice.evaluate import EvaluationResult, evaluate
 
 __all__ = [
+    "EvaluationResult",
     "SegDiceError",
     "__version__",
+    "evaluate",
 ]

@@ -118,7 +118,9 @@ def describe_values(values: Iterable[float], *, n_missing: int = 0, seed: int = 
             ci_high=high,
         )
     else:
-        result.update(dict.fromkeys(("mean", "std", "median", "q1", "q3", "min", "max", "ci_low", "ci_high"), math.nan))
+        result.update(
+            dict.fromkeys(("mean", "std", "median", "q1", "q3", "min", "max", "ci_low", "ci_high"), math.nan)
+        )
     result.update(n=n, n_nan=int(nan_mask.sum()), n_missing=int(n_missing))
     return result
 

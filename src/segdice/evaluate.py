@@ -415,9 +415,8 @@ def _resumable_rows(
     for pair in pairs:
         mine = by_case.get(pair.name, [])
         pred_file = str(pair.pred) if pair.pred is not None else ""
-        if (
-            [(r["item"], r["labels"]) for r in mine] == expected
-            and all(not r["error"] and r["pred_file"] == pred_file for r in mine)
+        if [(r["item"], r["labels"]) for r in mine] == expected and all(
+            not r["error"] and r["pred_file"] == pred_file for r in mine
         ):
             kept[pair.name] = mine
     return kept

@@ -117,9 +117,7 @@ def read_mask(path: str | os.PathLike[str]) -> Mask:
     path = Path(path)
     suffix = split_suffix(path)[1].lower()
     if not suffix:
-        raise SegDiceError(
-            f"{path}: unsupported file type; expected one of {', '.join(SUPPORTED_SUFFIXES)}"
-        )
+        raise SegDiceError(f"{path}: unsupported file type; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
     if not path.is_file():
         raise SegDiceError(f"{path}: no such file")
     reader = _READERS[suffix]
@@ -244,7 +242,11 @@ def _read_pillow(path: Path) -> tuple[np.ndarray, None]:
         channels = array.shape[-1]
         if mode in ("LA", "PA"):
             array = array[..., 0]
-        elif channels >= 3 and (array[..., 0] == array[..., 1]).all() and (array[..., 0] == array[..., 2]).all():
+        elif (
+            channels >= 3
+            and (array[..., 0] == array[..., 1]).all()
+            and (array[..., 0] == array[..., 2]).all()
+        ):
             array = array[..., 0]  # grey labels stored as RGB(A)
         else:
             raise SegDiceError(
@@ -307,7 +309,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, tuple[float, ...] | None]:
             key = candidates[0]
         try:
             array = archive[key]
-            spacing = tuple(float(s) for s in np.ravel(archive["spacing"])) if "spacing" in archive.files else None
+            spacing = (
+                tuple(float(s) for s in np.ravel(archive["spacing"])) if "spacing" in archive.files else None
+            )
         except ValueError as exc:
             if "pickle" in str(exc).lower():
                 raise SegDiceError(
