@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 medpy_binary = __import__("medpy.metric.binary", fromlist=["binary"])
-_surface_distances = getattr(medpy_binary, "__surface_distances")  # noqa: B009 - name-mangled in medpy
+# A module-level helper whose double-underscore name keeps it out of medpy's public API.
+_surface_distances = vars(medpy_binary)["__surface_distances"]
 
 
 def overlap(pred_mask: np.ndarray, gt_mask: np.ndarray, empty_value: float = math.nan) -> dict[str, float]:

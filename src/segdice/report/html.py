@@ -33,6 +33,10 @@ def _number(value: Any, digits: int = 4) -> str:
     return f"{float(value):.{digits}g}"
 
 
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{round(255 * c):02x}" for c in rgb)
+
+
 def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -150,9 +154,7 @@ def render_report(result: EvaluationResult) -> str:
         table=table,
         figures=figures,
         worst=_worst_cases(rows, items) if "dice" in metrics else [],
-        colours={
-            k: "#%02x%02x%02x" % tuple(round(255 * c) for c in v) for k, v in plots.OVERLAY_COLOURS.items()
-        },
+        colours={k: _hex(v) for k, v in plots.OVERLAY_COLOURS.items()},
     )
 
 
