@@ -13,6 +13,7 @@ are missing; multi-process tests are skipped in that case, as patches do not rea
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -63,7 +64,9 @@ def boundary(pred_mask, gt_mask, spacing=None, nsd_tolerance=1.0) -> dict[str, f
     d_gp = _surface_distances(g, p, spacing, 1)
     import surface_distance
 
-    sd = surface_distance.compute_surface_distances(g, p, spacing)
+    with warnings.catch_warnings():  # it still calls scipy's deprecated ndimage.filters namespace
+        warnings.simplefilter("ignore", DeprecationWarning)
+        sd = surface_distance.compute_surface_distances(g, p, spacing)
     return {
         "hd": float(max(d_pg.max(), d_gp.max())),
         "hd95": float(max(np.percentile(d_pg, 95), np.percentile(d_gp, 95))),

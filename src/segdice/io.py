@@ -197,9 +197,10 @@ def save_mask(
     elif suffix in (".tif", ".tiff"):
         import tifffile
 
-        kwargs: dict = {}
+        # minisblack: a (3, Y, X) stack must stay three slices, not become an RGB image.
+        kwargs: dict = {"photometric": "minisblack"}
         if spacing is not None:
-            kwargs = {"imagej": True, "resolution": (1.0 / spacing[-1], 1.0 / spacing[-2])}
+            kwargs.update(imagej=True, resolution=(1.0 / spacing[-1], 1.0 / spacing[-2]))
             if array.ndim == 3:
                 kwargs["metadata"] = {"spacing": spacing[0], "axes": "ZYX"}
             # ImageJ files hold only 8/16-bit integers (and float32).
