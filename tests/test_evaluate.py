@@ -8,8 +8,8 @@ import statistics
 import numpy as np
 import pytest
 import scipy.stats
-from _evaluate_reference import boundary, diagonal, install_adapter, overlap, real_metrics_available
 
+from _evaluate_reference import boundary, diagonal, install_adapter, overlap, real_metrics_available
 from segdice import SegDiceError, evaluate
 from segdice._summary import bootstrap_ci, describe_values
 from segdice.io import save_mask
@@ -55,11 +55,18 @@ def _folders(tmp_path, cases, suffix=".nii.gz", spacing=(0.8, 1.1, 2.5)):
 
 
 def _rows(result, case=None, item=None):
-    return [r for r in result.per_case if (case is None or r["case"] == case) and (item is None or r["item"] == item)]
+    return [
+        r
+        for r in result.per_case
+        if (case is None or r["case"] == case) and (item is None or r["item"] == item)
+    ]
 
 
 def _assert_matches_reference(row, pred_mask, gt_mask, spacing, empty_value=math.nan, tolerance=1.0):
-    expected = {**overlap(pred_mask, gt_mask, empty_value), **boundary(pred_mask, gt_mask, spacing, tolerance)}
+    expected = {
+        **overlap(pred_mask, gt_mask, empty_value),
+        **boundary(pred_mask, gt_mask, spacing, tolerance),
+    }
     for metric in ALL:
         if metric in row:
             assert row[metric] == pytest.approx(expected[metric], rel=1e-5, abs=1e-5, nan_ok=True), metric
@@ -147,7 +154,9 @@ def test_missing_prediction_is_the_worst_case_and_counted(tmp_path):
 def test_bad_cases_become_error_rows_and_never_stop_the_run(tmp_path):
     rng = np.random.default_rng(5)
     good = _blob_case(rng, labels=(1,))
-    pred, gt = _folders(tmp_path, {"good": good, "shape": good, "spacing": good, "broken": good, "stray": good})
+    pred, gt = _folders(
+        tmp_path, {"good": good, "shape": good, "spacing": good, "broken": good, "stray": good}
+    )
     save_mask(pred / "shape.nii.gz", np.zeros((3, 3, 3), np.uint8), (0.8, 1.1, 2.5))
     save_mask(pred / "spacing.nii.gz", good[0], (0.8, 1.1, 3.0))
     (pred / "broken.nii.gz").write_bytes(b"garbage")
@@ -216,7 +225,12 @@ def test_auto_labels_are_the_union_over_all_ground_truth(tmp_path):
     b[2:6, 2:6] = 5
     pred, gt = _folders(tmp_path, {"a": (a, a), "b": (b, b)}, suffix=".png", spacing=None)
     result = evaluate(pred, gt, metrics="dice", workers=1)
-    assert [(r["case"], r["item"]) for r in result.per_case] == [("a", "1"), ("a", "5"), ("b", "1"), ("b", "5")]
+    assert [(r["case"], r["item"]) for r in result.per_case] == [
+        ("a", "1"),
+        ("a", "5"),
+        ("b", "1"),
+        ("b", "5"),
+    ]
     assert math.isnan(_rows(result, "a", "5")[0]["dice"])
     assert result.summary["inputs"]["labels"] == [1, 5]
 
@@ -240,7 +254,11 @@ def test_pairing_with_suffixes_mixed_formats_and_extras(tmp_path):
     assert result.summary["extra_predictions"][0].endswith("orphan_pred.npy")
     # A single pair of files works too.
     single = evaluate(
-        tmp_path / "pred" / "c1_pred.npy", tmp_path / "gt" / "c1_seg.nii.gz", gt_suffix="_seg", metrics="dice", workers=1
+        tmp_path / "pred" / "c1_pred.npy",
+        tmp_path / "gt" / "c1_seg.nii.gz",
+        gt_suffix="_seg",
+        metrics="dice",
+        workers=1,
     )
     assert single.per_case[0]["case"] == "c1"
 
@@ -279,7 +297,7 @@ def test_bad_arguments_raise_segdice_error(tmp_path, kwargs, message):
 
 
 def test_missing_inputs_and_background_only_are_usage_errors(tmp_path):
-    with pytest.raises(SegDiceError, match="gt: .* does not exist"):
+    with pytest.raises(SegDiceError, match=r"gt: .* does not exist"):
         evaluate(tmp_path, tmp_path / "nope", workers=1)
     (tmp_path / "empty").mkdir()
     with pytest.raises(SegDiceError, match="holds no mask file"):
@@ -301,7 +319,11 @@ def test_outputs_on_disk_match_the_returned_tables(tmp_path):
     assert len(rows) == len(result.per_case) == 10
     for written, returned in zip(rows, result.per_case, strict=True):
         for key, value in returned.items():
-            assert written[key] == pytest.approx(value, nan_ok=True) if isinstance(value, float) else written[key] == value
+            assert (
+                written[key] == pytest.approx(value, nan_ok=True)
+                if isinstance(value, float)
+                else written[key] == value
+            )
 
     def no_nan(text):
         raise AssertionError(f"non-standard JSON constant {text}")
@@ -373,7 +395,7 @@ def test_resume_rescores_failed_cases(tmp_path, monkeypatch):
 def test_progress_callback_counts_cases(tmp_path):
     g = np.zeros((6, 6), np.uint8)
     g[1:4, 1:4] = 1
-    pred, gt = _folders(tmp_path, {c: (g, g) for c in "abc"}, suffix=".npy", spacing=None)
+    pred, gt = _folders(tmp_path, dict.fromkeys("abc", (g, g)), suffix=".npy", spacing=None)
     seen = []
     evaluate(pred, gt, metrics="dice", workers=1, progress=lambda done, total: seen.append((done, total)))
     assert seen[-1] == (3, 3)
