@@ -115,23 +115,30 @@ def _named(option: str, text: str) -> tuple[str, str]:
 
 def _summary_table(result) -> Table:
     summary = result.summary
-    metrics = summary["inputs"]["metrics"]
-    table = Table(title="segdice evaluate: mean [95% bootstrap CI] over cases", show_header=True)
-    table.add_column("label / region")
-    for metric in metrics:
-        table.add_column(metric, justify="right")
-    table.add_column("n", justify="right")
+    table = Table(title="segdice evaluate: statistics over cases", show_header=True)
+    for name in ("label / region", "metric"):
+        table.add_column(name)
+    for name in ("mean", "95% CI", "median [q1, q3]", "n", "nan", "missing", "errors"):
+        table.add_column(name, justify="right")
+
+    def fmt(value: float) -> str:
+        return "–" if value != value else f"{value:.4g}"  # NaN != NaN
+
     for item in summary["items"]:
-        stats = summary["results"][item["name"]]
-        cells = []
-        for metric in metrics:
-            s = stats[metric]
-            cells.append("–" if s["n"] == 0 else f"{s['mean']:.4g} [{s['ci_low']:.4g}, {s['ci_high']:.4g}]")
-        first = stats[metrics[0]]
-        count = str(first["n"])
-        if first["n_nan"] or first["n_error"]:
-            count += f" ({first['n_nan']} nan, {first['n_error']} err)"
-        table.add_row(escape(item["name"]), *cells, count)
+        for k, metric in enumerate(summary["inputs"]["metrics"]):
+            s = summary["results"][item["name"]][metric]
+            table.add_row(
+                escape(item["name"]) if k == 0 else "",
+                metric,
+                fmt(s["mean"]),
+                f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]",
+                f"{fmt(s['median'])} [{fmt(s['q1'])}, {fmt(s['q3'])}]",
+                str(s["n"]),
+                str(s["n_nan"]),
+                str(s["n_missing"]),
+                str(s["n_error"]),
+                end_section=k == len(summary["inputs"]["metrics"]) - 1,
+            )
     return table
 
 
