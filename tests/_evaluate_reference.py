@@ -30,16 +30,22 @@ def overlap(pred_mask: np.ndarray, gt_mask: np.ndarray, empty_value: float = mat
     fn = float(np.sum(~p & g))
     tn = float(np.sum(~p & ~g))
 
-    def ratio(num, den):
-        return empty_value if den == 0 else num / den
+    # DESIGN section 5: a class in neither mask gives empty_value for every overlap metric (specificity
+    # also when the class fills both masks); any other 0/0 is 0, as one of the two sets is not empty.
+    both_empty = tp + fp + fn == 0
+
+    def ratio(num, den, empty=both_empty):
+        if empty:
+            return empty_value
+        return 0.0 if den == 0 else num / den
 
     return {
         "dice": ratio(2 * tp, 2 * tp + fp + fn),
         "iou": ratio(tp, tp + fp + fn),
         "precision": ratio(tp, tp + fp),
         "recall": ratio(tp, tp + fn),
-        "specificity": ratio(tn, tn + fp),
-        "accuracy": (tp + tn) / (tp + tn + fp + fn),
+        "specificity": ratio(tn, tn + fp, both_empty or tn + fp + fn == 0),
+        "accuracy": ratio(tp + tn, tp + tn + fp + fn),
         "tp": tp,
         "fp": fp,
         "fn": fn,

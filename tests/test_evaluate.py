@@ -402,6 +402,7 @@ def test_progress_callback_counts_cases(tmp_path):
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
 
 
+@pytest.mark.slow  # spawning workers that import torch takes seconds on a loaded 2-core machine
 @pytest.mark.skipif(not real_metrics_available(), reason="spawned workers need the real segdice.metrics")
 def test_two_workers_give_the_same_rows_as_one(tmp_path):
     rng = np.random.default_rng(9)

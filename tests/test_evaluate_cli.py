@@ -155,7 +155,7 @@ def test_console_script_runs_end_to_end(folders, tmp_path):
     pred, gt = folders
     proc = subprocess.run(
         [sys.executable, "-c", "from segdice.cli import main; main()", "evaluate", str(pred), str(gt),
-         "--gt-suffix", "_seg", "-j", "2", "-o", str(tmp_path / "o"), "--metrics", "dice,hd95"],
+         "--gt-suffix", "_seg", "-j", "1", "-o", str(tmp_path / "o"), "--metrics", "dice,hd95"],
         capture_output=True, text=True, check=False, timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr

@@ -256,12 +256,15 @@ def _overlap(rows: dict[Item, dict], pred: np.ndarray, gt: np.ndarray, spec: Sco
         p = torch.from_numpy(np.stack([np.isin(pred, item.ids) for item in regions])[None])
         g = torch.from_numpy(np.stack([np.isin(gt, item.ids) for item in regions])[None])
         groups.append((regions, p, g, {"mode": "multilabel"}))
+    from_counts = getattr(m, "score_from_counts", None)
     for items, p, g, kwargs in groups:
-        tp, fp, fn, tn = (t.reshape(-1).tolist() for t in m.confusion(p, g, **kwargs))
-        scores = {
-            name: functions[name](p, g, empty_value=spec.empty_value, **kwargs).reshape(-1).tolist()
-            for name in wanted
-        }
+        counts = m.confusion(p, g, **kwargs)
+        if from_counts is not None:  # one counting pass serves every metric
+            scores = {name: from_counts(name, *counts, empty_value=spec.empty_value) for name in wanted}
+        else:
+            scores = {name: functions[name](p, g, empty_value=spec.empty_value, **kwargs) for name in wanted}
+        scores = {name: value.reshape(-1).tolist() for name, value in scores.items()}
+        tp, fp, fn, tn = (t.reshape(-1).tolist() for t in counts)
         for k, item in enumerate(items):
             row = rows[item]
             row.update(

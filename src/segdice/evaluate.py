@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,45 +153,50 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def _run_parallel(
-    function: Callable,
-    args: Sequence[tuple],
-    workers: int,
-    on_result: Callable[[int, object], None],
-) -> None:
-    """Run ``function(*args[i])`` in spawned processes; call ``on_result(i, value)`` as each finishes.
-
-    At most ``2 * workers`` tasks are queued at once, so an interrupt leaves little work to cancel.
-    """
+@contextmanager
+def _executor(workers: int, n_tasks: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A pool of spawned worker processes, or ``None`` when one process is enough."""
+    if workers <= 1 or n_tasks <= 1:
+        yield None
+        return
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker) as pool:
-        pending: dict[Future, int] = {}
-        next_index = 0
-        try:
-            while next_index < len(args) or pending:
-                while next_index < len(args) and len(pending) < 2 * workers:
-                    pending[pool.submit(function, *args[next_index])] = next_index
-                    next_index += 1
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    on_result(pending.pop(future), future.result())
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
+    with ProcessPoolExecutor(
+        max_workers=min(workers, n_tasks), mp_context=context, initializer=_init_worker
+    ) as pool:
+        yield pool
 
 
 def _map(
     function: Callable,
     args: Sequence[tuple],
+    pool: ProcessPoolExecutor | None,
     workers: int,
     on_result: Callable[[int, object], None],
 ) -> None:
-    if workers <= 1 or len(args) <= 1:
+    """Call ``on_result(i, function(*args[i]))`` for every task, in completion order.
+
+    With a pool, at most two tasks per worker are queued at once, so an interrupt leaves little
+    work to cancel and results stream out as they finish.
+    """
+    if pool is None:
         for index, arg in enumerate(args):
             on_result(index, function(*arg))
-    else:
-        _run_parallel(function, args, min(workers, len(args)), on_result)
+        return
+    window = 2 * workers
+    pending: dict[Future, int] = {}
+    next_index = 0
+    try:
+        while next_index < len(args) or pending:
+            while next_index < len(args) and len(pending) < window:
+                pending[pool.submit(function, *args[next_index])] = next_index
+                next_index += 1
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                on_result(pending.pop(future), future.result())
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
 
 
 def _rich_progress(total: int) -> tuple[ProgressCallback, Callable[[], None]]:
@@ -320,58 +326,59 @@ def evaluate(
         raise SegDiceError("resume: needs out, the folder whose per_case.csv holds the finished cases")
 
     pairs, extras = pair_cases(pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix)
-
-    if isinstance(labels, str):  # "auto": one cheap pass over the ground truth fixes the label list
-        found: set[int] = set()
-        _map(
-            gt_label_set,
-            [(p.gt, ignore_label) for p in pairs],
-            workers,
-            lambda _i, ids: found.update(ids),  # type: ignore[arg-type]
-        )
-        labels = sorted(found)
-    items = _items(labels, names, region_items)
-    if not items:
-        raise SegDiceError(
-            "labels: nothing to evaluate; the ground truth holds only background (pass labels or regions)"
-        )
-    spec = ScoringSpec(
-        items=items,
-        metrics=metric_names,
-        ignore_label=ignore_label,
-        nsd_tolerance=float(nsd_tolerance),
-        spacing=spacing,
-        empty_value=empty_value,
-    )
-    columns = case_columns(metric_names)
-
     out_dir = Path(out) if out is not None else None
     csv_path = out_dir / "per_case.csv" if out_dir is not None else None
-    kept: dict[str, list[dict]] = {}
-    if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        if resume and csv_path.exists():
-            kept = _resumable_rows(csv_path, columns, pairs, items)
-            write_case_csv(csv_path, columns, [r for p in pairs for r in kept.get(p.name, [])])
 
-    todo = [p for p in pairs if p.name not in kept]
-    results: dict[str, list[dict]] = dict(kept)
-    report_progress, stop_progress = _progress(progress, len(pairs))
-    writer = CaseCSVWriter(csv_path, columns, append=resume) if csv_path is not None else None
-    try:
+    with ExitStack() as stack:
+        # One pool serves both passes: spawning workers (each imports torch) is the slow part.
+        pool = stack.enter_context(_executor(workers, len(pairs)))
+        if isinstance(labels, str):  # "auto": one cheap pass over the ground truth fixes the label list
+            found: set[int] = set()
+            _map(
+                gt_label_set,
+                [(p.gt, ignore_label) for p in pairs],
+                pool,
+                workers,
+                lambda _i, ids: found.update(ids),  # type: ignore[arg-type]
+            )
+            labels = sorted(found)
+        items = _items(labels, names, region_items)
+        if not items:
+            raise SegDiceError(
+                "labels: nothing to evaluate; the ground truth holds only background (pass labels or regions)"
+            )
+        spec = ScoringSpec(
+            items=items,
+            metrics=metric_names,
+            ignore_label=ignore_label,
+            nsd_tolerance=float(nsd_tolerance),
+            spacing=spacing,
+            empty_value=empty_value,
+        )
+        columns = case_columns(metric_names)
+
+        kept: dict[str, list[dict]] = {}
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            if resume and csv_path.exists():
+                kept = _resumable_rows(csv_path, columns, pairs, items)
+                write_case_csv(csv_path, columns, [r for p in pairs for r in kept.get(p.name, [])])
+
+        todo = [p for p in pairs if p.name not in kept]
+        results: dict[str, list[dict]] = dict(kept)
+        report_progress, stop_progress = _progress(progress, len(pairs))
+        stack.callback(stop_progress)
+        if csv_path is not None:
+            writer = stack.enter_context(CaseCSVWriter(csv_path, columns, append=resume))
         report_progress(len(kept), len(pairs))
 
         def on_result(index: int, rows: object) -> None:
             results[todo[index].name] = rows  # type: ignore[assignment]
-            if writer is not None:
+            if csv_path is not None:
                 writer.write_rows(rows)  # type: ignore[arg-type]
             report_progress(len(results), len(pairs))
 
-        _map(score_case, [(p, spec) for p in todo], workers, on_result)
-    finally:
-        if writer is not None:
-            writer.close()
-        stop_progress()
+        _map(score_case, [(p, spec) for p in todo], pool, workers, on_result)
 
     per_case = [row for p in pairs for row in results[p.name]]
     summary = _summary(
