@@ -68,7 +68,9 @@ def run_segdice(pred_dir: Path, gt_dir: Path, workers: int, out: Path | None) ->
     from segdice import evaluate
 
     start = time.perf_counter()
-    result = evaluate(pred_dir, gt_dir, metrics=SEGDICE_METRICS, workers=workers, out=out, labels=list(LABELS))
+    result = evaluate(
+        pred_dir, gt_dir, metrics=SEGDICE_METRICS, workers=workers, out=out, labels=list(LABELS)
+    )
     elapsed = time.perf_counter() - start
     if result.n_failed:
         raise RuntimeError(f"segdice failed cases: {result.failed_cases}")
@@ -133,7 +135,9 @@ def _means(rows: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 cases of 64x64x48 (a smoke run)")
-    parser.add_argument("--cases", type=int, default=None, help="number of cases (default 50; 6 with --quick)")
+    parser.add_argument(
+        "--cases", type=int, default=None, help="number of cases (default 50; 6 with --quick)"
+    )
     parser.add_argument("--seg-metrics-cases", type=int, default=2, help="cases given to seg-metrics (slow)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="segdice worker counts")
     args = parser.parse_args(argv)
@@ -150,16 +154,36 @@ def main(argv: list[str] | None = None) -> None:
         means = {}
         for workers in args.workers:
             seconds, means[f"segdice-{workers}"] = run_segdice(pred_dir, gt_dir, workers, None)
-            results.append((f"segdice evaluate() (scores only, {len(SEGDICE_METRICS)} metrics)", workers, n_cases, seconds, ""))
+            results.append(
+                (
+                    f"segdice evaluate() (scores only, {len(SEGDICE_METRICS)} metrics)",
+                    workers,
+                    n_cases,
+                    seconds,
+                    "",
+                )
+            )
         seconds, _ = run_segdice(pred_dir, gt_dir, 1, root / "out")
-        results.append(("segdice evaluate() + per_case.csv, summary.json, report.html", 1, n_cases, seconds, ""))
+        results.append(
+            ("segdice evaluate() + per_case.csv, summary.json, report.html", 1, n_cases, seconds, "")
+        )
         seconds, means["medpy"] = run_medpy(pred_dir, gt_dir)
-        results.append(("medpy loop (dc, jc, precision, recall, hd, hd95, assd; no NSD)", 1, n_cases, seconds, ""))
+        results.append(
+            ("medpy loop (dc, jc, precision, recall, hd, hd95, assd; no NSD)", 1, n_cases, seconds, "")
+        )
         outcome = run_seg_metrics(pred_dir, gt_dir, min(args.seg_metrics_cases, n_cases), root)
         if isinstance(outcome, str):
             results.append(("seg-metrics write_metrics", 1, 0, float("nan"), outcome))
         else:
-            results.append(("seg-metrics write_metrics (dice, jaccard, precision, recall, hd, hd95, msd)", 1, outcome[1], outcome[0], f"first {outcome[1]} case(s) only"))
+            results.append(
+                (
+                    "seg-metrics write_metrics (dice, jaccard, precision, recall, hd, hd95, msd)",
+                    1,
+                    outcome[1],
+                    outcome[0],
+                    f"first {outcome[1]} case(s) only",
+                )
+            )
 
     base = n_cases / results[0][3]
     print(f"\n#### evaluate throughput: {n_cases} NIfTI pairs {shape}, 3 labels, spacing {SPACING}\n")

@@ -23,6 +23,8 @@ __all__ = ["render_report", "write_report"]
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 N_WORST = 5
+# The per-case table stops here; per_case.csv always has every row.
+MAX_TABLE_ROWS = 5000
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -122,12 +124,11 @@ def render_report(result: EvaluationResult) -> str:
     items = [item["name"] for item in summary["items"]]
     metrics = summary["inputs"]["metrics"]
     figures = []
-    for metric in ("dice", "hd95"):
-        if metric in metrics:
-            values = {item: _values(rows, item, metric) for item in items}
-            if any(values.values()):
-                caption = f"{metric} per label/region: box = quartiles, dots = cases"
-                figures.append({"caption": caption, "src": _data_uri(plots.box_strip_plot(values, metric))})
+    for metric in metrics:
+        values = {item: _values(rows, item, metric) for item in items}
+        if any(values.values()):
+            caption = f"{metric} per label/region: box = quartiles, line = median, dots = cases"
+            figures.append({"caption": caption, "src": _data_uri(plots.box_strip_plot(values, metric))})
     scatter_rows = [r for r in rows if not r["error"] and r.get("n_voxels")]
     if "dice" in metrics and scatter_rows:
         accuracy = [(r["tp"] + r["tn"]) / r["n_voxels"] for r in scatter_rows]
@@ -151,6 +152,9 @@ def render_report(result: EvaluationResult) -> str:
     template = _environment().get_template("report.html")
     return template.render(
         summary=summary,
+        metrics=metrics,
+        rows=rows[:MAX_TABLE_ROWS],
+        n_rows=len(rows),
         table=table,
         figures=figures,
         worst=_worst_cases(rows, items) if "dice" in metrics else [],
