@@ -190,6 +190,10 @@ def test_spacing_override_replaces_headers_and_their_check(tmp_path):
     assert row["error"] == ""
     expected = boundary(p == 1, g == 1, (0.5, 2.0, 1.5))
     assert row["hd95"] == pytest.approx(expected["hd95"], rel=1e-5)
+    isotropic = evaluate(pred, gt, metrics="hd95", spacing=(0.5,), workers=1)
+    assert isotropic.per_case[0]["hd95"] == pytest.approx(
+        boundary(p == 1, g == 1, (0.5,) * 3)["hd95"], rel=1e-5
+    )
     bad = evaluate(pred, gt, metrics="hd95", spacing=(1.0, 1.0), workers=1)
     assert "spacing: got 2 value(s)" in bad.per_case[0]["error"]
 

@@ -160,3 +160,50 @@ def test_console_script_runs_end_to_end(folders, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "report.html").exists()
+
+
+@pytest.mark.slow  # a real Ctrl-C on a real pool of spawned workers
+@pytest.mark.skipif(not real_metrics_available(), reason="a fresh process needs the real segdice.metrics")
+def test_ctrl_c_keeps_finished_rows_and_resume_completes(tmp_path):
+    import os
+    import signal
+    import time
+
+    gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
+    gt_dir.mkdir()
+    pred_dir.mkdir()
+    rng = np.random.default_rng(0)
+    n_cases = 24
+    for i in range(n_cases):
+        gt = np.zeros((40, 40, 24), np.uint8)
+        start = int(rng.integers(2, 16))
+        gt[start : start + 20, 5:30, 4:20] = 1
+        save_mask(gt_dir / f"c{i:02d}.nii.gz", gt, (1.0, 1.0, 2.0))
+        save_mask(pred_dir / f"c{i:02d}.nii.gz", np.roll(gt, 2, axis=1), (1.0, 1.0, 2.0))
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", "from segdice.cli import main; main()", "evaluate", str(pred_dir),
+               str(gt_dir), "-j", "2", "-o", str(out), "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    csv_path = out / "per_case.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until a few cases are on disk
+        if csv_path.exists() and len(csv_path.read_text().splitlines()) > 3:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # the terminal sends Ctrl-C to the whole process group
+    _, stderr = proc.communicate(timeout=120)
+    _, rows = read_case_csv(csv_path)
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt arrived")
+    assert proc.returncode == 130, stderr
+    assert "--resume" in stderr
+    assert 2 <= len(rows) < n_cases
+    assert all(not r["error"] for r in rows)
+
+    command[command.index("-j") + 1] = "1"  # the rest in one process: no second pool to spawn
+    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    _, rows = read_case_csv(csv_path)
+    assert sorted(r["case"] for r in rows) == [f"c{i:02d}" for i in range(n_cases)]

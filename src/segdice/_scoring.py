@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -182,6 +182,8 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
                 f"shape mismatch: prediction {pred_array.shape} vs ground truth {gt.array.shape}"
             )
     if spec.spacing is not None:
+        if len(spec.spacing) == 1:  # one number: the same spacing along every axis
+            spec = replace(spec, spacing=spec.spacing * gt.array.ndim)
         if len(spec.spacing) != gt.array.ndim:
             raise SegDiceError(
                 f"spacing: got {len(spec.spacing)} value(s) {spec.spacing} for masks of shape "

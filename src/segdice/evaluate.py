@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
@@ -390,9 +391,17 @@ def evaluate(
         write_case_csv(csv_path, columns, per_case)  # final order: case, then label/region
         write_summary_json(out_dir / "summary.json", summary)
         result.files = {"per_case": csv_path, "summary": out_dir / "summary.json"}
-        from segdice.report.html import write_report
+        try:
+            import jinja2  # noqa: F401
+            import matplotlib  # noqa: F401
 
-        result.files["report"] = write_report(result, out_dir / "report.html")
+            from segdice.report.html import write_report
+        except ImportError as exc:  # matplotlib/jinja2 come with the "report" extra
+            warnings.warn(
+                f"report.html not written: {exc}; pip install 'segdice[report]'", RuntimeWarning, stacklevel=2
+            )
+        else:
+            result.files["report"] = write_report(result, out_dir / "report.html")
     return result
 
 
