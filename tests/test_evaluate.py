@@ -4,6 +4,7 @@ import importlib
 import json
 import math
 import statistics
+import sys
 
 import numpy as np
 import pytest
@@ -444,3 +445,15 @@ def test_describe_values_edge_cases():
     assert math.isnan(one["std"])
     constant = describe_values([0.5] * 7)
     assert (constant["ci_low"], constant["ci_high"], constant["std"]) == (0.5, 0.5, 0.0)
+
+
+def test_without_the_report_extra_csv_and_json_are_still_written(tmp_path, monkeypatch):
+    g = np.zeros((6, 6), np.uint8)
+    g[1:4, 1:4] = 1
+    pred, gt = _folders(tmp_path, {"a": (g, g)}, suffix=".npy", spacing=None)
+    monkeypatch.setitem(sys.modules, "jinja2", None)  # as if jinja2 were not installed
+    with pytest.warns(RuntimeWarning, match=r"report.html not written.*segdice\[report\]"):
+        result = evaluate(pred, gt, out=tmp_path / "out", metrics="dice", workers=1)
+    assert (tmp_path / "out" / "summary.json").exists() and (tmp_path / "out" / "per_case.csv").exists()
+    assert not (tmp_path / "out" / "report.html").exists()
+    assert "report" not in result.files
