@@ -113,19 +113,41 @@ def _present(array: np.ndarray) -> list[int]:
     return np.unique(array).tolist()
 
 
-def _remap(array: np.ndarray, ids: Sequence[int]) -> np.ndarray:
-    """Map ``ids[k]`` to ``k + 1`` and every other value to 0, in the smallest integer dtype."""
-    dtype = np.uint8 if len(ids) < 255 else np.int32
-    if array.size and int(array.min()) >= 0 and int(array.max()) < _LUT_LIMIT:
-        lut = np.zeros(int(array.max()) + 1, dtype=dtype)
+def _table_size(array: np.ndarray) -> int | None:
+    """Size of a lookup table indexable by every value of ``array``, or ``None`` if too large/negative."""
+    if array.dtype.kind == "u" and array.dtype.itemsize <= 2:
+        return 1 << (8 * array.dtype.itemsize)  # no pass over the data needed
+    if array.size == 0:
+        return 1
+    lo, hi = int(array.min()), int(array.max())
+    return hi + 1 if lo >= 0 and hi < _LUT_LIMIT else None
+
+
+def _encode(array: np.ndarray, ids: Sequence[int], known: set[int]) -> tuple[np.ndarray, list[int]]:
+    """Compact codes for counting, and the values outside ``known``, in one table lookup.
+
+    ``ids[k]`` becomes ``k + 1``; every other value becomes 0. The second result lists the values of
+    ``array`` in neither ``ids`` nor ``known`` (sorted; found without sorting the data unless present).
+    """
+    dtype, sentinel = (np.uint8, 255) if len(ids) < 255 else (np.int32, -1)
+    size = _table_size(array)
+    if size is not None:
+        table = np.full(size, sentinel, dtype=dtype)
+        table[[k for k in known if 0 <= k < size]] = 0
         for k, value in enumerate(ids):
-            if 0 <= value < lut.size:
-                lut[value] = k + 1
-        return lut[array]
-    out = np.zeros(array.shape, dtype=dtype)
-    for k, value in enumerate(ids):
-        out[array == value] = k + 1
-    return out
+            if 0 <= value < size:
+                table[value] = k + 1
+        codes = table[array]
+        outside = codes == sentinel
+    else:
+        codes = np.zeros(array.shape, dtype=dtype)
+        for k, value in enumerate(ids):
+            codes[array == value] = k + 1
+        outside = ~np.isin(array, sorted(known | set(ids)))
+    if not outside.any():
+        return codes, []
+    codes[outside] = 0
+    return codes, np.unique(array[outside]).tolist()
 
 
 def _empty_row(pair: CasePair, item: Item, metrics: Sequence[str]) -> dict:
@@ -206,14 +228,6 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     known = {0, *(i for item in spec.items for i in item.ids)}
     if spec.ignore_label is not None:
         known.add(spec.ignore_label)
-    stray_pred = sorted(set(_present(pred_array)) - known)
-    stray_gt = sorted(set(_present(gt_array)) - known)
-    problems = []
-    if stray_gt:
-        problems.append(f"ground truth has labels outside the list: {stray_gt}")
-    if stray_pred:
-        problems.append(f"prediction has labels outside the list: {stray_pred}")
-
     rows = {item: _empty_row(pair, item, spec.metrics) for item in spec.items}
     if spec.ignore_label is not None:
         valid = gt_array != spec.ignore_label
@@ -224,14 +238,29 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     else:
         pred_flat, gt_flat = pred_array.ravel(), gt_array.ravel()
 
-    _overlap(rows, pred_flat, gt_flat, spec)
+    label_ids = [item.ids[0] for item in spec.items if not item.region]
+    pred_codes, stray_pred = _encode(pred_flat, label_ids, known)
+    gt_codes, stray_gt = _encode(gt_flat, label_ids, known)
+    problems = []
+    if stray_gt:
+        problems.append(f"ground truth has labels outside the list: {stray_gt}")
+    if stray_pred:
+        problems.append(f"prediction has labels outside the list: {stray_pred}")
+
+    _overlap(rows, (pred_codes, gt_codes), (pred_flat, gt_flat), spec)
     _boundary(rows, pred_array, gt_array, spacing, spec)
     for row in rows.values():
         row["error"] = "; ".join(problems)
     return list(rows.values())
 
 
-def _overlap(rows: dict[Item, dict], pred: np.ndarray, gt: np.ndarray, spec: ScoringSpec) -> None:
+def _overlap(
+    rows: dict[Item, dict],
+    codes: tuple[np.ndarray, np.ndarray],
+    flat: tuple[np.ndarray, np.ndarray],
+    spec: ScoringSpec,
+) -> None:
+    """Counts and overlap metrics: labels from their codes (one multiclass pass), regions as masks."""
     import torch
 
     from segdice import metrics as m
@@ -249,14 +278,13 @@ def _overlap(rows: dict[Item, dict], pred: np.ndarray, gt: np.ndarray, spec: Sco
     regions = [item for item in spec.items if item.region]
     groups = []
     if labels:
-        ids = [item.ids[0] for item in labels]
-        p = torch.from_numpy(_remap(pred, ids)[None])
-        g = torch.from_numpy(_remap(gt, ids)[None])
-        kwargs = {"num_classes": len(ids) + 1, "mode": "multiclass", "include_background": False}
+        p = torch.from_numpy(codes[0][None])
+        g = torch.from_numpy(codes[1][None])
+        kwargs = {"num_classes": len(labels) + 1, "mode": "multiclass", "include_background": False}
         groups.append((labels, p, g, kwargs))
     if regions:
-        p = torch.from_numpy(np.stack([np.isin(pred, item.ids) for item in regions])[None])
-        g = torch.from_numpy(np.stack([np.isin(gt, item.ids) for item in regions])[None])
+        p = torch.from_numpy(np.stack([np.isin(flat[0], item.ids) for item in regions])[None])
+        g = torch.from_numpy(np.stack([np.isin(flat[1], item.ids) for item in regions])[None])
         groups.append((regions, p, g, {"mode": "multilabel"}))
     from_counts = getattr(m, "score_from_counts", None)
     for items, p, g, kwargs in groups:
