@@ -9,6 +9,9 @@ import sys
 import numpy as np
 import pytest
 import scipy.stats
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from _evaluate_reference import boundary, diagonal, install_adapter, overlap, real_metrics_available
 from segdice import SegDiceError, evaluate
@@ -457,3 +460,30 @@ def test_without_the_report_extra_csv_and_json_are_still_written(tmp_path, monke
     assert (tmp_path / "out" / "summary.json").exists() and (tmp_path / "out" / "per_case.csv").exists()
     assert not (tmp_path / "out" / "report.html").exists()
     assert "report" not in result.files
+
+
+@settings(max_examples=25)
+@given(
+    maps=st.lists(
+        st.tuples(
+            hnp.arrays(np.uint8, (7, 9), elements=st.integers(0, 3)),
+            hnp.arrays(np.uint8, (7, 9), elements=st.integers(0, 3)),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    empty=st.sampled_from(["nan", "0", "1"]),
+)
+def test_generated_label_maps_match_the_references(tmp_path_factory, maps, empty):
+    # Random maps hit the corner cases hand-made ones miss: single voxels, labels in one map only,
+    # masks touching the border, empty classes.
+    root = tmp_path_factory.mktemp("gen")
+    pred, gt = _folders(root, {f"c{i}": pair for i, pair in enumerate(maps)}, suffix=".npy", spacing=None)
+    result = evaluate(
+        pred, gt, labels=[1, 2, 3], regions={"fg": [1, 2, 3]}, metrics=ALL, empty=empty, workers=1
+    )
+    empty_value = {"nan": math.nan, "0": 0.0, "1": 1.0}[empty]
+    for i, (p, g) in enumerate(maps):
+        for item, ids in (("1", (1,)), ("2", (2,)), ("3", (3,)), ("fg", (1, 2, 3))):
+            (row,) = _rows(result, f"c{i}", item)
+            _assert_matches_reference(row, np.isin(p, ids), np.isin(g, ids), None, empty_value)

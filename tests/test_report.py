@@ -166,5 +166,6 @@ def test_html_report_is_self_contained_and_names_cannot_inject_markup(tmp_path):
     assert not re.search(r"""(href|src)=["']?(https?:)?//""", html)
 
     # The page reports what the run found.
-    assert "Worst cases" in html and "Failed cases" in html
+    assert "Worst cases" in html and "Failed cases" in html and "Per case" in html
+    assert html.count('alt="overlay of') == 3  # a thumbnail per scored case (fewer than five here)
     assert f"{result.summary['results']['<i>liver</i>']['dice']['mean']:.4g}" in html
