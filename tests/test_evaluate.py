@@ -487,3 +487,22 @@ def test_generated_label_maps_match_the_references(tmp_path_factory, maps, empty
         for item, ids in (("1", (1,)), ("2", (2,)), ("3", (3,)), ("fg", (1, 2, 3))):
             (row,) = _rows(result, f"c{i}", item)
             _assert_matches_reference(row, np.isin(p, ids), np.isin(g, ids), None, empty_value)
+
+
+def test_large_and_negative_label_values(tmp_path):
+    g = np.zeros((10, 10), np.int32)
+    g[1:5, 1:5] = 70_000  # beyond the lookup-table range
+    g[6:9, 6:9] = 1000
+    g[0, :] = -1  # an ignore label below zero
+    p = g.copy()
+    p[1, 1:5] = 0
+    p[0, 0] = 70_000  # under the ignore label: left out
+    p[9, 9] = 123  # a stray label
+    pred, gt = _folders(tmp_path, {"c": (p, g)}, suffix=".npy", spacing=None)
+    result = evaluate(pred, gt, ignore_label=-1, metrics=("dice", "hd95"), workers=1)
+    assert [r["item"] for r in result.per_case] == ["1000", "70000"]
+    valid = g != -1
+    for row, label in zip(result.per_case, (1000, 70_000), strict=True):
+        expected = overlap((p == label)[valid], (g == label)[valid])
+        assert row["dice"] == pytest.approx(expected["dice"])
+        assert row["error"] == "prediction has labels outside the list: [123]"
