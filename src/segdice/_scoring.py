@@ -2,8 +2,9 @@
 
 The functions here run in worker processes, so they are top-level (spawn-safe) and take only
 picklable arguments. A case never raises: whatever goes wrong becomes the ``error`` text of its rows.
-Metric values come from :mod:`segdice.metrics` (one counting pass per overlap metric on a compact
-remapped label map, one :func:`~segdice.metrics.boundary_metrics` call for all distances).
+Metric values come from :mod:`segdice.metrics`: one :func:`~segdice.metrics.confusion` pass on a
+compact re-coded label map (labels) or on stacked masks (regions) gives the counts every overlap metric
+is formed from, and one :func:`~segdice.metrics.boundary_metrics` call gives every distance.
 """
 
 from __future__ import annotations
