@@ -150,6 +150,7 @@ def test_interrupt_exits_130_and_points_to_resume(folders, tmp_path, monkeypatch
     assert "--resume" in result.output
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch
 @pytest.mark.skipif(not real_metrics_available(), reason="a fresh process needs the real segdice.metrics")
 def test_console_script_runs_end_to_end(folders, tmp_path):
     pred, gt = folders
