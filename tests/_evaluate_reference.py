@@ -4,10 +4,6 @@
 - HD / HD95 / ASSD / MASD: medpy's surface distances (face-connected erosion, scipy EDT with spacing),
   HD95 as the larger directed 95th percentile;
 - NSD: DeepMind's ``surface_distance`` (surfel areas, Nikolov et al.).
-
-``install_adapter`` also lets the pipeline tests run before ``segdice.metrics`` exists, by patching
-these references in as the metrics (a temporary private adapter, used only when the real functions
-are missing; multi-process tests are skipped in that case, as patches do not reach spawned workers).
 """
 
 from __future__ import annotations
@@ -16,7 +12,6 @@ import math
 import warnings
 
 import numpy as np
-import torch
 
 medpy_binary = __import__("medpy.metric.binary", fromlist=["binary"])
 # A module-level helper whose double-underscore name keeps it out of medpy's public API.
@@ -80,67 +75,3 @@ def boundary(pred_mask, gt_mask, spacing=None, nsd_tolerance=1.0) -> dict[str, f
         "masd": float((d_pg.mean() + d_gp.mean()) / 2),
         "nsd": float(surface_distance.compute_surface_dice_at_tolerance(sd, nsd_tolerance)),
     }
-
-
-# --- the temporary adapter ---------------------------------------------------------------------
-
-
-def _masks(pred, target, num_classes, mode, include_background):
-    p, g = np.asarray(pred), np.asarray(target)
-    if mode == "multilabel":
-        return [(p[:, c], g[:, c]) for c in range(p.shape[1])]
-    start = 0 if include_background else 1
-    return [(p == c, g == c) for c in range(start, num_classes)]
-
-
-def _confusion(pred, target, num_classes=None, *, mode="multiclass", include_background=True, **_):
-    stats = [overlap(pm, gm) for pm, gm in _masks(pred, target, num_classes, mode, include_background)]
-    return tuple(torch.tensor([[int(s[k]) for s in stats]]) for k in ("tp", "fp", "fn", "tn"))
-
-
-def _score(name):
-    def score(pred, target, *, num_classes=None, mode="multiclass", include_background=True,
-              empty_value=math.nan, **_):  # fmt: skip
-        masks = _masks(pred, target, num_classes, mode, include_background)
-        return torch.tensor([[overlap(pm, gm, empty_value)[name] for pm, gm in masks]], dtype=torch.float64)
-
-    return score
-
-
-def _boundary_metrics(pred, target, labels=None, *, spacing=None, metrics=("hd95",), nsd_tolerance=1.0, **_):
-    out = {}
-    for key in labels:
-        ids = key if isinstance(key, tuple) else (key,)
-        values = boundary(np.isin(pred, ids), np.isin(target, ids), spacing, nsd_tolerance)
-        out[key] = {m: values[m] for m in metrics}
-    return out
-
-
-def real_metrics_available() -> bool:
-    import segdice.metrics as m
-
-    return all(hasattr(m, name) for name in ("confusion", "dice_score", "boundary_metrics"))
-
-
-def install_adapter(monkeypatch) -> None:
-    """Patch the references in as ``segdice.metrics`` functions where the real ones are missing."""
-    import segdice.metrics as m
-
-    replacements = {
-        "confusion": _confusion,
-        "boundary_metrics": _boundary_metrics,
-        **{
-            name: _score(metric)
-            for name, metric in (
-                ("dice_score", "dice"),
-                ("iou_score", "iou"),
-                ("precision", "precision"),
-                ("recall", "recall"),
-                ("specificity", "specificity"),
-                ("accuracy", "accuracy"),
-            )
-        },
-    }
-    for name, function in replacements.items():
-        if not hasattr(m, name):
-            monkeypatch.setattr(m, name, function, raising=False)

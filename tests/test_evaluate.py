@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from _evaluate_reference import boundary, diagonal, install_adapter, overlap, real_metrics_available
+from _evaluate_reference import boundary, diagonal, overlap
 from segdice import SegDiceError, evaluate
 from segdice._summary import bootstrap_ci, describe_values
 from segdice.io import save_mask
@@ -25,12 +25,6 @@ evaluate_module = importlib.import_module("segdice.evaluate")
 ALL = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "hd", "hd95", "assd", "masd", "nsd")
 OVERLAP = ("dice", "iou", "precision", "recall", "specificity", "accuracy")
 DISTANCE = ("hd", "hd95", "assd", "masd", "nsd")
-
-
-@pytest.fixture(autouse=True)
-def _metrics(monkeypatch):
-    # Until segdice.metrics lands, a temporary adapter (tests/_evaluate_reference.py) stands in for it.
-    install_adapter(monkeypatch)
 
 
 def _blob_case(rng, shape=(24, 20, 12), labels=(1, 2, 3)):
@@ -411,7 +405,6 @@ def test_progress_callback_counts_cases(tmp_path):
 
 
 @pytest.mark.slow  # spawning workers that import torch takes seconds on a loaded 2-core machine
-@pytest.mark.skipif(not real_metrics_available(), reason="spawned workers need the real segdice.metrics")
 def test_two_workers_give_the_same_rows_as_one(tmp_path):
     rng = np.random.default_rng(9)
     cases = {f"c{i}": _blob_case(rng, shape=(16, 16, 8)) for i in range(4)}

@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from _evaluate_reference import install_adapter, real_metrics_available
 from segdice.cli import app
 from segdice.io import save_mask
 from segdice.report.tables import read_case_csv
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def _metrics(monkeypatch):
-    install_adapter(monkeypatch)
 
 
 @pytest.fixture
@@ -151,7 +145,6 @@ def test_interrupt_exits_130_and_points_to_resume(folders, tmp_path, monkeypatch
 
 
 @pytest.mark.slow  # a fresh interpreter importing torch
-@pytest.mark.skipif(not real_metrics_available(), reason="a fresh process needs the real segdice.metrics")
 def test_console_script_runs_end_to_end(folders, tmp_path):
     pred, gt = folders
     proc = subprocess.run(
@@ -164,7 +157,6 @@ def test_console_script_runs_end_to_end(folders, tmp_path):
 
 
 @pytest.mark.slow  # a real Ctrl-C on a real pool of spawned workers
-@pytest.mark.skipif(not real_metrics_available(), reason="a fresh process needs the real segdice.metrics")
 def test_ctrl_c_keeps_finished_rows_and_resume_completes(tmp_path):
     import os
     import signal

@@ -7,23 +7,16 @@ import re
 from html.parser import HTMLParser
 
 import numpy as np
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from _evaluate_reference import install_adapter
 from segdice import evaluate
 from segdice.io import save_mask
 from segdice.report import plots
 from segdice.report.tables import CaseCSVWriter, read_case_csv, to_json_safe, write_case_csv
 
 COLUMNS = ["case", "item", "labels", "tp", "empty_gt", "error", "dice", "hd95"]
-
-
-@pytest.fixture(autouse=True)
-def _metrics(monkeypatch):
-    install_adapter(monkeypatch)
 
 
 text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r"), max_size=20)
