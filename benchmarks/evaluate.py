@@ -82,6 +82,7 @@ def run_medpy(pred_dir: Path, gt_dir: Path) -> tuple[float, dict]:
     from medpy.metric import binary
 
     rows = []
+    warnings.simplefilter("ignore", RuntimeWarning)  # medpy's precision divides 0 by 0 on empty masks
     start = time.perf_counter()
     for gt_path in sorted(gt_dir.iterdir()):
         gt_image = nib.load(gt_path)
@@ -123,13 +124,28 @@ def run_seg_metrics(pred_dir: Path, gt_dir: Path, n_cases: int, workdir: Path) -
 
 
 def _means(rows: list[dict]) -> dict:
+    """Mean Dice and HD95 per label; ``hd95_both``: HD95 over the cases where both masks are non-empty."""
     means = {}
     for label in LABELS:
         mine = [r for r in rows if r["item"] == str(label)]
+        both = [r for r in mine if not r.get("empty_gt", False) and not r.get("empty_pred", False)]
         means[label] = {
-            m: float(np.nanmean([r.get(m, np.nan) for r in mine])) for m in ("dice", "hd95") if mine
+            "dice": float(np.nanmean([r["dice"] for r in mine])),
+            "hd95": float(np.nanmean([r.get("hd95", np.nan) for r in mine])),
+            "hd95_both": float(np.nanmean([r.get("hd95", np.nan) for r in both])),
         }
     return means
+
+
+def pool_startup(pred_dir: Path, gt_dir: Path, workers: int, root: Path) -> float:
+    """Seconds for ``evaluate`` on two cases with a pool: mostly spawning workers that import torch."""
+    small_pred, small_gt = root / "startup" / "pred", root / "startup" / "gt"
+    small_pred.mkdir(parents=True)
+    small_gt.mkdir(parents=True)
+    for path in sorted(gt_dir.iterdir())[:2]:
+        (small_gt / path.name).symlink_to(path)
+        (small_pred / path.name).symlink_to(pred_dir / path.name)
+    return run_segdice(small_pred, small_gt, workers, None)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -154,15 +170,13 @@ def main(argv: list[str] | None = None) -> None:
         means = {}
         for workers in args.workers:
             seconds, means[f"segdice-{workers}"] = run_segdice(pred_dir, gt_dir, workers, None)
-            results.append(
-                (
-                    f"segdice evaluate() (scores only, {len(SEGDICE_METRICS)} metrics)",
-                    workers,
-                    n_cases,
-                    seconds,
-                    "",
-                )
-            )
+            name = f"segdice evaluate() (scores only, {len(SEGDICE_METRICS)} metrics)"
+            results.append((name, workers, n_cases, seconds, ""))
+            if workers > 1:
+                startup = pool_startup(pred_dir, gt_dir, workers, root)
+                note = f"derived: minus {startup:.1f} s of pool start-up (evaluate() of 2 cases with {workers} workers)"
+                if seconds > startup:
+                    results.append((name, workers, n_cases, seconds - startup, note))
         seconds, _ = run_segdice(pred_dir, gt_dir, 1, root / "out")
         results.append(
             ("segdice evaluate() + per_case.csv, summary.json, report.html", 1, n_cases, seconds, "")
@@ -199,11 +213,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"| {name} | {workers} | {cases} | {seconds_text} | {rate_text} | {ratio} | {note} |")
 
     print("\nMean over cases per label (agreement check; medpy's HD95 pools both directions, segdice takes the larger directed one):\n")  # fmt: skip
-    print("| label | segdice Dice | medpy Dice | segdice HD95 | medpy HD95 |")
-    print("|---|---|---|---|---|")
+    print("| label | segdice Dice | medpy Dice | segdice HD95, all cases | segdice HD95, both masks present | medpy HD95 (both present) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
     for label in LABELS:
-        s, m = means["segdice-1" if "segdice-1" in means else next(iter(means))][label], means["medpy"][label]
-        print(f"| {label} | {s['dice']:.4f} | {m['dice']:.4f} | {s['hd95']:.3f} | {m['hd95']:.3f} |")
+        s, m = means[next(iter(means))][label], means["medpy"][label]
+        print(f"| {label} | {s['dice']:.4f} | {m['dice']:.4f} | {s['hd95']:.3f} | {s['hd95_both']:.3f} | {m['hd95']:.3f} |")  # fmt: skip
+    print(
+        "\nsegdice scores a missed structure at the worst case (the image diagonal, here "
+        f"{np.sqrt(sum((n * d) ** 2 for n, d in zip(shape, SPACING, strict=True))):.1f} mm); "
+        "a medpy loop has to skip it (medpy raises on an empty mask)."
+    )
 
 
 if __name__ == "__main__":
