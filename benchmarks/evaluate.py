@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---|---|---|---|---|---|")
     for name, workers, cases, seconds, note in results:
         rate = cases / seconds if cases and seconds == seconds else float("nan")
-        ratio = f"{rate / base:.2f}x" if rate == rate else ""
-        rate_text = f"{rate:.2f}" if rate == rate else "n/a"
+        ratio = f"{rate / base:.3g}x" if rate == rate else ""
+        rate_text = f"{rate:.3g}" if rate == rate else "n/a"
         seconds_text = f"{seconds:.1f}" if seconds == seconds else "n/a"
         print(f"| {name} | {workers} | {cases} | {seconds_text} | {rate_text} | {ratio} | {note} |")
 
