@@ -17,6 +17,7 @@ tables for every code and spacing (checked in the tests), which is what makes ou
 from __future__ import annotations
 
 import itertools
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -123,12 +124,21 @@ def _triangulations(indices: tuple[int, ...]) -> list[list[tuple[int, int, int]]
 
 
 def _triangle_area(p: np.ndarray, q: np.ndarray, r: np.ndarray) -> float:
-    return float(np.linalg.norm(np.cross(q - p, r - p))) / 2
+    # Plain floats: this runs for every candidate triangle of every code, where numpy's per-call
+    # overhead would dominate.
+    u0, u1, u2 = float(q[0] - p[0]), float(q[1] - p[1]), float(q[2] - p[2])
+    v0, v1, v2 = float(r[0] - p[0]), float(r[1] - p[1]), float(r[2] - p[2])
+    return math.sqrt((u1 * v2 - u2 * v1) ** 2 + (u2 * v0 - u0 * v2) ** 2 + (u0 * v1 - u1 * v0) ** 2) / 2
 
 
 def _choose_triangles(polygon: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    area: dict[tuple[int, int, int], float] = {}
+
     def score(tris: list[tuple[int, int, int]]) -> tuple[float, float]:
-        areas = [_triangle_area(polygon[i], polygon[j], polygon[k]) for i, j, k in tris]
+        for tri in tris:
+            if tri not in area:
+                area[tri] = _triangle_area(*(polygon[i] for i in tri))
+        areas = [area[tri] for tri in tris]
         return round(sum(areas), 9), round(max(areas), 9)
 
     best = max(_triangulations(tuple(range(len(polygon)))), key=score)
