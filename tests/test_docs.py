@@ -336,3 +336,17 @@ def test_every_page_is_in_the_navigation():
     pages = {page_id(p) for p in doc_pages() if not page_id(p).startswith("scripts/")}
     assert pages - listed == set(), "add these pages to `nav` in mkdocs.yml"
     assert listed - pages == set(), "these `nav` entries have no page"
+
+
+def test_every_evaluate_option_is_documented():
+    # "Evaluating a folder" promises every option of `segdice evaluate`; a new option must be added there.
+    import typer.main
+
+    from segdice.cli import app
+
+    command = typer.main.get_command(app).commands["evaluate"]
+    text = (DOCS / "guide" / "evaluating-a-folder.md").read_text()
+    options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
+    assert options, "the evaluate command has no options?"
+    missing = [opt for opt in options if f"`{opt}" not in text and opt != "--help"]
+    assert not missing, f"document these options in docs/guide/evaluating-a-folder.md: {missing}"
