@@ -46,6 +46,8 @@ from segdice._checks import (
 
 _CHUNK = 1 << 16  # voxels per chunk: two int64 chunks stay within L2/L3
 _DENSE_FRACTION = 12  # a chunk with more than chunk/12 runs is counted densely
+_PROBE = 4096  # voxels at the head of a chunk looked at first...
+_PROBE_FRACTION = 16  # ...and a chunk whose head changes labels more often than 1 in 16 is counted densely
 
 
 def _is_integral(x: torch.Tensor | np.ndarray) -> bool:
@@ -229,6 +231,13 @@ def _counts_numpy(
         if skip:
             skip -= 1
             _dense_chunk(gc, pc, start, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
+            continue
+        # a cheap look at the head of the chunk: clearly noise-like chunks skip the full scan
+        head = min(k, _PROBE)
+        n_head = int(np.count_nonzero((gc[1:head] != gc[: head - 1]) | (pc[1:head] != pc[: head - 1])))
+        if n_head * _PROBE_FRACTION > head:
+            _dense_chunk(gc, pc, start, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
+            skip, backoff = backoff, min(2 * backoff, 64)
             continue
         n_words = -(-(k - 1) // 8)
         chg, tmp = changed[: k - 1], scratch[: k - 1]
