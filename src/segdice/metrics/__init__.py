@@ -12,18 +12,33 @@ from segdice.metrics.overlap import (
     specificity,
 )
 from segdice.metrics.streaming import SegmentationMetrics
+
+# boundary metrics
+from segdice.metrics.surface import (
+    average_surface_distance,
+    boundary_metrics,
+    hausdorff_distance,
+    mean_average_surface_distance,
+    surface_dice,
+    surface_distances,
+)
 from segdice.stats import confusion
 
 __all__: list[str] = [
-    # overlap metrics and streaming
     "SegmentationMetrics",
     "accuracy",
+    "average_surface_distance",
+    "boundary_metrics",
     "confusion",
     "dice_score",
     "fbeta_score",
+    "hausdorff_distance",
     "iou_score",
+    "mean_average_surface_distance",
     "precision",
     "recall",
     "score_from_counts",
     "specificity",
+    "surface_dice",
+    "surface_distances",
 ]
