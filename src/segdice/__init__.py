@@ -5,8 +5,10 @@ The public API is re-exported here; see the documentation for the formulas and c
 
 from segdice._checks import SegDiceError
 from segdice._version import __version__
+from segdice.demo import run_demo
 
 __all__ = [
     "SegDiceError",
     "__version__",
+    "run_demo",
 ]

@@ -1,8 +1,8 @@
 """A deterministic synthetic dataset of MRI-like 2D slices with a few small lesions.
 
-Each slice is drawn from its own child of ``numpy.random.SeedSequence(seed)``, so slice ``i`` depends only
-on ``(seed, i, size)``: a quick run sees a prefix of the default run's slices, and the numbers never
-depend on the order or the number of slices generated.
+Each slice is drawn from its own child of ``numpy.random.SeedSequence(seed)``: slice ``i`` depends only on
+the seed, its index, the image size and whether it has lesions, never on the order in which slices are
+generated or on the global NumPy/torch random state.
 """
 
 from __future__ import annotations
