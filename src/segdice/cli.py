@@ -94,7 +94,7 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="Sub-minute smoke run on smaller data.")] = False,
     epochs: Annotated[
         Optional[int],  # noqa: UP045 - typer needs the typing form on Python 3.10
-        typer.Option("--epochs", help="Training epochs per method (default: 12, or 8 with --quick)."),
+        typer.Option("--epochs", help="Training epochs per method (default: 12)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of data, weights and batches.")] = 0,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N, mps or auto.")] = "cpu",

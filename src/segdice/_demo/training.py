@@ -22,8 +22,8 @@ class TrainConfig:
     """Hyper-parameters shared by every trained method, so that only the loss differs."""
 
     epochs: int
-    batch_size: int = 16
-    lr: float = 3e-3
+    batch_size: int = 4
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     seed: int = 0
     base_channels: int = 8
