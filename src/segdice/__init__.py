@@ -6,9 +6,37 @@ The public API is re-exported here; see the documentation for the formulas and c
 from segdice._checks import SegDiceError
 from segdice._version import __version__
 from segdice.demo import run_demo
+from segdice.losses import (
+    DiceCELoss,
+    DiceFocalLoss,
+    DiceLoss,
+    GeneralizedDiceLoss,
+    JaccardLoss,
+    TverskyLoss,
+    dice_ce_loss,
+    dice_focal_loss,
+    dice_loss,
+    generalized_dice_loss,
+    jaccard_loss,
+    tversky_loss,
+)
+from segdice.metrics.streaming import SegmentationMetrics
 
 __all__ = [
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "DiceLoss",
+    "GeneralizedDiceLoss",
+    "JaccardLoss",
     "SegDiceError",
+    "SegmentationMetrics",
+    "TverskyLoss",
     "__version__",
+    "dice_ce_loss",
+    "dice_focal_loss",
+    "dice_loss",
+    "generalized_dice_loss",
+    "jaccard_loss",
     "run_demo",
+    "tversky_loss",
 ]

@@ -1,0 +1,263 @@
+"""Dice losses, forward + backward: time and peak memory as ratios to cross-entropy, side by side with peers.
+
+Run ``python benchmarks/losses.py`` (full, several minutes) or ``python benchmarks/losses.py --quick``.
+Every (case, implementation, regime) runs in a fresh Python process, so one allocator history cannot
+leak into the next measurement. Printed as markdown tables.
+
+Method
+------
+* Time: a warm-up call, then ``--rounds`` rounds; each round times cross-entropy forward+backward
+  (``F.cross_entropy`` on the same logits, ``binary_cross_entropy_with_logits`` for binary) and then the
+  implementation, both with ``perf_counter`` and ``logits.grad = None`` before each call (not timed). We
+  report the median time and the median over rounds of the per-round quotient (paired ratio), which is
+  what stays meaningful on a shared, noisy machine.
+* Malloc regime (glibc): ``cold`` = ``MALLOC_MMAP_THRESHOLD_=65536`` (every block of 64 KiB or more is fresh
+  memory, faulted in on each call); ``warm`` = a 32 MiB threshold (blocks below it are reused, the steady
+  state of a training loop). Blocks of 32 MiB and more are always fresh.
+* Peak memory: in the cold process, after the timed rounds, ``/proc/self/clear_refs`` resets the peak RSS;
+  one forward+backward runs (the gradient is kept) and the rise of ``VmHWM`` over the ``VmRSS`` before the
+  call is the peak, on top of the inputs; shown in MiB and as a multiple of the logits' bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+
+CASES = {
+    "2d": ("multiclass", (16, 4, 256, 256)),
+    "3d": ("multiclass", (2, 4, 96, 96, 96)),
+    "3d-big": ("multiclass", (2, 8, 128, 128, 128)),
+    "binary": ("binary", (16, 1, 256, 256)),
+}
+QUICK_CASES = {
+    "2d": ("multiclass", (4, 4, 64, 64)),
+    "3d": ("multiclass", (1, 4, 32, 32, 32)),
+    "binary": ("binary", (4, 1, 64, 64)),
+}
+IMPLS = [
+    "cross-entropy (reference)",
+    "segdice DiceLoss",
+    "segdice DiceCELoss",
+    "MONAI DiceLoss",
+    "MONAI DiceCELoss",
+    "smp DiceLoss",
+    "kornia dice_loss",
+]
+REGIME_ENV = {"cold": "65536", "warm": str(32 * 1024 * 1024)}
+
+
+# ---------------------------------------------------------------------------------------------------
+# child process: one measurement
+# ---------------------------------------------------------------------------------------------------
+
+
+def _load_smp_losses():
+    """smp's loss package without smp's __init__ (which imports timm/torchvision, not installed here)."""
+    spec = importlib.util.find_spec("segmentation_models_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = os.path.join(spec.submodule_search_locations[0], "losses")
+    pkg_spec = importlib.util.spec_from_file_location(
+        "_smp_losses", os.path.join(root, "__init__.py"), submodule_search_locations=[root]
+    )
+    module = importlib.util.module_from_spec(pkg_spec)
+    sys.modules["_smp_losses"] = module
+    pkg_spec.loader.exec_module(module)
+    return module
+
+
+def _make_loss(impl: str, mode: str, ndim: int):
+    """Return fn(logits, labels) or None when the implementation does not cover the case."""
+    import torch.nn.functional as F
+
+    import segdice
+
+    binary = mode == "binary"
+    if impl == "cross-entropy (reference)":
+        return (lambda x, t: F.binary_cross_entropy_with_logits(x, t)) if binary else F.cross_entropy
+    if impl == "segdice DiceLoss":
+        loss = segdice.DiceLoss(mode)
+        return loss
+    if impl == "segdice DiceCELoss":
+        return segdice.DiceCELoss(mode)
+    if impl.startswith("MONAI"):
+        import monai.losses as ml
+
+        cls = ml.DiceLoss if impl == "MONAI DiceLoss" else ml.DiceCELoss
+        if binary:
+            m = cls(sigmoid=True)
+            return lambda x, t: m(x, t)
+        m = cls(softmax=True, to_onehot_y=True)
+        return lambda x, t: m(x, t.unsqueeze(1))
+    if impl == "smp DiceLoss":
+        smp = _load_smp_losses()
+        if smp is None:
+            return None
+        m = smp.DiceLoss("binary" if binary else "multiclass", from_logits=True)
+        return lambda x, t: m(x, t)
+    if impl == "kornia dice_loss":
+        if binary or ndim != 4:
+            return None  # kornia's dice_loss takes (B, C, H, W) softmax input only
+        import kornia.losses as kl
+
+        return kl.dice_loss
+    raise ValueError(impl)
+
+
+def _rss(key: str) -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def child(case: str, impl: str, rounds: int, threads: int, quick: bool) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(threads)
+    mode, shape = (QUICK_CASES if quick else CASES)[case]
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.randn(*shape, generator=gen) * 2).requires_grad_(True)
+    if mode == "binary":
+        labels = torch.randint(0, 2, shape, generator=gen)
+        target_for = {"float": labels.float()}
+    else:
+        labels = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=gen)
+    loss = _make_loss(impl, mode, len(shape))
+    if loss is None:
+        return {"skipped": True}
+    # Binary targets: integer labels for segdice, float masks for the libraries that need them.
+    tgt = labels if impl.startswith("segdice") or mode != "binary" else target_for["float"]
+    ref = _make_loss("cross-entropy (reference)", mode, len(shape))
+    ref_t = labels if mode != "binary" else target_for["float"]
+
+    def run(fn, t):
+        x.grad = None
+        start = time.perf_counter()
+        fn(x, t).backward()
+        return time.perf_counter() - start
+
+    run(ref, ref_t)
+    run(loss, tgt)
+    times, ratios = [], []
+    for _ in range(rounds):
+        r = run(ref, ref_t)
+        m = run(loss, tgt)
+        times.append(m)
+        ratios.append(m / r)
+    out = {"ms": 1e3 * statistics.median(times), "ratio": statistics.median(ratios)}
+    if os.path.exists("/proc/self/clear_refs"):
+        x.grad = None
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        base = _rss("VmRSS")
+        loss(x, tgt).backward()
+        out["peak"] = _rss("VmHWM") - base
+    out["logits_bytes"] = x.numel() * x.element_size()
+    del F
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# parent: spawn the children, print the tables
+# ---------------------------------------------------------------------------------------------------
+
+
+def _spawn(case, impl, regime, rounds, threads, quick) -> dict:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=REGIME_ENV[regime], OMP_NUM_THREADS=str(threads))
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(src), env.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", case, impl, str(rounds), str(threads)]
+    if quick:
+        cmd.append("--quick")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else (f"{v:.1f}" if v >= 10 else f"{v:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small shapes, 3 rounds, cold regime only")
+    ap.add_argument(
+        "--rounds", type=int, default=None, help="timed rounds per process (default 7, 5 for 3d-big)"
+    )
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--regime", choices=["cold", "warm", "both"], default="both")
+    ap.add_argument("--cases", nargs="*", default=None)
+    ap.add_argument("--impls", nargs="*", default=None, help="substrings selecting implementations")
+    ap.add_argument("--child", nargs=4, metavar=("CASE", "IMPL", "ROUNDS", "THREADS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        case, impl, rounds, threads = args.child
+        print(json.dumps(child(case, impl, int(rounds), int(threads), args.quick)))
+        return
+    cases = QUICK_CASES if args.quick else CASES
+    selected = [c for c in cases if not args.cases or c in args.cases]
+    impls = [i for i in IMPLS if not args.impls or any(s.lower() in i.lower() for s in args.impls)]
+    regimes = (
+        ["cold"]
+        if (args.quick or args.regime == "cold")
+        else (["warm"] if args.regime == "warm" else ["warm", "cold"])
+    )
+    import torch
+
+    print(f"# Dice losses, forward + backward, {args.threads} CPU thread(s), torch {torch.__version__}\n")
+    print("Each cell: median ms over the rounds; `vs CE`: median of per-round time quotients against")
+    print("cross-entropy fwd+bwd on the same logits (BCE-with-logits for binary); peak: RSS rise of one")
+    print("fwd+bwd (gradient included) in a fresh process with a 64 KiB mmap threshold.\n")
+    for case in selected:
+        mode, shape = cases[case]
+        rounds = args.rounds or (3 if args.quick else (5 if case == "3d-big" else 7))
+        mib = 1
+        for s in shape:
+            mib *= s
+        mib = mib * 4 / 2**20
+        print(
+            f"## {case}: logits {'x'.join(map(str, shape))} float32 ({mib:.1f} MiB), {mode}, {rounds} rounds\n"
+        )
+        head = (
+            "| implementation |"
+            + "".join(f" {r} ms | {r} vs CE |" for r in regimes)
+            + " peak MiB (/ logits) |"
+        )
+        print(head)
+        print("|" + "---|" * (2 + 2 * len(regimes)))
+        for impl in impls:
+            cells, peak = [], ""
+            skipped = False
+            for regime in regimes:
+                res = _spawn(case, impl, regime, rounds, args.threads, args.quick)
+                if res.get("skipped"):
+                    skipped = True
+                    break
+                if "error" in res:
+                    cells += [f"error: {res['error'][:60]}", ""]
+                    continue
+                cells += [_fmt(res["ms"]), f"{res['ratio']:.2f}x"]
+                if (regime == "cold" or len(regimes) == 1) and "peak" in res:
+                    peak = f"{res['peak'] / 2**20:.1f} ({res['peak'] / res['logits_bytes']:.2f}x)"
+            if skipped:
+                continue
+            print(f"| {impl} | " + " | ".join(cells) + f" | {peak} |")
+            sys.stdout.flush()
+        print()
+
+
+if __name__ == "__main__":
+    main()

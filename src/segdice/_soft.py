@@ -1,0 +1,402 @@
+"""Fused soft statistics: activation and per-class sums in one autograd node with an analytic gradient.
+
+Why a custom ``autograd.Function``: a plain autograd graph of ``softmax -> one_hot -> mul -> sum`` keeps the
+probabilities, the one-hot target and the products alive for backward (3-6x the logits' bytes). Here the
+forward keeps exactly one logits-sized float tensor (the probabilities) and the backward turns that very
+buffer into the gradient in place, so the gradient costs no new allocation.
+
+Two kernels:
+
+* :class:`_IndexStats`: multiclass with an integer label map (softmax or probabilities). ``G`` comes from a
+  ``scatter_add`` of ones, ``I`` from gathering the probability of the target class and a ``scatter_add`` by
+  class: no one-hot tensor ever exists. It can also return the per-class sums of ``-log p_target``, so the
+  cross-entropy of :class:`~segdice.losses.DiceCELoss` shares the softmax and the backward pass.
+* :class:`_DenseStats`: a target of the input's shape (binary/multilabel masks, one-hot or soft multiclass
+  targets), processed in slabs so that temporaries stay a fraction of the logits.
+
+Every sum accumulates in float32 (float64 for float64 input, which gradcheck uses), whatever the input dtype.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["all_reduce_sum", "dense_stats", "index_stats"]
+
+# Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
+# stays a handful of small-op launches per slab.
+_N_SLABS = 8
+_MIN_SLAB = 1 << 18  # below ~1 MiB per slab the launch overhead outweighs the memory saved
+
+
+def _acc_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _softmax(x: Tensor, acc: torch.dtype) -> Tensor:
+    """Probabilities over dim 1 in a fresh ``acc`` buffer (upcast before the exponentials)."""
+    return torch.softmax(x, 1, dtype=acc)
+
+
+def _activate(x: Tensor, activation: str, acc: torch.dtype) -> Tensor:
+    if activation == "softmax":
+        return _softmax(x, acc)
+    if activation == "sigmoid":
+        if x.dtype == acc:
+            return torch.sigmoid(x)
+        return x.to(acc, copy=True).sigmoid_()
+    return x.to(acc, copy=True)
+
+
+def _no_autocast(x: Tensor) -> torch.autocast:
+    # Inside the kernels every op must run in the accumulation dtype; an outer autocast would otherwise
+    # run the bmm of the backward in bf16/fp16.
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
+# --------------------------------------------------------------------------------------------------------
+# multiclass, index target
+# --------------------------------------------------------------------------------------------------------
+
+
+class _IndexStats(torch.autograd.Function):
+    """(I, P, G, NLL, N) per image and class for ``x: [B, C, N]`` and an index map ``t: [B, N]`` (int64)."""
+
+    @staticmethod
+    def forward(ctx, x, t, activation, squared, ignore_index, with_nll):  # type: ignore[override]
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            p, pt, t_safe, t_dump, ignored, stats = _index_forward(
+                x, t, activation, squared, ignore_index, with_nll, acc
+            )
+        ctx.save_for_backward(x, t)
+        ctx.set_materialize_grads(False)  # unused outputs give None: their gradient terms are skipped
+        ctx.cfg = (activation, squared, ignore_index, with_nll)
+        # Kept as attributes, not saved tensors: backward overwrites p in place (it becomes the gradient).
+        ctx.p, ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored = p, pt, t_safe, t_dump, ignored
+        ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "softmax"))
+        return stats
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
+        x, t = ctx.saved_tensors
+        activation, squared, ignore_index, with_nll = ctx.cfg
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            if ctx.p is None:  # a second backward (retain_graph=True): the first one consumed the buffer
+                p, pt, t_safe, t_dump, ignored, _ = _index_forward(
+                    x, t, activation, squared, ignore_index, with_nll, acc
+                )
+                state = {"p": p, "pt": pt}
+                del p, pt
+            else:
+                state = {"p": ctx.p, "pt": ctx.pt}
+                t_safe, t_dump, ignored = ctx.t_safe, ctx.t_dump, ctx.ignored
+                ctx.p = ctx.pt = None
+            if not (with_nll and activation == "softmax"):
+                g_n = None
+            # The buffers travel in a dict that the callee empties, so they die as soon as they are used.
+            grad = _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared)
+        return grad.to(x.dtype), None, None, None, None, None
+
+
+def _constant_outputs(stats, nll_is_live: bool) -> tuple[Tensor, ...]:
+    # G and N never depend on the input; NLL only when it was asked for and has a gradient formula here.
+    return (stats[2], stats[4]) if nll_is_live else (stats[2], stats[3], stats[4])
+
+
+def _index_forward(x, t, activation, squared, ignore_index, with_nll, acc):
+    b, c, _ = x.shape
+    p = _softmax(x, acc) if activation == "softmax" else x.to(acc, copy=True)
+    if ignore_index is not None:
+        ignored = t == ignore_index
+        t_safe = t.masked_fill(ignored, 0)
+        # Ignored pixels are counted into an extra column C that is dropped afterwards.
+        t_dump = t.masked_fill(ignored, c)
+        p.masked_fill_(ignored.unsqueeze(1), 0.0)
+    else:
+        ignored, t_safe, t_dump = None, t, t
+    pred = torch.linalg.vector_norm(p, 2, dim=2).square() if squared else p.sum(2)
+    pt = torch.gather(p, 1, t_safe.unsqueeze(1)).squeeze(1)
+    inter = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, pt)[:, :c]
+    ones = torch.ones(1, 1, dtype=acc, device=x.device).expand_as(pt)
+    count = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, ones)[:, :c]
+    if with_nll and activation == "softmax":
+        # -log p_t from the gathered probability; clamped at the smallest normal float so that a pixel whose
+        # p_t underflows (a logit gap above ~87) costs 87.3 instead of inf. The gradient is exact regardless.
+        nll_px = pt.clamp_min(torch.finfo(acc).tiny).log_().neg_()
+        if ignored is not None:
+            nll_px.masked_fill_(ignored, 0.0)
+        nll = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, nll_px)[:, :c]
+    else:
+        nll = torch.zeros(b, c, dtype=acc, device=x.device)
+    n_valid = count.sum(1, keepdim=True).expand(b, c).contiguous()
+    stats = (inter.contiguous(), pred, count.contiguous(), nll.contiguous(), n_valid)
+    return p, pt, t_safe, t_dump, ignored, stats
+
+
+def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor | None:
+    """``table[b, index[b, n]]`` with a zero column appended for the dump index C."""
+    if table is None:
+        return None
+    ext = torch.cat([table.to(like.dtype), table.new_zeros(table.shape[0], 1, dtype=like.dtype)], 1)
+    return torch.gather(ext, 1, index)
+
+
+def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
+    p = state.pop("p")
+    pt = state.pop("pt")
+    c, n = p.shape[1], p.shape[2]
+    q = g_p.to(p.dtype) if g_p is not None else None
+    # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
+    r = _gather_table(g_i, t_dump, p)
+    if r is not None and activation == "softmax":
+        r.mul_(pt)
+    del pt
+    if g_n is not None and activation == "softmax":
+        e_t = _gather_table(g_n, t_dump, p)
+        r = e_t.neg_() if r is None else r.sub_(e_t)
+        del e_t
+
+    if activation == "softmax":
+        # d/dz_c = p_c * (h_c - s) + [c == t] * r with h_c = q_c (or 2 q_c p_c) and s = sum_c p_c h_c + r.
+        if q is not None and not squared:
+            s = torch.bmm(q.unsqueeze(1), p).squeeze(1)
+            if r is not None:
+                s.add_(r)
+        else:
+            s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
+            if q is not None:
+                sq = torch.empty_like(s)
+                for k in range(c):
+                    torch.mul(p[:, k], p[:, k], out=sq)
+                    s.addcmul_(sq, q[:, k : k + 1], value=2.0)
+                del sq
+        # Channel by channel, in column chunks: the only temporary is a small reusable buffer.
+        step = max(1, -(-n // 4))
+        buf = torch.empty(p.shape[0], step, dtype=p.dtype, device=p.device)
+        for k in range(c):
+            for j in range(0, n, step):
+                pk = p[:, k, j : j + step]
+                sj = s[:, j : j + step]
+                bj = buf[:, : pk.shape[1]]
+                if q is None:
+                    torch.neg(sj, out=bj)
+                elif squared:
+                    torch.mul(pk, 2.0 * q[:, k : k + 1], out=bj).sub_(sj)
+                else:
+                    torch.sub(q[:, k : k + 1], sj, out=bj)
+                pk.mul_(bj)
+        del buf, s
+        grad = p
+    else:
+        # Probabilities given: d/dp_c = h_c + [c == t] * a_t, zero at ignored pixels.
+        if q is None:
+            p.zero_()
+        elif squared:
+            p.mul_(2.0 * q.unsqueeze(2))
+        else:
+            p.copy_(q.unsqueeze(2).expand_as(p))
+        if ignored is not None:
+            p.masked_fill_(ignored.unsqueeze(1), 0.0)
+        grad = p
+    if r is not None:
+        grad.scatter_add_(1, t_safe.unsqueeze(1), r.unsqueeze(1))
+    return grad
+
+
+def index_stats(
+    x: Tensor,
+    t: Tensor,
+    activation: str,
+    *,
+    squared: bool = False,
+    ignore_index: int | None = None,
+    with_nll: bool = False,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(I, P, G, NLL, N_valid), each ``[B, C]``, for logits/probabilities ``x [B, C, N]`` and labels ``t [B, N]``."""
+    return _IndexStats.apply(x, t, activation, squared, ignore_index, with_nll)
+
+
+# --------------------------------------------------------------------------------------------------------
+# dense target (same shape as the input)
+# --------------------------------------------------------------------------------------------------------
+
+
+def _slabs(b: int, c: int, n: int) -> list[tuple[slice, slice]]:
+    """Split [B, C, N] into at most _N_SLABS pieces of at least _MIN_SLAB elements: batch first, then voxels."""
+    n_slabs = max(1, min(_N_SLABS, (b * c * n) // _MIN_SLAB))
+    if n_slabs == 1:
+        return [(slice(0, b), slice(0, n))]
+    if b >= n_slabs:
+        step = math.ceil(b / n_slabs)
+        return [(slice(i, min(i + step, b)), slice(0, n)) for i in range(0, b, step)]
+    per_image = math.ceil(n_slabs / b)
+    step = max(1, math.ceil(n / per_image))
+    return [(slice(i, i + 1), slice(j, min(j + step, n))) for i in range(b) for j in range(0, n, step)]
+
+
+class _DenseStats(torch.autograd.Function):
+    """(I, P, G, NLL, N) per image and channel for ``x, t: [B, C, N]``; soft targets use the semimetric I."""
+
+    @staticmethod
+    def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft):  # type: ignore[override]
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            p = _activate(x, activation, acc)
+            stats = _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+        ctx.save_for_backward(x, t)
+        ctx.set_materialize_grads(False)
+        ctx.cfg = (activation, squared, ignore_index, with_nll, soft)
+        ctx.p = p
+        ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "sigmoid"))
+        return stats
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
+        x, t = ctx.saved_tensors
+        activation, squared, ignore_index, with_nll, soft = ctx.cfg
+        with _no_autocast(x):
+            acc = _acc_dtype(x)
+            p = ctx.p
+            if p is None:  # second backward through a retained graph
+                p = _activate(x, activation, acc)
+                _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+            ctx.p = None
+            grad = _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc)
+        return grad.to(x.dtype), None, None, None, None, None, None
+
+
+def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None]:
+    raw = t[bs, :, ns]
+    g = raw.to(acc)
+    if ignore_index is None:
+        return g, None
+    valid = raw != ignore_index
+    return g.masked_fill(~valid, 0.0), valid  # out of place: g may be the caller's own target
+
+
+def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc):
+    b, c, n = x.shape
+    inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
+    for bs, ns in _slabs(b, c, n):
+        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        pb = p[bs, :, ns]
+        if valid is not None:
+            pb.masked_fill_(~valid, 0.0)
+            count[bs] += valid.sum(2, dtype=acc)
+        else:
+            count[bs] += pb.shape[2]
+        if squared:
+            pred[bs] += torch.linalg.vecdot(pb, pb)
+            tsum[bs] += torch.linalg.vecdot(g, g)
+            inter[bs] += torch.linalg.vecdot(pb, g)
+        else:
+            p1, g1 = pb.sum(2), g.sum(2)
+            pred[bs] += p1
+            tsum[bs] += g1
+            if soft:
+                # TP = (sum p + sum g - sum |p - g|) / 2: minimised at p = g for soft targets.
+                inter[bs] += 0.5 * (p1 + g1 - (pb - g).abs_().sum(2))
+            else:
+                inter[bs] += torch.linalg.vecdot(pb, g)
+        if with_nll and activation == "sigmoid":
+            # BCE with logits, per element: softplus(z) - g z (g is 0 at ignored elements).
+            z = x[bs, :, ns].to(acc)
+            bce = torch.nn.functional.softplus(z)
+            if valid is not None:
+                bce.masked_fill_(~valid, 0.0)
+            nll[bs] += bce.sum(2) - torch.linalg.vecdot(z, g)
+    return inter, pred, tsum, nll, count
+
+
+def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc):
+    b, c, n = x.shape
+    a = g_i.to(acc).unsqueeze(2) if g_i is not None else None
+    q = g_p.to(acc).unsqueeze(2) if g_p is not None else None
+    e = g_n.to(acc).unsqueeze(2) if (g_n is not None and activation == "sigmoid") else None
+    for bs, ns in _slabs(b, c, n):
+        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        pb = p[bs, :, ns]
+        # h = dL/dp for this slab. Ignored elements have p = 0 and g = 0.
+        ab = a[bs] if a is not None else None
+        qb = q[bs] if q is not None else None
+        if ab is not None and soft and not squared:
+            # d TP / dp = (1 - sign(p - g)) / 2
+            h = torch.sign(pb - g).mul_(-0.5 * ab).add_(0.5 * ab)
+        elif ab is not None:
+            h = g * ab
+        else:
+            h = torch.zeros_like(pb)
+        if qb is not None:
+            if squared:
+                h.addcmul_(pb, qb.expand_as(pb), value=2.0)
+            else:
+                h.add_(qb)
+        bce = (pb - g).mul_(e[bs]) if e is not None else None
+        if activation == "sigmoid":
+            pb.addcmul_(pb, pb, value=-1.0).mul_(h)  # p (1 - p) h, in place
+            if bce is not None:
+                pb.add_(bce)
+        elif activation == "softmax":
+            s = torch.linalg.vecdot(pb, h, dim=1).unsqueeze(1)
+            pb.mul_(h.sub_(s))
+        else:
+            if valid is not None:
+                h.masked_fill_(~valid, 0.0)
+            pb.copy_(h)
+    return p
+
+
+def dense_stats(
+    x: Tensor,
+    t: Tensor,
+    activation: str,
+    *,
+    squared: bool = False,
+    ignore_index: float | None = None,
+    with_nll: bool = False,
+    soft: bool = True,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(I, P, G, NLL, N_valid), each ``[B, C]``, for ``x, t: [B, C, N]``."""
+    return _DenseStats.apply(x, t, activation, squared, ignore_index, with_nll, soft)
+
+
+# --------------------------------------------------------------------------------------------------------
+# torch.distributed
+# --------------------------------------------------------------------------------------------------------
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; the backward sums the incoming gradients over ranks too.
+
+    Every rank computes the same global loss from the same pooled statistics, so each incoming gradient is
+    the same and the backward sum gives ``world_size x`` the partial derivative: after DDP averages the
+    parameter gradients over ranks, they equal those of the global-batch loss in one process.
+    """
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        import torch.distributed as dist
+
+        out = x.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        import torch.distributed as dist
+
+        out = grad.clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """Differentiable sum of ``x`` over all ranks of the default process group."""
+    return _AllReduceSum.apply(x)

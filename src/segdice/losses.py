@@ -1,0 +1,1100 @@
+"""Dice-family losses for PyTorch: Dice, Jaccard, Tversky, generalised Dice, Dice + CE, Dice + focal.
+
+Every loss is a :class:`torch.nn.Module` with a functional twin (``DiceLoss`` / :func:`dice_loss`, ...) and
+takes its statistics from :func:`segdice.stats.soft_stats`: one fused autograd node (activation, masking,
+per-class sums) whose backward is analytic and in place, so forward + backward keep one extra tensor of the
+logits' size and no one-hot target is ever built.
+
+Conventions shared by every loss (see ``docs/losses.md`` for the long form):
+
+* ``I``, ``P``, ``G`` are per-class sums over one group: an image (``per_image=True``) or the whole batch
+  (``per_image=False``, the default, "batch Dice"); ``s`` is ``smooth``.
+* A class absent from the target stays in the mean. Its Dice loss is ``P / (P + s)``: 0 when the
+  prediction is empty too, close to 1 as soon as the model predicts it, so its gradient pushes the false
+  positives down. If ``P + G + s == 0`` (possible only with ``smooth=0``) the ratio is defined as 1 (loss 0).
+* ``class_weights`` has one entry per input channel (background included, also when
+  ``include_background=False`` drops it), so one vector serves the Dice and the cross-entropy terms.
+  The weighted mean is ``sum(w_c L_c) / sum(w_c)``; ``reduction="none"`` returns unweighted values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from segdice._checks import REDUCTIONS, SegDiceError, check_choice, check_mode, check_number, describe
+from segdice.stats import SoftStats, pool_soft_stats, soft_stats
+
+__all__ = [
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "DiceLoss",
+    "GeneralizedDiceLoss",
+    "JaccardLoss",
+    "TverskyLoss",
+    "dice_ce_loss",
+    "dice_focal_loss",
+    "dice_loss",
+    "generalized_dice_loss",
+    "jaccard_loss",
+    "tversky_loss",
+]
+
+ClassWeights = Sequence[float] | Tensor | None
+
+# ------------------------------------------------------------------------------------------------------
+# shared argument handling
+# ------------------------------------------------------------------------------------------------------
+
+
+def _check_common(mode, smooth, reduction, include_background, per_image, distributed) -> str:
+    mode = check_mode(mode)
+    check_number("smooth", smooth, minimum=0.0)
+    check_choice("reduction", reduction, REDUCTIONS)
+    if not include_background and mode != "multiclass":
+        raise SegDiceError(
+            f"include_background: got False in mode {mode!r}; expected True (only 'multiclass' has a background "
+            "channel to drop; in binary/multilabel every channel is a foreground)"
+        )
+    if distributed and per_image:
+        raise SegDiceError(
+            "distributed: got True with per_image=True; expected per_image=False (only batch statistics are "
+            "pooled over ranks)"
+        )
+    return mode
+
+
+def _weights(class_weights: ClassWeights, n_channels: int, like: Tensor) -> Tensor | None:
+    """Validate ``class_weights`` (one per input channel) and return them as a float tensor on ``like``'s device."""
+    if class_weights is None:
+        return None
+    w = torch.as_tensor(class_weights, dtype=torch.float32, device=like.device).detach()
+    if w.ndim != 1 or w.numel() != n_channels:
+        raise SegDiceError(
+            f"class_weights: got {describe(w, values=False)}; expected {n_channels} weights, one per input "
+            "channel (background included, also with include_background=False)"
+        )
+    if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise SegDiceError(
+            f"class_weights: got {describe(w)}; expected finite non-negative weights with a positive sum"
+        )
+    return w
+
+
+def _channels_stats(stats: SoftStats, include_background: bool) -> tuple[Tensor, Tensor, Tensor]:
+    if include_background:
+        return stats.tp, stats.pred, stats.target
+    return stats.tp[..., 1:], stats.pred[..., 1:], stats.target[..., 1:]
+
+
+def _ratio(num: Tensor, den: Tensor, smooth: float) -> Tensor:
+    """``(num + s) / (den + s)``, with 0/0 defined as 1 (an empty class predicted empty is perfect)."""
+    den_s = den + smooth
+    tiny = torch.finfo(den_s.dtype).tiny
+    return torch.where(den_s > 0, (num + smooth) / den_s.clamp_min(tiny), torch.ones_like(den_s))
+
+
+def _from_ratio(r: Tensor, log: bool) -> Tensor:
+    if log:
+        return -torch.log(r.clamp_min(torch.finfo(r.dtype).tiny))
+    return 1.0 - r
+
+
+def _reduce(values: Tensor, reduction: str, w: Tensor | None) -> Tensor:
+    """Reduce per-(image,)class values ``[B, C]`` or ``[C]`` with the weighted class mean."""
+    if reduction == "none":
+        return values
+    if w is None:
+        return values.mean() if reduction == "mean" else values.sum()
+    w = w.to(values.dtype)
+    if reduction == "sum":
+        return (values * w).sum()
+    per_group = (values * w).sum(-1) / w.sum()
+    return per_group.mean()
+
+
+def _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=False):
+    stats = soft_stats(
+        input, target, mode, from_logits=from_logits, squared=squared, ignore_index=ignore_index,
+        per_image=True, with_nll=with_nll,
+    )  # fmt: skip
+    pooled = stats if per_image else pool_soft_stats(stats, distributed=distributed)
+    return stats, pooled
+
+
+_PEER_NOTES = """
+    Formulas: ``I = sum(p g)``, ``P = sum(p)``, ``G = sum(g)`` per class over an image (``per_image=True``)
+    or the batch (``per_image=False``); float targets use ``I = (P + G - sum|p - g|) / 2``, which equals
+    ``sum(p g)`` on 0/1 targets and is minimised at ``p = g`` on soft ones; ``squared=True`` uses
+    ``sum(p**2)``, ``sum(g**2)`` and ``I = sum(p g)``. Statistics are summed in float32 for fp16/bf16 input.
+    ``ignore_index`` pixels are removed from ``I``, ``P`` and ``G`` after the activation.
+
+    Empty classes: a class absent from the target stays in the mean with loss ``P / (P + s)`` (0 when the
+    prediction is empty too); ``smooth=0`` with ``P + G = 0`` gives loss 0, never NaN.
+
+    Distributed (``distributed=True``, ``per_image=False``): the per-class sums are all-reduced over the
+    ranks before the ratio is formed, so every rank returns the global-batch loss. The all-reduce's backward
+    sums the incoming gradients over ranks, so a rank's logits gradient is ``world_size`` times its partial
+    derivative of the global loss; after DDP averages parameter gradients over ranks, they equal the
+    gradients of the global-batch loss computed in one process.
+
+    Arguments of other libraries for the same number (``C`` channels; ``w`` class weights):
+
+    ===========================  ==============================================  ===================================
+    library                      their call                                      ours
+    ===========================  ==============================================  ===================================
+    MONAI ``DiceLoss``           ``softmax=True, to_onehot_y=True, batch=False`` ``mode="multiclass", per_image=True``
+    MONAI                        ``batch=True``                                  ``per_image=False`` (our default)
+    MONAI                        ``sigmoid=True``                                ``mode="binary"``/``"multilabel"``
+    MONAI                        ``smooth_nr=s, smooth_dr=s``                    ``smooth=s`` (both 1e-5 by default)
+    MONAI                        ``squared_pred=True``                           ``squared=True``
+    MONAI                        ``jaccard=True``                                :class:`JaccardLoss`
+    MONAI                        ``weight=w`` (multiplies, then mean over C)     ``class_weights=w`` gives
+                                                                                 ``MONAI * C / sum(w)``
+    MONAI                        ``soft_label=True``                             a float target (automatic)
+    smp ``DiceLoss``             ``mode, from_logits=True, smooth=0``            ``per_image=False, smooth=0`` (smp
+                                                                                 zeroes absent classes; we keep
+                                                                                 their ``P/(P+s)`` loss)
+    smp                          ``classes=[...]``                               ``include_background`` /
+                                                                                 ``class_weights`` with zeros
+    kornia ``dice_loss``         ``average="macro"``                             ``per_image=True``
+    nnU-Net                      ``MemoryEfficientSoftDiceLoss(batch_dice=True,  ``per_image=False,
+                                 do_bg=False)``, returns ``-dice``               include_background=False`` minus 1
+    nnU-Net                      ``DC_and_CE_loss``                              :class:`DiceCELoss` (+1 offset)
+    ===========================  ==============================================  ===================================
+"""
+
+
+# ------------------------------------------------------------------------------------------------------
+# Dice, Jaccard, Tversky
+# ------------------------------------------------------------------------------------------------------
+
+
+def _overlap_loss(
+    kind: str,
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    from_logits: bool,
+    smooth: float,
+    squared: bool,
+    per_image: bool,
+    include_background: bool,
+    ignore_index: int | None,
+    class_weights: ClassWeights,
+    log: bool,
+    reduction: str,
+    distributed: bool,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float | Sequence[float] | Tensor = 1.0,
+) -> Tensor:
+    mode = _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+    _, pooled = _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed)
+    w = _weights(class_weights, input.shape[1], input)
+    if w is not None and not include_background:
+        w = w[1:]
+    tp, pred, tgt = _channels_stats(pooled, include_background)
+    if kind == "dice":
+        values = _from_ratio(_ratio(2.0 * tp, pred + tgt, smooth), log)
+    elif kind == "jaccard":
+        values = _from_ratio(_ratio(tp, pred + tgt - tp, smooth), log)
+    else:
+        fp, fn = pred - tp, tgt - tp
+        values = _from_ratio(_ratio(tp, tp + alpha * fp + beta * fn, smooth), log)
+        g = _gamma(gamma, tp.shape[-1], tp)
+        if g is not None:
+            # gamma per class, before the class mean (focal Tversky as in Abraham & Khan 2019)
+            values = values.clamp_min(torch.finfo(values.dtype).tiny).pow(g)
+    return _reduce(values, reduction, w)
+
+
+def _gamma(gamma, n_classes: int, like: Tensor) -> Tensor | None:
+    if isinstance(gamma, (int, float)) and not isinstance(gamma, bool):
+        check_number("gamma", gamma, minimum=0.0, strict_min=True)
+        return None if gamma == 1 else torch.tensor(float(gamma), dtype=like.dtype, device=like.device)
+    g = torch.as_tensor(gamma, dtype=like.dtype, device=like.device)
+    if g.ndim != 1 or g.numel() != n_classes or not bool((g > 0).all()):
+        raise SegDiceError(
+            f"gamma: got {describe(g)}; expected a positive number or {n_classes} positive values, one per class "
+            "kept (after include_background)"
+        )
+    return g
+
+
+def dice_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    from_logits: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    class_weights: ClassWeights = None,
+    log: bool = False,
+    reduction: str = "mean",
+    distributed: bool = False,
+) -> Tensor:
+    """Soft Dice loss, per class ``1 - (2I + s) / (P + G + s)`` (``log=True``: ``-log`` of the ratio).
+
+    Parameters
+    ----------
+    input
+        Logits ``[B, C, *spatial]`` (probabilities with ``from_logits=False``), any float dtype.
+    target
+        Multiclass: integer labels ``[B, *spatial]`` / ``[B, 1, *spatial]`` or float one-hot/soft
+        ``[B, C, *spatial]``; binary: ``[B, 1, *spatial]`` or ``[B, *spatial]``; multilabel:
+        ``[B, C, *spatial]``; values in ``[0, 1]`` for binary/multilabel.
+    mode
+        ``"binary"`` (sigmoid, C = 1), ``"multiclass"`` (softmax, C >= 2) or ``"multilabel"`` (sigmoid).
+    from_logits
+        Apply the mode's activation; ``False`` expects probabilities in ``[0, 1]``.
+    smooth
+        ``s``, added to numerator and denominator.
+    squared
+        V-Net denominator ``sum(p**2) + sum(g**2)``.
+    per_image
+        ``False``: statistics pooled over the batch ("batch Dice"); ``True``: one value per image and class.
+    include_background
+        Multiclass only: ``False`` drops class 0 after the softmax over all classes.
+    ignore_index
+        Target value excluded from every sum (255 and -100 both work).
+    class_weights
+        One non-negative weight per input channel; the class mean becomes ``sum(w_c L_c) / sum(w_c)``.
+    log
+        Use ``-log((2I + s) / (P + G + s))``.
+    reduction
+        ``"mean"``, ``"sum"``, or ``"none"`` for the unweighted values ``[B, C]`` / ``[C]``.
+    distributed
+        Pool the batch statistics over all ``torch.distributed`` ranks (needs ``per_image=False``).
+
+    Returns
+    -------
+    Tensor
+        A scalar, or per-(image,)class values for ``reduction="none"``.
+
+    Raises
+    ------
+    SegDiceError
+        On bad arguments or inputs: wrong shapes, labels ``>= C``, one channel in multiclass mode,
+        ``include_background=False`` outside multiclass, probabilities outside ``[0, 1]``.
+
+    Notes
+    -----
+    {notes}
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[3.0, -3.0]], [[-3.0, 3.0]]]])  # [1, 2, 1, 2]
+    >>> labels = torch.tensor([[[0, 1]]])
+    >>> round(dice_loss(logits, labels, "multiclass").item(), 4)
+    0.0025
+    >>> dice_loss(logits, labels, "multiclass", per_image=True, reduction="none").shape
+    torch.Size([1, 2])
+    """
+    return _overlap_loss(
+        "dice", input, target, mode, from_logits=from_logits, smooth=smooth, squared=squared,
+        per_image=per_image, include_background=include_background, ignore_index=ignore_index,
+        class_weights=class_weights, log=log, reduction=reduction, distributed=distributed,
+    )  # fmt: skip
+
+
+def jaccard_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    from_logits: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    class_weights: ClassWeights = None,
+    log: bool = False,
+    reduction: str = "mean",
+    distributed: bool = False,
+) -> Tensor:
+    """Soft Jaccard (IoU) loss, per class ``1 - (I + s) / (P + G - I + s)``.
+
+    Parameters
+    ----------
+    input, target, mode, from_logits, smooth, squared, per_image, include_background, ignore_index, \
+class_weights, log, reduction, distributed
+        As in :func:`dice_loss`; ``log=True`` gives ``-log((I + s) / (P + G - I + s))``.
+
+    Returns
+    -------
+    Tensor
+        A scalar, or per-(image,)class values for ``reduction="none"``.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`dice_loss`.
+
+    Notes
+    -----
+    MONAI ``DiceLoss(jaccard=True)`` computes the same value with the settings of :func:`dice_loss`.
+
+    Examples
+    --------
+    >>> probs = torch.tensor([[[[1.0, 0.0]], [[0.0, 1.0]]]])
+    >>> labels = torch.tensor([[[0, 1]]])
+    >>> jaccard_loss(probs, labels, "multiclass", from_logits=False).item()
+    0.0
+    """
+    return _overlap_loss(
+        "jaccard", input, target, mode, from_logits=from_logits, smooth=smooth, squared=squared,
+        per_image=per_image, include_background=include_background, ignore_index=ignore_index,
+        class_weights=class_weights, log=log, reduction=reduction, distributed=distributed,
+    )  # fmt: skip
+
+
+def tversky_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    gamma: float | Sequence[float] = 1.0,
+    from_logits: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    class_weights: ClassWeights = None,
+    log: bool = False,
+    reduction: str = "mean",
+    distributed: bool = False,
+) -> Tensor:
+    """Tversky loss, per class ``(1 - (TP + s) / (TP + a FP + b FN + s)) ** gamma``.
+
+    ``TP = I``, ``FP = P - I``, ``FN = G - I``: ``alpha`` weighs the false positives, ``beta`` the false
+    negatives; ``alpha = beta = 0.5`` is the Dice loss, ``alpha = beta = 1`` the Jaccard loss. ``gamma`` is
+    applied to each class before the class mean (focal Tversky); it may be one value per kept class.
+
+    Parameters
+    ----------
+    input, target, mode, from_logits, smooth, squared, per_image, include_background, ignore_index, \
+class_weights, log, reduction, distributed
+        As in :func:`dice_loss`.
+    alpha
+        Weight of the false positives (``>= 0``).
+    beta
+        Weight of the false negatives (``>= 0``).
+    gamma
+        Focal exponent, ``> 0``: one number, or one per class kept.
+
+    Returns
+    -------
+    Tensor
+        A scalar, or per-(image,)class values for ``reduction="none"``.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`dice_loss`, and for a negative ``alpha``/``beta`` or a bad ``gamma``.
+
+    Notes
+    -----
+    MONAI ``TverskyLoss(alpha=a, beta=b)`` (its alpha also weighs FP) equals ours with ``gamma=1`` and the
+    settings of :func:`dice_loss`. SegLossOdyssey's ``FocalTversky_loss`` applies its exponent to the
+    class-averaged loss instead; smp ``TverskyLoss(gamma=...)`` likewise.
+
+    Examples
+    --------
+    >>> probs = torch.tensor([[[[0.8, 0.6]]]])  # binary, [1, 1, 1, 2]
+    >>> mask = torch.tensor([[[[1.0, 0.0]]]])
+    >>> fp_heavy = tversky_loss(probs, mask, "binary", from_logits=False, alpha=0.9, beta=0.1)
+    >>> fn_heavy = tversky_loss(probs, mask, "binary", from_logits=False, alpha=0.1, beta=0.9)
+    >>> bool(fp_heavy > fn_heavy)
+    True
+    """
+    check_number("alpha", alpha, minimum=0.0)
+    check_number("beta", beta, minimum=0.0)
+    return _overlap_loss(
+        "tversky", input, target, mode, from_logits=from_logits, smooth=smooth, squared=squared,
+        per_image=per_image, include_background=include_background, ignore_index=ignore_index,
+        class_weights=class_weights, log=log, reduction=reduction, distributed=distributed,
+        alpha=float(alpha), beta=float(beta), gamma=gamma,
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------
+# Generalised Dice
+# ------------------------------------------------------------------------------------------------------
+
+_GDL_WEIGHTS = ("square", "simple", "uniform")
+
+
+def generalized_dice_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    weight: str = "square",
+    from_logits: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    class_weights: ClassWeights = None,
+    reduction: str = "mean",
+    distributed: bool = False,
+) -> Tensor:
+    """Generalised Dice loss ``1 - (2 sum_c w_c I_c + s) / (sum_c w_c (P_c + G_c) + s)`` per group.
+
+    Weights ``w_c = 1 / G_c**2`` (``"square"``), ``1 / G_c`` (``"simple"``) or 1 (``"uniform"``), computed
+    per group (image or batch) and detached.
+
+    Parameters
+    ----------
+    input, target, mode, from_logits, smooth, squared, per_image, include_background, ignore_index, \
+reduction, distributed
+        As in :func:`dice_loss`; ``reduction="none"`` returns one value per image ``[B]`` (``per_image=True``)
+        or a 0-d tensor.
+    weight
+        ``"square"``, ``"simple"`` or ``"uniform"``.
+    class_weights
+        Optional extra weights per input channel, multiplied into ``w_c``.
+
+    Returns
+    -------
+    Tensor
+        A scalar, ``[B]`` or 0-d for ``reduction="none"``.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`dice_loss`, and for an unknown ``weight``.
+
+    Notes
+    -----
+    Empty-class rule: a class absent from the group's target (``G_c = 0``) gets the largest weight of the
+    classes present in that group, so false positives on it are penalised like those on the rarest present
+    class (never an inf or ``1e20`` weight). If no class is present, every weight is 1. The weights are then
+    normalised to sum to 1 within the group; the ratio does not change, but ``smooth`` keeps the same scale
+    as in :func:`dice_loss` (with raw ``1/G**2`` weights ``~1e-10``, a ``1e-5`` smoothing term would
+    dominate the loss).
+
+    MONAI ``GeneralizedDiceLoss(w_type="square", batch=not per_image)`` replaces infinite weights by the
+    same maximum but does not normalise, so it equals ours exactly for ``smooth=0`` (``smooth_nr=
+    smooth_dr=0`` there), when at least one class is present per group.
+
+    Examples
+    --------
+    >>> probs = torch.tensor([[[[1.0, 0.0, 0.0]], [[0.0, 1.0, 1.0]]]])
+    >>> labels = torch.tensor([[[0, 1, 1]]])
+    >>> generalized_dice_loss(probs, labels, "multiclass", from_logits=False).item()
+    0.0
+    """
+    check_choice("weight", weight, _GDL_WEIGHTS)
+    mode = _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+    _, pooled = _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed)
+    cw = _weights(class_weights, input.shape[1], input)
+    if cw is not None and not include_background:
+        cw = cw[1:]
+    tp, pred, tgt = _channels_stats(pooled, include_background)
+    w = _gdl_weights(tgt.detach(), weight)
+    if cw is not None:
+        w = w * cw.to(w.dtype)
+        w = w / w.sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
+    values = 1.0 - _ratio(2.0 * (w * tp).sum(-1), (w * (pred + tgt)).sum(-1), smooth)
+    if reduction == "none":
+        return values
+    return values.mean() if reduction == "mean" else values.sum()
+
+
+def _gdl_weights(g: Tensor, kind: str) -> Tensor:
+    present = g > 0
+    if kind == "uniform":
+        w = torch.ones_like(g)
+    else:
+        safe = torch.where(present, g, torch.ones_like(g))
+        w = 1.0 / (safe * safe if kind == "square" else safe)
+        w = torch.where(present, w, torch.zeros_like(w))
+        w_max = w.amax(-1, keepdim=True)
+        any_present = present.any(-1, keepdim=True)
+        w = torch.where(present, w, w_max.expand_as(w))
+        w = torch.where(any_present, w, torch.ones_like(w))
+    return w / w.sum(-1, keepdim=True)
+
+
+# ------------------------------------------------------------------------------------------------------
+# compound losses
+# ------------------------------------------------------------------------------------------------------
+
+
+def _check_compound(from_logits: bool, reduction: str, loss: str) -> None:
+    if not from_logits:
+        raise SegDiceError(
+            f"from_logits: got False for {loss}; expected True (its cross-entropy/focal term needs logits: "
+            "log-probabilities recovered from probabilities lose precision; pass the network's logits)"
+        )
+    if reduction == "none":
+        raise SegDiceError(
+            f"reduction: got 'none' for {loss}; expected 'mean' or 'sum' (its two terms have different "
+            "shapes; call dice_loss and the cross-entropy separately for unreduced values)"
+        )
+
+
+def dice_ce_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    dice_weight: float = 1.0,
+    ce_weight: float = 1.0,
+    label_smoothing: float = 0.0,
+    from_logits: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    class_weights: ClassWeights = None,
+    log: bool = False,
+    reduction: str = "mean",
+    distributed: bool = False,
+) -> Tensor:
+    """Dice + cross-entropy: ``dice_weight * dice_loss + ce_weight * CE``.
+
+    Multiclass: the cross-entropy of the logits (softmax over all classes, whatever
+    ``include_background``), weighted by ``class_weights`` as :func:`torch.nn.functional.cross_entropy`
+    does (``sum_i w_{t_i} l_i / sum_i w_{t_i}``), with ``ignore_index`` and ``label_smoothing``.
+    Binary/multilabel: binary cross-entropy with logits, mean over the kept elements (with class weights:
+    ``sum_c w_c sum_i l_ci / sum_c w_c n_c``).
+
+    Parameters
+    ----------
+    input, target, mode, from_logits, smooth, squared, per_image, include_background, ignore_index, \
+class_weights, log, distributed
+        As in :func:`dice_loss` (``from_logits`` must be True). ``per_image`` applies to the Dice term; the
+        cross-entropy is always the mean over every kept pixel of the batch (and of all ranks with
+        ``distributed=True``).
+    dice_weight, ce_weight
+        ``lambda_dice`` and ``lambda_ce``, non-negative, not both 0.
+    label_smoothing
+        In ``[0, 1)``, as in :func:`torch.nn.functional.cross_entropy`; binary/multilabel targets become
+        ``g (1 - eps) + eps / 2``.
+    reduction
+        ``"mean"``; ``"sum"`` sums the Dice values over classes (and images) and the cross-entropy over
+        pixels.
+
+    Returns
+    -------
+    Tensor
+        A scalar.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`dice_loss`, for ``from_logits=False`` and ``reduction="none"``.
+
+    Notes
+    -----
+    With integer labels and no label smoothing, the cross-entropy is computed inside the Dice kernel from the
+    same softmax (``-log p_t = log sum exp(z - m) - (z_t - m)``, exact), and its gradient joins the same
+    in-place backward: Dice + CE costs little more than Dice alone. Soft targets or label smoothing use a
+    separate log-softmax.
+
+    MONAI ``DiceCELoss(softmax=True, to_onehot_y=True, batch=not per_image, lambda_dice=a, lambda_ce=b)``
+    equals ``dice_ce_loss(..., per_image=per_image, dice_weight=a, ce_weight=b)``; ``sigmoid=True`` with one
+    channel equals ``mode="binary"``. With several channels MONAI applies a softmax cross-entropy even with
+    ``sigmoid=True``; our ``"multilabel"`` uses the binary cross-entropy of each channel. nnU-Net's ``DC_and_CE_loss`` uses ``-dice`` and drops the
+    background in the Dice term: ours with ``include_background=False`` is nnU-Net's value plus 1.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[3.0, -3.0]], [[-3.0, 3.0]]]])
+    >>> labels = torch.tensor([[[0, 1]]])
+    >>> round(dice_ce_loss(logits, labels, "multiclass").item(), 4)
+    0.0049
+    """
+    _check_compound(from_logits, reduction, "dice_ce_loss")
+    check_number("dice_weight", dice_weight, minimum=0.0)
+    check_number("ce_weight", ce_weight, minimum=0.0)
+    check_number("label_smoothing", label_smoothing, minimum=0.0, maximum=1.0, strict_max=True)
+    if dice_weight == 0 and ce_weight == 0:
+        raise SegDiceError("dice_weight and ce_weight: got both 0; expected at least one positive weight")
+    mode = _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+    w_all = _weights(class_weights, input.shape[1], input)
+    index_target = not target.is_floating_point() and tuple(target.shape) != tuple(input.shape)
+    # The kernel fuses the CE for integer labels (softmax) and for binary/multilabel (sigmoid).
+    fused = label_smoothing == 0 and (mode != "multiclass" or index_target)
+    stats, pooled = _stats(
+        input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=fused
+    )
+    w_dice = w_all[1:] if (w_all is not None and not include_background) else w_all
+    tp, pred, tgt = _channels_stats(pooled, include_background)
+    dice = _reduce(_from_ratio(_ratio(2.0 * tp, pred + tgt, smooth), log), reduction, w_dice)
+    if fused:
+        batch = pooled if not per_image else pool_soft_stats(stats, distributed=False)
+        ce = _fused_ce(batch, mode, w_all, reduction)
+    else:
+        ce = _separate_ce(input, target, mode, w_all, ignore_index, label_smoothing, reduction)
+    return dice_weight * dice + ce_weight * ce
+
+
+def _fused_ce(batch: SoftStats, mode: str, w: Tensor | None, reduction: str) -> Tensor:
+    nll = batch.nll
+    # Multiclass: G_c counts the kept pixels of class c; binary/multilabel: n_valid counts kept elements.
+    count = batch.target if mode == "multiclass" else batch.n_valid
+    if w is not None:
+        nll = nll * w.to(nll.dtype)
+        count = count * w.to(count.dtype)
+    if reduction == "sum":
+        return nll.sum()
+    total = count.sum()
+    # Every pixel ignored: 0 rather than PyTorch's NaN, so a fully ignored batch cannot poison training.
+    return torch.where(total > 0, nll.sum() / total.clamp_min(1e-30), torch.zeros_like(total))
+
+
+def _upcast(x: Tensor) -> Tensor:
+    """fp16/bf16 -> float32 for the log-probabilities; float32/float64 unchanged."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
+
+
+def _separate_ce(input, target, mode, w, ignore_index, label_smoothing, reduction) -> Tensor:
+    x = _upcast(input)
+    if mode == "multiclass":
+        c = x.shape[1]
+        if not target.is_floating_point() and target.shape != input.shape:
+            t = target.reshape(target.shape[0], *input.shape[2:]).long()
+            ii = -100 if ignore_index is None else int(ignore_index)
+            out = F.cross_entropy(
+                x, t, weight=w, ignore_index=ii, label_smoothing=label_smoothing, reduction=reduction
+            )
+            return out
+        g = target.to(x.dtype)
+        valid = (target != ignore_index).all(1) if ignore_index is not None else None
+        if valid is not None:
+            g = g.masked_fill(~valid.unsqueeze(1), 0.0)
+        g = g * (1.0 - label_smoothing) + label_smoothing / c
+        logp = torch.log_softmax(x, 1)
+        per_pixel = -(g * logp if w is None else g * logp * w.view(1, c, *([1] * (x.ndim - 2)))).sum(1)
+        if valid is not None:
+            per_pixel = per_pixel * valid
+        if reduction == "sum":
+            return per_pixel.sum()
+        n = valid.sum() if valid is not None else torch.tensor(per_pixel.numel(), device=x.device)
+        return per_pixel.sum() / n.clamp_min(1)
+    g = target.reshape(input.shape).to(x.dtype)
+    valid = target.reshape(input.shape) != ignore_index if ignore_index is not None else None
+    if valid is not None:
+        g = g.masked_fill(~valid, 0.0)
+    g = g * (1.0 - label_smoothing) + label_smoothing / 2
+    elem = F.binary_cross_entropy_with_logits(x, g, reduction="none")
+    weight = torch.ones_like(elem) if valid is None else valid.to(elem.dtype)
+    if w is not None:
+        weight = weight * w.view(1, -1, *([1] * (x.ndim - 2)))
+    if reduction == "sum":
+        return (elem * weight).sum()
+    return (elem * weight).sum() / weight.sum().clamp_min(1e-30)
+
+
+def dice_focal_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | None = None,
+    dice_weight: float = 1.0,
+    focal_weight: float = 1.0,
+    from_logits: bool = True,
+    smooth: float = 1e-5,
+    squared: bool = False,
+    per_image: bool = False,
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    class_weights: ClassWeights = None,
+    log: bool = False,
+    reduction: str = "mean",
+    distributed: bool = False,
+) -> Tensor:
+    """Dice + focal: ``dice_weight * dice_loss + focal_weight * focal``.
+
+    The focal term matches the mode. Multiclass (softmax): ``-alpha_c (1 - p_t)**gamma log p_t`` per pixel
+    (soft targets: ``-sum_c alpha_c g_c (1 - p_c)**gamma log p_c``). Binary/multilabel (sigmoid, as
+    Lin et al. and torchvision): ``BCE(z, g) (1 - p_t)**gamma``, ``p_t = p g + (1 - p)(1 - g)``, times
+    ``alpha g + (1 - alpha)(1 - g)`` when ``alpha`` is given. The mean runs over the kept elements.
+
+    Parameters
+    ----------
+    input, target, mode, from_logits, smooth, squared, per_image, include_background, ignore_index, \
+class_weights, log, distributed
+        As in :func:`dice_loss` (``from_logits`` must be True); ``class_weights`` weigh the Dice term.
+    gamma
+        Focusing exponent ``>= 0`` (0 gives the cross-entropy).
+    alpha
+        Binary/multilabel: the weight of the positives in ``[0, 1]``. Multiclass: one weight per class.
+        ``None``: no weighting.
+    dice_weight, focal_weight
+        Non-negative, not both 0.
+    reduction
+        ``"mean"`` or ``"sum"``.
+
+    Returns
+    -------
+    Tensor
+        A scalar.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`dice_ce_loss`, and for a bad ``alpha``/``gamma``.
+
+    Notes
+    -----
+    MONAI ``DiceFocalLoss`` applies its sigmoid focal loss also to softmax outputs; ours uses the softmax
+    focal loss in multiclass mode. The focal term is computed with ordinary autograd (one log-softmax or
+    log-sigmoid of the logits' size); the Dice term uses the fused kernel.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[3.0, -3.0]]]])  # binary [1, 1, 1, 2]
+    >>> mask = torch.tensor([[[[1.0, 0.0]]]])
+    >>> round(dice_focal_loss(logits, mask, "binary").item(), 4)
+    0.0475
+    """
+    _check_compound(from_logits, reduction, "dice_focal_loss")
+    check_number("gamma", gamma, minimum=0.0)
+    check_number("dice_weight", dice_weight, minimum=0.0)
+    check_number("focal_weight", focal_weight, minimum=0.0)
+    if dice_weight == 0 and focal_weight == 0:
+        raise SegDiceError("dice_weight and focal_weight: got both 0; expected at least one positive weight")
+    dice = dice_loss(
+        input, target, mode, from_logits=True, smooth=smooth, squared=squared, per_image=per_image,
+        include_background=include_background, ignore_index=ignore_index, class_weights=class_weights,
+        log=log, reduction=reduction, distributed=distributed,
+    )  # fmt: skip
+    focal = _focal(input, target, mode, float(gamma), alpha, ignore_index, reduction)
+    return dice_weight * dice + focal_weight * focal
+
+
+def _focal(input, target, mode, gamma, alpha, ignore_index, reduction) -> Tensor:
+    x = _upcast(input)
+    c = x.shape[1]
+    bshape = (1, c, *([1] * (x.ndim - 2)))
+    if mode == "multiclass":
+        a = None
+        if alpha is not None:
+            a = torch.as_tensor(alpha, dtype=x.dtype, device=x.device)
+            if a.ndim != 1 or a.numel() != c or bool((a < 0).any()):
+                raise SegDiceError(
+                    f"alpha: got {describe(a)} in mode 'multiclass'; expected {c} non-negative weights, one per class"
+                )
+        logp = torch.log_softmax(x, 1)
+        if not target.is_floating_point() and target.shape != input.shape:
+            t = target.reshape(x.shape[0], 1, *x.shape[2:]).long()
+            valid = (t != ignore_index) if ignore_index is not None else None
+            t_safe = t.masked_fill(~valid, 0) if valid is not None else t
+            logpt = torch.gather(logp, 1, t_safe)
+            per = -((1.0 - logpt.exp()).clamp_min(0).pow(gamma)) * logpt
+            if a is not None:
+                per = per * a[t_safe]
+        else:
+            g = target.to(x.dtype)
+            valid = (target != ignore_index).all(1, keepdim=True) if ignore_index is not None else None
+            if valid is not None:
+                g = g.masked_fill(~valid, 0.0)
+            per = -(g * (1.0 - logp.exp()).clamp_min(0).pow(gamma) * logp)
+            if a is not None:
+                per = per * a.view(bshape)
+            per = per.sum(1, keepdim=True)
+    else:
+        if alpha is not None and not isinstance(alpha, (int, float)):
+            raise SegDiceError(f"alpha: got {alpha!r} in mode {mode!r}; expected a number in [0, 1] or None")
+        if alpha is not None:
+            check_number("alpha", alpha, minimum=0.0, maximum=1.0)
+        t = target.reshape(x.shape)
+        valid = (t != ignore_index) if ignore_index is not None else None
+        g = t.to(x.dtype) if valid is None else t.to(x.dtype).masked_fill(~valid, 0.0)
+        bce = F.binary_cross_entropy_with_logits(x, g, reduction="none")
+        p = torch.sigmoid(x)
+        p_t = p * g + (1.0 - p) * (1.0 - g)
+        per = bce * (1.0 - p_t).clamp_min(0).pow(gamma)
+        if alpha is not None:
+            per = per * (alpha * g + (1.0 - alpha) * (1.0 - g))
+    if valid is not None:
+        per = per * valid
+    if reduction == "sum":
+        return per.sum()
+    n = valid.sum() if valid is not None else torch.tensor(per.numel(), device=x.device)
+    return per.sum() / n.clamp_min(1)
+
+
+# ------------------------------------------------------------------------------------------------------
+# modules
+# ------------------------------------------------------------------------------------------------------
+
+
+class _LossModule(nn.Module):
+    """Stores the arguments of a functional loss; ``class_weights`` is a buffer so ``.to(device)`` moves it."""
+
+    _fn = staticmethod(dice_loss)
+
+    def __init__(self, mode: str, class_weights: ClassWeights = None, **kwargs) -> None:
+        super().__init__()
+        self.mode = check_mode(mode)
+        if class_weights is not None:
+            w = torch.as_tensor(class_weights, dtype=torch.float32)
+            self.register_buffer("class_weights", w, persistent=False)
+        else:
+            self.class_weights = None
+        self._kwargs = kwargs
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Compute the loss of ``input`` (logits ``[B, C, *spatial]``) against ``target``."""
+        return type(self)._fn(input, target, self.mode, class_weights=self.class_weights, **self._kwargs)
+
+    def extra_repr(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items())
+        return f"mode={self.mode!r}, {args}"
+
+
+class DiceLoss(_LossModule):
+    """Soft Dice loss as a module; see :func:`dice_loss` for the formula, arguments and peer mapping.
+
+    Examples
+    --------
+    >>> loss = DiceLoss("multiclass", include_background=False)
+    >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+    >>> labels = torch.randint(0, 3, (2, 8, 8))
+    >>> loss(logits, labels).backward()
+    >>> logits.grad.shape
+    torch.Size([2, 3, 8, 8])
+    """
+
+    _fn = staticmethod(dice_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        from_logits: bool = True,
+        smooth: float = 1e-5,
+        squared: bool = False,
+        per_image: bool = False,
+        include_background: bool = True,
+        ignore_index: int | None = None,
+        class_weights: ClassWeights = None,
+        log: bool = False,
+        reduction: str = "mean",
+        distributed: bool = False,
+    ) -> None:
+        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        super().__init__(
+            mode, class_weights, from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
+            include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
+            distributed=distributed,
+        )  # fmt: skip
+
+
+class JaccardLoss(_LossModule):
+    """Soft Jaccard (IoU) loss as a module; see :func:`jaccard_loss`.
+
+    Examples
+    --------
+    >>> JaccardLoss("binary")(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4)).item() > 0.99
+    True
+    """
+
+    _fn = staticmethod(jaccard_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        from_logits: bool = True,
+        smooth: float = 1e-5,
+        squared: bool = False,
+        per_image: bool = False,
+        include_background: bool = True,
+        ignore_index: int | None = None,
+        class_weights: ClassWeights = None,
+        log: bool = False,
+        reduction: str = "mean",
+        distributed: bool = False,
+    ) -> None:
+        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        super().__init__(
+            mode, class_weights, from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
+            include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
+            distributed=distributed,
+        )  # fmt: skip
+
+
+class TverskyLoss(_LossModule):
+    """Tversky / focal Tversky loss as a module; see :func:`tversky_loss`.
+
+    Examples
+    --------
+    >>> loss = TverskyLoss("multilabel", alpha=0.3, beta=0.7, gamma=0.75)
+    >>> float(loss(torch.randn(2, 3, 8, 8), torch.randint(0, 2, (2, 3, 8, 8)))) > 0
+    True
+    """
+
+    _fn = staticmethod(tversky_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        gamma: float | Sequence[float] = 1.0,
+        from_logits: bool = True,
+        smooth: float = 1e-5,
+        squared: bool = False,
+        per_image: bool = False,
+        include_background: bool = True,
+        ignore_index: int | None = None,
+        class_weights: ClassWeights = None,
+        log: bool = False,
+        reduction: str = "mean",
+        distributed: bool = False,
+    ) -> None:
+        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        check_number("alpha", alpha, minimum=0.0)
+        check_number("beta", beta, minimum=0.0)
+        super().__init__(
+            mode, class_weights, alpha=alpha, beta=beta, gamma=gamma, from_logits=from_logits, smooth=smooth,
+            squared=squared, per_image=per_image, include_background=include_background,
+            ignore_index=ignore_index, log=log, reduction=reduction, distributed=distributed,
+        )  # fmt: skip
+
+
+class GeneralizedDiceLoss(_LossModule):
+    """Generalised Dice loss as a module; see :func:`generalized_dice_loss` for the empty-class rule.
+
+    Examples
+    --------
+    >>> loss = GeneralizedDiceLoss("multiclass", weight="square")
+    >>> float(loss(torch.randn(2, 4, 8, 8), torch.randint(0, 4, (2, 8, 8)))) > 0
+    True
+    """
+
+    _fn = staticmethod(generalized_dice_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        weight: str = "square",
+        from_logits: bool = True,
+        smooth: float = 1e-5,
+        squared: bool = False,
+        per_image: bool = False,
+        include_background: bool = True,
+        ignore_index: int | None = None,
+        class_weights: ClassWeights = None,
+        reduction: str = "mean",
+        distributed: bool = False,
+    ) -> None:
+        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        check_choice("weight", weight, _GDL_WEIGHTS)
+        super().__init__(
+            mode, class_weights, weight=weight, from_logits=from_logits, smooth=smooth, squared=squared,
+            per_image=per_image, include_background=include_background, ignore_index=ignore_index,
+            reduction=reduction, distributed=distributed,
+        )  # fmt: skip
+
+
+class DiceCELoss(_LossModule):
+    """Dice + cross-entropy as a module; see :func:`dice_ce_loss` (the CE shares the Dice kernel's softmax).
+
+    Examples
+    --------
+    >>> loss = DiceCELoss("multiclass", ignore_index=255)
+    >>> labels = torch.randint(0, 3, (2, 8, 8))
+    >>> labels[:, 0] = 255
+    >>> float(loss(torch.randn(2, 3, 8, 8), labels)) > 0
+    True
+    """
+
+    _fn = staticmethod(dice_ce_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        dice_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        label_smoothing: float = 0.0,
+        from_logits: bool = True,
+        smooth: float = 1e-5,
+        squared: bool = False,
+        per_image: bool = False,
+        include_background: bool = True,
+        ignore_index: int | None = None,
+        class_weights: ClassWeights = None,
+        log: bool = False,
+        reduction: str = "mean",
+        distributed: bool = False,
+    ) -> None:
+        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        _check_compound(from_logits, reduction, "DiceCELoss")
+        super().__init__(
+            mode, class_weights, dice_weight=dice_weight, ce_weight=ce_weight, label_smoothing=label_smoothing,
+            from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
+            include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
+            distributed=distributed,
+        )  # fmt: skip
+
+
+class DiceFocalLoss(_LossModule):
+    """Dice + focal loss as a module; see :func:`dice_focal_loss`.
+
+    Examples
+    --------
+    >>> loss = DiceFocalLoss("binary", gamma=2.0, alpha=0.25)
+    >>> float(loss(torch.randn(2, 1, 8, 8), torch.randint(0, 2, (2, 1, 8, 8)))) > 0
+    True
+    """
+
+    _fn = staticmethod(dice_focal_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        gamma: float = 2.0,
+        alpha: float | Sequence[float] | None = None,
+        dice_weight: float = 1.0,
+        focal_weight: float = 1.0,
+        from_logits: bool = True,
+        smooth: float = 1e-5,
+        squared: bool = False,
+        per_image: bool = False,
+        include_background: bool = True,
+        ignore_index: int | None = None,
+        class_weights: ClassWeights = None,
+        log: bool = False,
+        reduction: str = "mean",
+        distributed: bool = False,
+    ) -> None:
+        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        _check_compound(from_logits, reduction, "DiceFocalLoss")
+        super().__init__(
+            mode, class_weights, gamma=gamma, alpha=alpha, dice_weight=dice_weight, focal_weight=focal_weight,
+            from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
+            include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
+            distributed=distributed,
+        )  # fmt: skip
+
+
+for _f in (dice_loss,):
+    _f.__doc__ = _f.__doc__.replace("{notes}", _PEER_NOTES.strip("\n").lstrip())
