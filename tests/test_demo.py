@@ -306,3 +306,16 @@ def test_quick_run_story_and_table_render_from_results_json(quick_run):
     lines = demo_story(results)
     assert lines[0].startswith("All background: pixel accuracy 99.")
     assert lines[0] in output.replace("\n", " ") or "yet Dice 0.000" in output
+
+
+@pytest.mark.slow
+def test_quick_run_evaluate_report_agrees_with_the_demo_table(quick_run):
+    # Two routes to the same numbers: the demo scores arrays in memory, segdice.evaluate reads the
+    # saved .npy files; both skip slices where prediction and ground truth are empty.
+    out, results, _ = quick_run
+    summary = json.loads((out / "evaluation" / "summary.json").read_text(encoding="utf-8"))
+    lesion = summary["results"]["lesion"]
+    best = results["methods"][results["best_method"]]["metrics"]
+    assert lesion["dice"]["mean"] == pytest.approx(best["dice_per_image"])
+    assert lesion["hd95"]["mean"] == pytest.approx(best["hd95"])
+    assert lesion["dice"]["n_nan"] == best["n_nan"]

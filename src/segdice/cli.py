@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 try:
     import typer
@@ -93,7 +93,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("segdice-demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Sub-minute smoke run on smaller data.")] = False,
     epochs: Annotated[
-        Optional[int],  # noqa: UP045 - typer needs the typing form on Python 3.10
+        int | None,
         typer.Option("--epochs", help="Training epochs per method (default: 12)."),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of data, weights and batches.")] = 0,
