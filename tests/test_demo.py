@@ -156,6 +156,8 @@ def test_pick_examples_spans_small_to_large_lesions_and_skips_empty_slices():
         ({"device": "tpu:0"}, "^device: got 'tpu:0'"),
         ({"device": "cuda:99"}, "^device: got 'cuda:99'"),
         ({"config": DemoConfig(size=30)}, "^config.size: got 30"),
+        ({"config": DemoConfig(size=16)}, "^config.size: got 16"),
+        ({"config": DemoConfig(n_val=0)}, "^config.n_val: got 0"),
         ({"config": {"size": 64}}, "^config: got dict"),
     ],
 )

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-__all__ = ["DemoConfig", "DemoResult", "demo_table", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "demo_story", "demo_table", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -314,7 +314,7 @@ def run_demo(
     check_number("seed", seed, minimum=0, maximum=2**63 - 1, integer=True)
     check_number("threads", threads, minimum=1, integer=True)
     for name in ("size", "n_train", "n_val", "epochs", "batch_size"):
-        check_number(f"config.{name}", getattr(cfg, name), minimum=1, integer=True)
+        check_number(f"config.{name}", getattr(cfg, name), minimum=32 if name == "size" else 1, integer=True)
     check_number("config.lr", cfg.lr, minimum=0, strict_min=True)
     if cfg.size % 4:
         raise SegDiceError(f"config.size: got {cfg.size}; expected a multiple of 4 (the U-Net pools twice)")
