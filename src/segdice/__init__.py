@@ -6,6 +6,7 @@ The public API is re-exported here; see the documentation for the formulas and c
 from segdice._checks import SegDiceError
 from segdice._version import __version__
 from segdice.demo import run_demo
+from segdice.evaluate import EvaluationResult, evaluate
 from segdice.losses import (
     DiceCELoss,
     DiceFocalLoss,
@@ -26,6 +27,7 @@ __all__ = [
     "DiceCELoss",
     "DiceFocalLoss",
     "DiceLoss",
+    "EvaluationResult",
     "GeneralizedDiceLoss",
     "JaccardLoss",
     "SegDiceError",
@@ -35,6 +37,7 @@ __all__ = [
     "dice_ce_loss",
     "dice_focal_loss",
     "dice_loss",
+    "evaluate",
     "generalized_dice_loss",
     "jaccard_loss",
     "run_demo",
