@@ -200,8 +200,6 @@ def test_same_seed_same_numbers_and_caller_state_restored(tmp_path):
     first = run_demo(tmp_path / "a", config=TINY, seed=5, threads=1)
     second = run_demo(tmp_path / "b", config=TINY, seed=5, threads=1)
     assert json.dumps(_numbers(first.results)) == json.dumps(_numbers(second.results))
-    other = run_demo(tmp_path / "c", config=TINY, seed=6, threads=1)
-    assert other.results["dataset"] != first.results["dataset"]
     # The demo borrows the process's torch settings and gives them back.
     assert torch.get_num_threads() == 1
     assert torch.are_deterministic_algorithms_enabled() == det_before
