@@ -329,7 +329,8 @@ def test_quick_run_evaluate_report_agrees_with_the_demo_table(quick_run):
     [
         "segdice._demo.data",
         "segdice._demo.model",
-        pytest.param("segdice.demo", marks=pytest.mark.slow),  # three tiny demo runs
+        pytest.param("segdice.demo", marks=pytest.mark.slow),  # tiny demo runs
+        pytest.param("segdice._demo.summary", marks=pytest.mark.slow),
     ],
 )
 def test_docstring_examples_run(module):

@@ -16,13 +16,12 @@ the default initialisation because that is what a newcomer's first model uses.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +32,14 @@ import torch
 from segdice._checks import SegDiceError, check_number, describe
 from segdice._demo.data import SyntheticSlices, make_synthetic_dataset
 from segdice._demo.plots import pick_examples, plot_examples, plot_training_curves
+from segdice._demo.runtime import Progress, check_device, reproducible
 from segdice._demo.scoring import COLUMNS, score_predictions, validation_scores
+from segdice._demo.summary import demo_story, demo_table
 from segdice._demo.training import TrainConfig, predict, train_model
 from segdice._version import __version__
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.table import Table
 
 __all__ = ["DemoConfig", "DemoResult", "demo_story", "demo_table", "run_demo"]
 
@@ -124,94 +124,6 @@ class DemoResult:
     def metrics(self) -> dict[str, dict[str, float]]:
         """Method key -> its table row (``accuracy``, ``dice_global``, ...)."""
         return {key: m["metrics"] for key, m in self.results["methods"].items()}
-
-
-def _check_device(device: str | torch.device) -> torch.device:
-    if isinstance(device, str) and device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise SegDiceError(
-            f"device: got {device!r}; expected 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'"
-        ) from exc
-    available = {
-        "cpu": True,
-        "cuda": torch.cuda.is_available() and (dev.index is None or dev.index < torch.cuda.device_count()),
-        "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available(),
-    }
-    if not available.get(dev.type, False):
-        raise SegDiceError(f"device: got {device!r}, which is not available here; expected 'cpu' or 'auto'")
-    return dev
-
-
-@contextlib.contextmanager
-def _reproducible(threads: int, device: torch.device) -> Iterator[None]:
-    """Fixed thread count, deterministic kernels and a private RNG; the caller's settings are restored."""
-    saved_threads = torch.get_num_threads()
-    saved_det = torch.are_deterministic_algorithms_enabled()
-    saved_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    saved_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    cuda = [device.index or 0] if device.type == "cuda" else []
-    try:
-        torch.set_num_threads(threads)
-        # warn_only on GPUs: a few CUDA kernels have no deterministic version; on the CPU all ours do.
-        torch.use_deterministic_algorithms(True, warn_only=device.type != "cpu")
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        with torch.random.fork_rng(devices=cuda):
-            yield
-    finally:
-        torch.set_num_threads(saved_threads)
-        torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved_cudnn
-
-
-class _Progress:
-    """Rich progress bars when asked for, silence otherwise (tests, library use)."""
-
-    def __init__(self, enabled: bool, console: Console | None):
-        self._bar = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description:<28}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-            )
-
-    def __enter__(self) -> _Progress:
-        if self._bar is not None:
-            self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-    def task(self, description: str, total: int) -> Callable[..., None]:
-        """A callback advancing a new bar by one step; ``info=`` updates the text beside it."""
-        if self._bar is None:
-            return lambda **_: None
-        bar, task_id = self._bar, self._bar.add_task(description, total=total, info="")
-
-        def advance(**fields: Any) -> None:
-            bar.update(task_id, advance=1, **fields)
-
-        return advance
 
 
 def _split_stats(data: SyntheticSlices) -> dict[str, float | int]:
@@ -318,7 +230,7 @@ def run_demo(
     check_number("config.lr", cfg.lr, minimum=0, strict_min=True)
     if cfg.size % 4:
         raise SegDiceError(f"config.size: got {cfg.size}; expected a multiple of 4 (the U-Net pools twice)")
-    dev = _check_device(device)
+    dev = check_device(device)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise SegDiceError(f"out: got {str(out)!r}, an existing file; expected a folder")
@@ -329,7 +241,7 @@ def run_demo(
         console = Console(stderr=True)
 
     started = time.perf_counter()
-    with _reproducible(int(threads), dev), _Progress(progress, console) as bars:
+    with reproducible(int(threads), dev), Progress(progress, console) as bars:
         step = bars.task("Generating slices", cfg.n_train + cfg.n_val)
         train = make_synthetic_dataset(cfg.n_train, cfg.size, seed, callback=step)
         val = make_synthetic_dataset(cfg.n_val, cfg.size, seed, offset=cfg.n_train, callback=step)
@@ -441,114 +353,3 @@ def _write_report(
     files["evaluation_csv"] = evaluation / "per_case.csv"
     files["evaluation_summary"] = evaluation / "summary.json"
     return files
-
-
-def demo_table(result: DemoResult | dict[str, Any]) -> Table:
-    """The terminal table of a demo run: one row per method, the columns of ``results.json``.
-
-    Parameters
-    ----------
-    result
-        A :class:`DemoResult` or the dictionary of ``results.json``.
-
-    Returns
-    -------
-    rich.table.Table
-        Ready for ``rich.console.Console().print``.
-
-    Examples
-    --------
-    >>> import json, tempfile
-    >>> from rich.console import Console
-    >>> with tempfile.TemporaryDirectory() as out:
-    ...     _ = run_demo(out, config=DemoConfig(size=32, n_train=8, n_val=4, epochs=1))
-    ...     results = json.loads((Path(out) / "results.json").read_text())
-    >>> table = demo_table(results)
-    >>> [column.header for column in table.columns][:4]
-    ['Method', 'Accuracy', 'Dice/img', 'Dice']
-    >>> table.row_count
-    4
-    """
-    from rich import box
-    from rich.table import Table
-
-    results = result.results if isinstance(result, DemoResult) else result
-    n_val = results["dataset"]["validation"]
-    table = Table(
-        title="Validation scores of the lesion class",
-        caption=(
-            f"{n_val['n']} validation slices, {n_val['foreground_fraction']:.2%} lesion pixels. "
-            "Accuracy: pixel accuracy. Dice/img: mean of per-slice Dice. Dice, IoU, Sens. (sensitivity): "
-            "counts pooled over all slices. HD95 in pixels, mean over slices (a missed lesion scores the "
-            "image diagonal). Found: share of lesions touched by the prediction."
-        ),
-        box=box.SIMPLE_HEAD,
-    )
-    table.add_column("Method", no_wrap=True)
-    for header, _ in COLUMNS.values():
-        table.add_column(header, justify="right", no_wrap=True)
-    for key, method in results["methods"].items():
-        cells = []
-        for column, (_, fmt) in COLUMNS.items():
-            value = method["metrics"][column]
-            missing = value is None or (isinstance(value, float) and math.isnan(value))
-            cells.append("n/a" if missing else fmt.format(value))
-        table.add_row(method["name"], *cells, style="bold" if key == results["best_method"] else None)
-    return table
-
-
-def demo_story(result: DemoResult | dict[str, Any]) -> list[str]:
-    """The conclusion of a run in a few plain sentences, from its numbers (no claim is hard-coded).
-
-    Parameters
-    ----------
-    result
-        A :class:`DemoResult` or the dictionary of ``results.json``.
-
-    Returns
-    -------
-    list of str
-        One sentence per line.
-
-    Examples
-    --------
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as out:
-    ...     result = run_demo(out, config=DemoConfig(size=32, n_train=8, n_val=4, epochs=1))
-    >>> demo_story(result)[0].startswith("All background: pixel accuracy 99.")
-    True
-    """
-    results = result.results if isinstance(result, DemoResult) else result
-    methods = results["methods"]
-    trivial = methods["all_background"]["metrics"]
-    best = methods[results["best_method"]]
-    lines = [
-        f"{methods['all_background']['name']}: pixel accuracy {trivial['accuracy']:.2%}, yet Dice "
-        f"{trivial['dice_global']:.3f} - it finds none of the {trivial['n_lesions']} lesions.",
-    ]
-    for key in ("cross_entropy", "dice", "dice_ce"):
-        m = methods[key]["metrics"]
-        lines.append(
-            f"{methods[key]['name']}: accuracy {m['accuracy']:.2%}, Dice {m['dice_global']:.3f}, "
-            f"{m['lesions_found']:.0%} of the lesions found."
-        )
-    lines.append(
-        "Only the loss differs between the trained models: same initial weights, batches and schedule."
-    )
-    lines.append(
-        f"Accuracy ranks the methods within {_spread(methods, 'accuracy'):.2%} of each other; Dice separates "
-        f"them by {_spread(methods, 'dice_global'):.2f}. Best: {best['name']}."
-    )
-    timing = results["timing"]
-    per_method = ", ".join(f"{methods[k]['name']} {s:.0f} s" for k, s in timing["train_seconds"].items())
-    lines.append(
-        f"Training time on {results['config']['device']} with {results['config']['threads']} thread(s): "
-        f"{per_method}; {timing['total_seconds']:.0f} s in all."
-    )
-    return lines
-
-
-def _spread(methods: dict[str, Any], column: str) -> float:
-    values = [m["metrics"][column] for m in methods.values()]
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    return max(values) - min(values) if values else math.nan
