@@ -112,7 +112,6 @@ def build(impl: str, gt: np.ndarray, pred: np.ndarray, num_classes: int):
 
     c = num_classes
     if impl == "floor":
-
         # np.sum of uint8 upcasts every element; a uint64 view reads the same bytes at memory speed
         gt_words = gt.reshape(-1).view(np.uint64) if gt.nbytes % 8 == 0 else gt
         pred_words = pred.reshape(-1).view(np.uint64) if pred.nbytes % 8 == 0 else pred

@@ -261,3 +261,8 @@ def test_distributed_two_gloo_ranks_equal_one_process(tmp_path):
                 np.testing.assert_array_equal(
                     result["per_case"][name].numpy(), single["per_case"][name].numpy()
                 )
+
+
+def test_bad_ignore_index_rejected_at_construction():
+    with pytest.raises(SegDiceError, match="ignore_index"):
+        SegmentationMetrics(NUM_CLASSES, ignore_index=0.5)

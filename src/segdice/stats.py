@@ -302,7 +302,9 @@ def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats
 # CUDA path: torch.bincount over the flattened codes.
 
 _CHUNK = 1 << 16  # voxels per chunk: two int64 chunks stay within L2/L3
-_DENSE_FRACTION = 6  # a chunk with more than chunk/6 runs is counted densely
+_DENSE_FRACTION = 12  # a chunk with more than chunk/12 runs is counted densely
+_PROBE = 4096  # voxels at the head of a chunk looked at first...
+_PROBE_FRACTION = 16  # ...and a chunk whose head changes labels more often than 1 in 16 is counted densely
 
 
 def _is_integral(x: torch.Tensor | np.ndarray) -> bool:
@@ -487,6 +489,13 @@ def _counts_numpy(
             skip -= 1
             _dense_chunk(gc, pc, start, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
             continue
+        # a cheap look at the head of the chunk: clearly noise-like chunks skip the full scan
+        head = min(k, _PROBE)
+        n_head = int(np.count_nonzero((gc[1:head] != gc[: head - 1]) | (pc[1:head] != pc[: head - 1])))
+        if n_head * _PROBE_FRACTION > head:
+            _dense_chunk(gc, pc, start, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
+            skip, backoff = backoff, min(2 * backoff, 64)
+            continue
         n_words = -(-(k - 1) // 8)
         chg, tmp = changed[: k - 1], scratch[: k - 1]
         np.not_equal(gc[1:], gc[:-1], out=chg)
@@ -522,28 +531,69 @@ def _counts_numpy(
         starts += start
         run_pos.append(starts)
     if run_len:
-        rg = np.concatenate(run_g).astype(np.int64, copy=False)
-        rp = np.concatenate(run_p).astype(np.int64, copy=False)
-        rl = np.concatenate(run_len)
-        rb = np.concatenate(run_pos) // size
-        if ignore is not None:
-            drop = rg == ignore
-            if drop.any():
-                ignored += np.bincount(rb[drop], weights=rl[drop], minlength=n_img).astype(np.int64)
-                keep = ~drop
-                rg, rp, rl, rb = rg[keep], rp[keep], rl[keep], rb[keep]
-        if rg.size:
-            _check_labels("target", int(rg.min()), int(rg.max()), c)
-            _check_labels("pred", int(rp.min()), int(rp.max()), c)
-            row = rb * c
-            w = rl.astype(np.float64)  # exact: run lengths and their sums stay far below 2**53
-            g_cnt += np.bincount(row + rg, weights=w, minlength=n_img * c).astype(np.int64)
-            p_cnt += np.bincount(row + rp, weights=w, minlength=n_img * c).astype(np.int64)
-            eq = rg == rp
-            t_cnt += np.bincount((row + rg)[eq], weights=w[eq], minlength=n_img * c).astype(np.int64)
+        _count_runs(run_g, run_p, run_len, run_pos, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
     valid = np.full(n_img, size, np.int64) - ignored
     shape = (n_img, c)
     return g_cnt.reshape(shape), p_cnt.reshape(shape), t_cnt.reshape(shape), valid
+
+
+def _count_runs(
+    run_g: list[np.ndarray],
+    run_p: list[np.ndarray],
+    run_len: list[np.ndarray],
+    run_pos: list[np.ndarray],
+    size: int,
+    c: int,
+    ignore: int | None,
+    g_cnt: np.ndarray,
+    p_cnt: np.ndarray,
+    t_cnt: np.ndarray,
+    ignored: np.ndarray,
+) -> None:
+    """Validate the run values and add the runs, weighted by their lengths, to the counts."""
+    n_img = ignored.size
+    rg = np.concatenate(run_g).astype(np.int64, copy=False)
+    rp = np.concatenate(run_p).astype(np.int64, copy=False)
+    rl = np.concatenate(run_len)
+    rb = np.concatenate(run_pos) // size if n_img > 1 else None
+    if ignore is not None:
+        drop = rg == ignore
+        if drop.any():
+            if rb is None:
+                ignored[0] += int(rl[drop].sum())
+            else:
+                ignored += np.bincount(rb[drop], weights=rl[drop], minlength=n_img).astype(np.int64)
+            keep = ~drop
+            rg, rp, rl = rg[keep], rp[keep], rl[keep]
+            rb = None if rb is None else rb[keep]
+    if rg.size == 0:
+        return
+    _check_labels("target", int(rg.min()), int(rg.max()), c)
+    _check_labels("pred", int(rp.min()), int(rp.max()), c)
+    # bincount weights are float64: exact, since run lengths and their sums stay far below 2**53
+    if n_img * c * c <= max(4 * rg.size, 1 << 16):
+        # one weighted bincount of the pair code gives every [image, target, pred] count
+        code = rg * c + rp
+        if rb is not None:
+            code += rb * (c * c)
+        m = np.bincount(code, weights=rl, minlength=n_img * c * c).astype(np.int64).reshape(n_img, c, c)
+        g_cnt += m.sum(2).reshape(-1)
+        p_cnt += m.sum(1).reshape(-1)
+        t_cnt += np.diagonal(m, axis1=1, axis2=2).reshape(-1)
+    else:  # many images x classes: three marginal bincounts instead of the pair matrix
+        row = rb * c if rb is not None else 0
+        g_cnt += np.bincount(rg + row, weights=rl, minlength=n_img * c).astype(np.int64)
+        p_cnt += np.bincount(rp + row, weights=rl, minlength=n_img * c).astype(np.int64)
+        eq = rg == rp
+        t_idx = rg[eq] + (row[eq] if rb is not None else 0)
+        t_cnt += np.bincount(t_idx, weights=rl[eq], minlength=n_img * c).astype(np.int64)
+
+
+def _check_chunk_labels(name: str, x: np.ndarray, c: int) -> None:
+    """Range check with one pass: viewed as unsigned, negative labels become huge."""
+    top = int(x.view(x.dtype.str.replace("i", "u")).max()) if x.dtype.kind == "i" else int(x.max())
+    if top >= c:
+        _check_labels(name, int(x.min()), int(x.max()), c)
 
 
 def _dense_chunk(
@@ -575,21 +625,28 @@ def _dense_chunk(
             gc, pc = gc[keep], pc[keep]
     if gc.size == 0:
         return
-    _check_labels("target", int(gc.min()), int(gc.max()), c)
-    _check_labels("pred", int(pc.min()), int(pc.max()), c)
-    g64 = gc.astype(np.int64)
+    _check_chunk_labels("target", gc, c)
+    _check_chunk_labels("pred", pc, c)
     n_local = 1 if local_b is None else int(local_b[-1]) + 1
-    if local_b is not None:
-        g64 += local_b * c
     lo, hi = first_b * c, (first_b + n_local) * c
-    if n_local * c * c <= 4 * gc.size:
-        # one bincount of the pair code gives the whole [image, target, pred] matrix of the chunk
-        code = g64 * c + pc
-        m = np.bincount(code, minlength=n_local * c * c).reshape(n_local, c, c)
+    n_codes = n_local * c * c
+    if n_codes <= 4 * gc.size:
+        # one bincount of the pair code gives the whole [image, target, pred] matrix of the chunk; the
+        # code is built in the narrowest dtype that holds it (labels are validated, so no overflow)
+        code_dtype = np.int16 if n_codes <= 1 << 15 else np.int32 if n_codes <= 1 << 31 else np.int64
+        code = gc.astype(code_dtype)
+        if local_b is not None:
+            np.add(code, local_b * c, out=code, casting="unsafe")
+        code *= c
+        np.add(code, pc, out=code, casting="unsafe")
+        m = np.bincount(code, minlength=n_codes).reshape(n_local, c, c)
         g_cnt[lo:hi] += m.sum(2).reshape(-1)
         p_cnt[lo:hi] += m.sum(1).reshape(-1)
         t_cnt[lo:hi] += np.diagonal(m, axis1=1, axis2=2).reshape(-1)
     else:  # many classes: the pair matrix would dwarf the chunk, count the three marginals instead
+        g64 = gc.astype(np.int64)
+        if local_b is not None:
+            g64 += local_b * c
         p64 = pc.astype(np.int64) + (g64 - gc)  # the same image offset
         g_cnt[lo:hi] += np.bincount(g64, minlength=n_local * c)
         p_cnt[lo:hi] += np.bincount(p64, minlength=n_local * c)

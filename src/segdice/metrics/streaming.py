@@ -23,7 +23,7 @@ import torch
 
 from segdice._checks import SegDiceError, check_choice, check_mode, check_number
 from segdice.metrics.overlap import METRICS, _check_empty_value, _class_average, _ratio, score_from_counts
-from segdice.stats import confusion
+from segdice.stats import _check_ignore_index, confusion
 
 __all__ = ["SegmentationMetrics"]
 
@@ -115,7 +115,7 @@ class SegmentationMetrics:
                 f"include_background=False: only meaningful in mode='multiclass'; got mode={mode!r}"
             )
         self.include_background = include_background
-        self.ignore_index = ignore_index
+        self.ignore_index = _check_ignore_index(ignore_index)
         self.empty_value = _check_empty_value(empty_value)
         check_number("beta", beta, minimum=0)
         self.beta = float(beta)
@@ -196,6 +196,14 @@ class SegmentationMetrics:
         ------
         SegDiceError
             For invalid inputs, or after :meth:`sync` (the state is then global; call :meth:`reset`).
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = SegmentationMetrics(2, metrics=("iou",))
+        >>> m.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]))
+        >>> m.compute()["iou"]["per_class"]["1"]["global"]
+        0.6666666666666666
         """
         if self._synced:
             raise SegDiceError(
@@ -281,6 +289,15 @@ class SegmentationMetrics:
             ``result["per_case"][metric]`` is a ``[n_images, C]`` tensor of per-image scores.
             ``per_class[name]["mean"]`` equals ``dice_score(all, per_image=True)[:, c]`` averaged over
             images, and ``"global"`` equals ``dice_score(all, per_image=False)[c]``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = SegmentationMetrics(2, metrics=("dice",), include_background=False)
+        >>> m.update(torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]), torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]]))
+        >>> macro = m.compute()["dice"]["macro"]
+        >>> macro["mean"], macro["n"], macro["n_nan"]
+        (0.6666666666666666, 1, 1)
         """
         state = self
         if self.sync_on_compute and not self._synced and _distributed():
