@@ -350,3 +350,14 @@ def test_every_evaluate_option_is_documented():
     assert options, "the evaluate command has no options?"
     missing = [opt for opt in options if f"`{opt}" not in text and opt != "--help"]
     assert not missing, f"document these options in docs/guide/evaluating-a-folder.md: {missing}"
+
+
+def test_getting_started_shows_the_readme_commands():
+    # The two commands of the README's quick start, verbatim, so the two pages cannot drift apart.
+    readme = (ROOT / "README.md").read_text()
+    page = (DOCS / "getting-started.md").read_text()
+    for marker in ("<!-- main-command -->", "<!-- test-command -->"):
+        block = readme.split(marker, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0].strip()
+        assert f"```bash\n{block}\n```" in page, (
+            f"docs/getting-started.md must show the README command {block!r}"
+        )
