@@ -204,7 +204,7 @@ def figure_report(out: Path) -> None:
 
 
 def figure_demo(out: Path) -> None:
-    """Run ``segdice demo`` (about 5 minutes) and keep its two figures and its numbers for the docs."""
+    """Run ``segdice demo`` (about 1.5 minutes) and keep its two figures and its numbers for the docs."""
     import json
 
     import segdice
