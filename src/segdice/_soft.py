@@ -128,10 +128,8 @@ def _index_forward(x, t, activation, squared, ignore_index, with_nll, acc):
     if with_nll and activation == "softmax":
         # -log p_t from the gathered probability; clamped at the smallest normal float so that a pixel whose
         # p_t underflows (a logit gap above ~87) costs 87.3 instead of inf. The gradient is exact regardless.
-        nll_px = pt.clamp_min(torch.finfo(acc).tiny).log_().neg_()
-        if ignored is not None:
-            nll_px.masked_fill_(ignored, 0.0)
-        nll = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, nll_px)[:, :c]
+        log_pt = pt.clamp_min(torch.finfo(acc).tiny).log_()  # ignored pixels land in the dropped column C
+        nll = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, log_pt)[:, :c].neg()
     else:
         nll = torch.zeros(b, c, dtype=acc, device=x.device)
     n_valid = count.sum(1, keepdim=True).expand(b, c).contiguous()
@@ -150,7 +148,7 @@ def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor |
 def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
     p = state.pop("p")
     pt = state.pop("pt")
-    c, n = p.shape[1], p.shape[2]
+    c = p.shape[1]
     q = g_p.to(p.dtype) if g_p is not None else None
     # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
     r = _gather_table(g_i, t_dump, p)
@@ -165,9 +163,8 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
     if activation == "softmax":
         # d/dz_c = p_c * (h_c - s) + [c == t] * r with h_c = q_c (or 2 q_c p_c) and s = sum_c p_c h_c + r.
         if q is not None and not squared:
-            s = torch.bmm(q.unsqueeze(1), p).squeeze(1)
-            if r is not None:
-                s.add_(r)
+            s = torch.bmm(q.unsqueeze(1), p) if r is None else torch.baddbmm(r.unsqueeze(1), q.unsqueeze(1), p)
+            s = s.squeeze(1)
         else:
             s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
             if q is not None:
@@ -176,21 +173,18 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
                     torch.mul(p[:, k], p[:, k], out=sq)
                     s.addcmul_(sq, q[:, k : k + 1], value=2.0)
                 del sq
-        # Channel by channel, in column chunks: the only temporary is a small reusable buffer.
-        step = max(1, -(-n // 4))
-        buf = torch.empty(p.shape[0], step, dtype=p.dtype, device=p.device)
+        # Channel by channel: the only temporary is one reusable [B, N] buffer, and the loop is 2C large ops
+        # (few launches matter when other processes compete for the cores).
+        buf = torch.empty_like(s)
         for k in range(c):
-            for j in range(0, n, step):
-                pk = p[:, k, j : j + step]
-                sj = s[:, j : j + step]
-                bj = buf[:, : pk.shape[1]]
-                if q is None:
-                    torch.neg(sj, out=bj)
-                elif squared:
-                    torch.mul(pk, 2.0 * q[:, k : k + 1], out=bj).sub_(sj)
-                else:
-                    torch.sub(q[:, k : k + 1], sj, out=bj)
-                pk.mul_(bj)
+            pk = p[:, k]
+            if q is None:
+                torch.neg(s, out=buf)
+            elif squared:
+                torch.mul(pk, 2.0 * q[:, k : k + 1], out=buf).sub_(s)
+            else:
+                torch.sub(q[:, k : k + 1], s, out=buf)
+            pk.mul_(buf)
         del buf, s
         grad = p
     else:
