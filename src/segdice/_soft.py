@@ -163,7 +163,11 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
     if activation == "softmax":
         # d/dz_c = p_c * (h_c - s) + [c == t] * r with h_c = q_c (or 2 q_c p_c) and s = sum_c p_c h_c + r.
         if q is not None and not squared:
-            s = torch.bmm(q.unsqueeze(1), p) if r is None else torch.baddbmm(r.unsqueeze(1), q.unsqueeze(1), p)
+            s = (
+                torch.bmm(q.unsqueeze(1), p)
+                if r is None
+                else torch.baddbmm(r.unsqueeze(1), q.unsqueeze(1), p)
+            )
             s = s.squeeze(1)
         else:
             s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
