@@ -177,19 +177,23 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
                     torch.mul(p[:, k], p[:, k], out=sq)
                     s.addcmul_(sq, q[:, k : k + 1], value=2.0)
                 del sq
-        # Channel by channel: the only temporary is one reusable [B, N] buffer, and the loop is 2C large ops
-        # (few launches matter when other processes compete for the cores).
-        buf = torch.empty_like(s)
-        for k in range(c):
-            pk = p[:, k]
-            if q is None:
-                torch.neg(s, out=buf)
+        # Channels in groups: each op is a parallel region and their count dominates when the cores are
+        # contended, but the group buffer plus s and r (each 1/C of the logits) must stay within 3/4 of them.
+        gsize = max(1, (3 * c) // 4 - 2)
+        s3 = s.unsqueeze(1)
+        buf = torch.empty(p.shape[0], gsize, p.shape[2], dtype=p.dtype, device=p.device)
+        for k0 in range(0, c, gsize):
+            pg = p[:, k0 : k0 + gsize]
+            bg = buf[:, : pg.shape[1]]
+            qg = q[:, k0 : k0 + gsize].unsqueeze(2) if q is not None else None
+            if qg is None:
+                torch.neg(s3.expand_as(bg), out=bg)
             elif squared:
-                torch.mul(pk, 2.0 * q[:, k : k + 1], out=buf).sub_(s)
+                torch.mul(pg, 2.0 * qg, out=bg).sub_(s3)
             else:
-                torch.sub(q[:, k : k + 1], s, out=buf)
-            pk.mul_(buf)
-        del buf, s
+                torch.sub(qg, s3, out=bg)
+            pg.mul_(bg)
+        del buf, s, s3
         grad = p
     else:
         # Probabilities given: d/dp_c = h_c + [c == t] * a_t, zero at ignored pixels.
