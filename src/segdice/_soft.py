@@ -177,9 +177,13 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
                     torch.mul(p[:, k], p[:, k], out=sq)
                     s.addcmul_(sq, q[:, k : k + 1], value=2.0)
                 del sq
-        # Channels in groups: each op is a parallel region and their count dominates when the cores are
-        # contended, but the group buffer plus s and r (each 1/C of the logits) must stay within 3/4 of them.
-        gsize = max(1, (3 * c) // 4 - 2)
+        # r is not kept: after the loop sum_c p_c (h_c - s) = sum_c p_c h_c - s = -r (softmax rows sum to 1,
+        # ignored pixels are 0), so it is recovered from the gradient itself and never coexists with the
+        # group buffer. Two channel groups (C >= 4): each op is a parallel region, and their count dominates
+        # when other processes contend for the cores; the buffer stays at most half the logits.
+        has_r = r is not None
+        del r
+        gsize = -(-c // 2) if c >= 4 else 1
         s3 = s.unsqueeze(1)
         buf = torch.empty(p.shape[0], gsize, p.shape[2], dtype=p.dtype, device=p.device)
         for k0 in range(0, c, gsize):
@@ -194,6 +198,7 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
                 torch.sub(qg, s3, out=bg)
             pg.mul_(bg)
         del buf, s, s3
+        r = p.sum(1).neg_() if has_r else None
         grad = p
     else:
         # Probabilities given: d/dp_c = h_c + [c == t] * a_t, zero at ignored pixels.
