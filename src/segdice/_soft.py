@@ -29,7 +29,7 @@ __all__ = ["all_reduce_sum", "dense_stats", "index_stats"]
 # Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
 # stays a handful of small-op launches per slab.
 _N_SLABS = 8
-_MIN_SLAB = 1 << 18  # below ~1 MiB per slab the launch overhead outweighs the memory saved
+_MIN_SLAB = 1 << 19  # below ~2 MiB per slab the launch overhead outweighs the memory saved
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -279,20 +279,22 @@ class _DenseStats(torch.autograd.Function):
         return grad.to(x.dtype), None, None, None, None, None, None
 
 
-def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None]:
+def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None, bool]:
+    """(g, valid, owned): the slab as ``acc`` floats; ``owned`` says g is a fresh copy we may overwrite."""
     raw = t[bs, :, ns]
     g = raw.to(acc)
+    owned = g.data_ptr() != raw.data_ptr()
     if ignore_index is None:
-        return g, None
+        return g, None, owned
     valid = raw != ignore_index
-    return g.masked_fill(~valid, 0.0), valid  # out of place: g may be the caller's own target
+    return g.masked_fill(~valid, 0.0), valid, True  # out of place: g may be the caller's own target
 
 
 def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc):
     b, c, n = x.shape
     inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
     for bs, ns in _slabs(b, c, n):
-        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        g, valid, _ = _target_slab(t, bs, ns, ignore_index, acc)
         pb = p[bs, :, ns]
         if valid is not None:
             pb.masked_fill_(~valid, 0.0)
@@ -328,16 +330,21 @@ def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, 
     q = g_p.to(acc).unsqueeze(2) if g_p is not None else None
     e = g_n.to(acc).unsqueeze(2) if (g_n is not None and activation == "sigmoid") else None
     for bs, ns in _slabs(b, c, n):
-        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        g, valid, owned = _target_slab(t, bs, ns, ignore_index, acc)
         pb = p[bs, :, ns]
         # h = dL/dp for this slab. Ignored elements have p = 0 and g = 0.
         ab = a[bs] if a is not None else None
         qb = q[bs] if q is not None else None
+        bce = (pb - g).mul_(e[bs]) if e is not None else None
         if ab is not None and soft and not squared:
             # d TP / dp = (1 - sign(p - g)) / 2
             h = torch.sign(pb - g).mul_(-0.5 * ab).add_(0.5 * ab)
+        elif ab is not None and qb is not None and not squared:
+            # h = q + a g in one op, into g itself when g is our own copy (integer targets)
+            h = torch.addcmul(qb, g, ab, out=g) if owned else torch.addcmul(qb, g, ab)
+            qb = None
         elif ab is not None:
-            h = g * ab
+            h = g.mul_(ab) if owned else g * ab
         else:
             h = torch.zeros_like(pb)
         if qb is not None:
@@ -345,7 +352,6 @@ def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, 
                 h.addcmul_(pb, qb.expand_as(pb), value=2.0)
             else:
                 h.add_(qb)
-        bce = (pb - g).mul_(e[bs]) if e is not None else None
         if activation == "sigmoid":
             pb.addcmul_(pb, pb, value=-1.0).mul_(h)  # p (1 - p) h, in place
             if bce is not None:
