@@ -294,13 +294,22 @@ def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, a
     b, c, n = x.shape
     inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
     for bs, ns in _slabs(b, c, n):
-        g, valid, _ = _target_slab(t, bs, ns, ignore_index, acc)
+        g, valid, owned = _target_slab(t, bs, ns, ignore_index, acc)
         pb = p[bs, :, ns]
         if valid is not None:
             pb.masked_fill_(~valid, 0.0)
             count[bs] += valid.sum(2, dtype=acc)
         else:
             count[bs] += pb.shape[2]
+        if with_nll and activation == "sigmoid":
+            # BCE with logits, per element: softplus(z) - g z (g is 0 at ignored elements); one temporary.
+            z = x[bs, :, ns]
+            bce = torch.nn.functional.softplus(z.to(acc))
+            bce.addcmul_(z, g, value=-1.0)
+            if valid is not None:
+                bce.masked_fill_(~valid, 0.0)
+            nll[bs] += bce.sum(2)
+            del z, bce
         if squared:
             pred[bs] += torch.linalg.vecdot(pb, pb)
             tsum[bs] += torch.linalg.vecdot(g, g)
@@ -312,15 +321,11 @@ def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, a
             if soft:
                 # TP = (sum p + sum g - sum |p - g|) / 2: minimised at p = g for soft targets.
                 inter[bs] += 0.5 * (p1 + g1 - (pb - g).abs_().sum(2))
+            elif owned:
+                inter[bs] += g.mul_(pb).sum(2)  # our own copy of an integer target: no temporary
             else:
                 inter[bs] += torch.linalg.vecdot(pb, g)
-        if with_nll and activation == "sigmoid":
-            # BCE with logits, per element: softplus(z) - g z (g is 0 at ignored elements).
-            z = x[bs, :, ns].to(acc)
-            bce = torch.nn.functional.softplus(z)
-            if valid is not None:
-                bce.masked_fill_(~valid, 0.0)
-            nll[bs] += bce.sum(2) - torch.linalg.vecdot(z, g)
+        del g, valid, pb  # before the next slab's copy is made, so two slabs never coexist
     return inter, pred, tsum, nll, count
 
 
@@ -338,7 +343,7 @@ def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, 
         bce = (pb - g).mul_(e[bs]) if e is not None else None
         if ab is not None and soft and not squared:
             # d TP / dp = (1 - sign(p - g)) / 2
-            h = torch.sign(pb - g).mul_(-0.5 * ab).add_(0.5 * ab)
+            h = (pb - g).sign_().mul_(-0.5 * ab).add_(0.5 * ab)
         elif ab is not None and qb is not None and not squared:
             # h = q + a g in one op, into g itself when g is our own copy (integer targets)
             h = torch.addcmul(qb, g, ab, out=g) if owned else torch.addcmul(qb, g, ab)
@@ -363,6 +368,7 @@ def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, 
             if valid is not None:
                 h.masked_fill_(~valid, 0.0)
             pb.copy_(h)
+        del g, h, pb, bce, valid  # before the next slab's copy is made, so two slabs never coexist
     return p
 
 
