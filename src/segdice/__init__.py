@@ -5,6 +5,7 @@ The public API is re-exported here; see the documentation for the formulas and c
 
 from segdice._checks import SegDiceError
 from segdice._version import __version__
+from segdice.evaluate import EvaluationResult, evaluate
 from segdice.losses import (
     DiceCELoss,
     DiceFocalLoss,
@@ -19,19 +20,23 @@ from segdice.losses import (
     jaccard_loss,
     tversky_loss,
 )
+from segdice.metrics.streaming import SegmentationMetrics
 
 __all__ = [
     "DiceCELoss",
     "DiceFocalLoss",
     "DiceLoss",
+    "EvaluationResult",
     "GeneralizedDiceLoss",
     "JaccardLoss",
     "SegDiceError",
+    "SegmentationMetrics",
     "TverskyLoss",
     "__version__",
     "dice_ce_loss",
     "dice_focal_loss",
     "dice_loss",
+    "evaluate",
     "generalized_dice_loss",
     "jaccard_loss",
     "tversky_loss",

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+from pathlib import Path
 from typing import Annotated
 
 try:
     import typer
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 except ImportError as exc:  # pragma: no cover - exercised only without the cli extra
     raise SystemExit(
@@ -20,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the cli 
     ) from exc
 
 from segdice import __version__
+from segdice._checks import SegDiceError
 
 app = typer.Typer(
     name="segdice",
@@ -84,6 +87,187 @@ def info() -> None:
     table.add_row("torch threads", str(torch.get_num_threads()))
     table.add_row("CUDA available", str(torch.cuda.is_available()))
     console.print(table)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _int_list(option: str, text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SegDiceError(
+            f"{option}: got {text!r}; expected integers separated by commas, e.g. 1,2,3"
+        ) from None
+    if not values:
+        raise SegDiceError(f"{option}: got {text!r}; expected integers separated by commas, e.g. 1,2,3")
+    return values
+
+
+def _named(option: str, text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise SegDiceError(f"{option}: got {text!r}; expected NAME=VALUE, e.g. WT=1,2,3")
+    return name.strip(), value.strip()
+
+
+def _summary_table(result) -> Table:
+    summary = result.summary
+    table = Table(title="segdice evaluate: statistics over cases", show_header=True)
+    for name in ("label / region", "metric"):
+        table.add_column(name)
+    for name in ("mean", "95% CI", "median [q1, q3]", "n", "nan", "missing", "errors"):
+        table.add_column(name, justify="right")
+
+    def fmt(value: float) -> str:
+        return "–" if value != value else f"{value:.4g}"  # NaN != NaN
+
+    for item in summary["items"]:
+        for k, metric in enumerate(summary["inputs"]["metrics"]):
+            s = summary["results"][item["name"]][metric]
+            table.add_row(
+                escape(item["name"]) if k == 0 else "",
+                metric,
+                fmt(s["mean"]),
+                f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]",
+                f"{fmt(s['median'])} [{fmt(s['q1'])}, {fmt(s['q3'])}]",
+                str(s["n"]),
+                str(s["n_nan"]),
+                str(s["n_missing"]),
+                str(s["n_error"]),
+                end_section=k == len(summary["inputs"]["metrics"]) - 1,
+            )
+    return table
+
+
+@app.command("evaluate")
+def evaluate_command(
+    pred: Annotated[Path, typer.Argument(help="Predicted mask file or folder.", show_default=False)],
+    gt: Annotated[Path, typer.Argument(help="Ground-truth mask file or folder.", show_default=False)],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for per_case.csv, summary.json and report.html."),
+    ] = None,
+    labels: Annotated[
+        str,
+        typer.Option(help="Labels to score: 'auto' (every label in the ground truth), '1,2,3', or 'none'."),
+    ] = "auto",
+    label_names: Annotated[
+        str | None, typer.Option("--label-names", help="Display names, e.g. liver=1,tumour=2.")
+    ] = None,
+    region: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--region", help="A named union of labels scored as one mask, e.g. WT=1,2,3 (repeatable)."
+        ),
+    ] = None,
+    ignore_label: Annotated[
+        int | None, typer.Option("--ignore-label", help="Ground-truth label left out of every count.")
+    ] = None,
+    metrics: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated: dice, iou, precision, recall, specificity, accuracy, hd, hd95, assd, masd, nsd."
+        ),
+    ] = "dice,iou,precision,recall,hd95,assd,nsd",
+    nsd_tolerance: Annotated[
+        float, typer.Option("--nsd-tolerance", help="Surface Dice tolerance, in physical units.")
+    ] = 1.0,
+    spacing: Annotated[
+        str | None,
+        typer.Option(help="Voxel spacing in array axis order, e.g. 0.8,0.8,3 (overrides the file headers)."),
+    ] = None,
+    empty: Annotated[
+        str,
+        typer.Option(help="Overlap metrics when prediction and ground truth are both empty: nan, 0 or 1."),
+    ] = "nan",
+    workers: Annotated[
+        int | None, typer.Option("--workers", "-j", help="Worker processes (default: every core).")
+    ] = None,
+    pred_suffix: Annotated[
+        str, typer.Option("--pred-suffix", help="Stripped from prediction file names.")
+    ] = "",
+    gt_suffix: Annotated[
+        str, typer.Option("--gt-suffix", help="Stripped from ground-truth file names.")
+    ] = "",
+    resume: Annotated[bool, typer.Option(help="Skip cases already scored in OUT/per_case.csv.")] = False,
+    strict: Annotated[bool, typer.Option(help="Exit with code 1 when any case failed.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Score predicted masks against ground truth; write per-case CSV, JSON summary and an HTML report.
+
+    Exit codes: 0 every case scored (or failures without --strict), 1 some cases failed with --strict,
+    2 usage errors, 130 interrupted (computed rows are kept; rerun with --resume).
+    """
+    from segdice.evaluate import evaluate
+
+    try:
+        if labels.strip().lower() == "auto":
+            label_list: str | list[int] = "auto"
+        elif labels.strip().lower() == "none":
+            label_list = []
+        else:
+            label_list = _int_list("--labels", labels)
+        names: dict[str, int] = {}
+        for part in (label_names or "").split(","):
+            if part.strip():
+                name, value = _named("--label-names", part)
+                names[name] = _int_list("--label-names", value)[0]
+        regions: dict[str, list[int]] = {}
+        for text in region or []:
+            name, value = _named("--region", text)
+            regions[name] = _int_list("--region", value)
+        spacing_values = None
+        if spacing is not None:
+            try:
+                spacing_values = [float(v) for v in spacing.split(",")]
+            except ValueError:
+                raise SegDiceError(
+                    f"--spacing: got {spacing!r}; expected numbers separated by commas"
+                ) from None
+        result = evaluate(
+            pred,
+            gt,
+            out=out,
+            labels=label_list,
+            label_names=names or None,
+            regions=regions or None,
+            ignore_label=ignore_label,
+            metrics=metrics,
+            nsd_tolerance=nsd_tolerance,
+            spacing=spacing_values,
+            empty=empty,
+            workers=workers,
+            pred_suffix=pred_suffix,
+            gt_suffix=gt_suffix,
+            resume=resume,
+            progress=progress,
+        )
+    except SegDiceError as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        where = f"; the finished cases are in {out / 'per_case.csv'}, rerun with --resume" if out else ""
+        err_console.print(f"interrupted{escape(where)}", highlight=False)
+        raise typer.Exit(code=130) from None
+
+    console.print(_summary_table(result))
+    counts = result.summary["counts"]
+    console.print(
+        f"{counts['cases']} case(s): {counts['scored']} scored, {counts['failed']} failed, "
+        f"{counts['missing_predictions']} missing prediction(s), {counts['extra_predictions']} extra.",
+        highlight=False,
+    )
+    if out is not None:
+        console.print(f"wrote {escape(str(out))}/per_case.csv, summary.json, report.html", highlight=False)
+    if result.n_failed:
+        for case, error in list(result.failed_cases.items())[:10]:
+            err_console.print(f"failed: {escape(case)}: {escape(error)}", highlight=False)
+        if result.n_failed > 10:
+            err_console.print(f"... and {result.n_failed - 10} more (see per_case.csv)", highlight=False)
+        if strict:
+            raise typer.Exit(code=1)
 
 
 def main() -> None:

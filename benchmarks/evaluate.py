@@ -1,0 +1,229 @@
+"""Throughput of `segdice evaluate` against a plain medpy loop and seg-metrics, in cases per second.
+
+Data: synthetic NIfTI pairs (default 50 of 128x128x96, spacing 0.8 x 0.8 x 2.0, 3 labels: ellipsoids of
+different sizes; the prediction shifts, grows or shrinks each one, and misses the smallest in some
+cases). Every implementation reads the same .nii.gz files and computes Dice, IoU, precision, recall,
+HD, HD95 and ASSD per label; segdice also computes MASD and NSD (medpy has no NSD). Runs:
+
+- segdice `evaluate()` with 1 and 2 worker processes (scores only), and with 1 worker writing the
+  CSV, JSON and HTML report;
+- a plain serial medpy loop (`nibabel.load` + `medpy.metric.binary` per label), the usual script;
+- seg-metrics `write_metrics` where installed (`pip install seg-metrics`), on a subset of cases
+  because its Dice step walks voxels in Python (see shared/reference/peer-performance.md).
+
+Usage: ``python benchmarks/evaluate.py [--quick] [--cases N] [--seg-metrics-cases K]``. Prints a
+markdown table; ratios are against segdice with 1 worker from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+SPACING = (0.8, 0.8, 2.0)
+LABELS = (1, 2, 3)
+SEGDICE_METRICS = ("dice", "iou", "precision", "recall", "hd", "hd95", "assd", "masd", "nsd")
+
+
+def _ellipsoid(shape, centre, radii):
+    grids = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii, strict=True)) <= 1.0
+
+
+def make_dataset(folder: Path, n_cases: int, shape: tuple[int, int, int], seed: int = 0) -> tuple[Path, Path]:
+    """Write ``n_cases`` ground-truth/prediction NIfTI pairs; return (pred folder, gt folder)."""
+    from segdice.io import save_mask
+
+    rng = np.random.default_rng(seed)
+    gt_dir, pred_dir = folder / "gt", folder / "pred"
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    sizes = {1: 0.22, 2: 0.12, 3: 0.05}  # a large organ, a medium structure, a small lesion
+    for case in range(n_cases):
+        gt = np.zeros(shape, dtype=np.uint8)
+        pred = np.zeros(shape, dtype=np.uint8)
+        for label in LABELS:
+            radii = [max(2.0, n * sizes[label] * rng.uniform(0.8, 1.2)) for n in shape]
+            centre = [rng.uniform(r + 1, n - r - 1) for n, r in zip(shape, radii, strict=True)]
+            gt[_ellipsoid(shape, centre, radii)] = label
+            if label == 3 and rng.uniform() < 0.2:
+                continue  # the small lesion is missed in about one case in five
+            moved = [c + rng.normal(0, 2.0) for c in centre]
+            scaled = [r * rng.uniform(0.85, 1.15) for r in radii]
+            pred[_ellipsoid(shape, moved, scaled)] = label
+        save_mask(gt_dir / f"case_{case:03d}.nii.gz", gt, SPACING)
+        save_mask(pred_dir / f"case_{case:03d}.nii.gz", pred, SPACING)
+    return pred_dir, gt_dir
+
+
+def run_segdice(pred_dir: Path, gt_dir: Path, workers: int, out: Path | None) -> tuple[float, dict]:
+    from segdice import evaluate
+
+    start = time.perf_counter()
+    result = evaluate(
+        pred_dir, gt_dir, metrics=SEGDICE_METRICS, workers=workers, out=out, labels=list(LABELS)
+    )
+    elapsed = time.perf_counter() - start
+    if result.n_failed:
+        raise RuntimeError(f"segdice failed cases: {result.failed_cases}")
+    return elapsed, _means(result.per_case)
+
+
+def run_medpy(pred_dir: Path, gt_dir: Path) -> tuple[float, dict]:
+    import nibabel as nib
+    from medpy.metric import binary
+
+    rows = []
+    warnings.simplefilter("ignore", RuntimeWarning)  # medpy's precision divides 0 by 0 on empty masks
+    start = time.perf_counter()
+    for gt_path in sorted(gt_dir.iterdir()):
+        gt_image = nib.load(gt_path)
+        gt = np.asanyarray(gt_image.dataobj)
+        pred = np.asanyarray(nib.load(pred_dir / gt_path.name).dataobj)
+        spacing = gt_image.header.get_zooms()[:3]
+        for label in LABELS:
+            p, g = pred == label, gt == label
+            row = {"item": str(label), "dice": binary.dc(p, g), "iou": binary.jc(p, g)}
+            row["precision"] = binary.precision(p, g)
+            row["recall"] = binary.recall(p, g)
+            if p.any() and g.any():  # medpy raises on an empty mask; a script has to special-case it
+                row["hd"] = binary.hd(p, g, voxelspacing=spacing)
+                row["hd95"] = binary.hd95(p, g, voxelspacing=spacing)
+                row["assd"] = binary.assd(p, g, voxelspacing=spacing)
+            rows.append(row)
+    return time.perf_counter() - start, _means(rows)
+
+
+def run_seg_metrics(pred_dir: Path, gt_dir: Path, n_cases: int, workdir: Path) -> tuple[float, int] | str:
+    try:
+        import seg_metrics.seg_metrics as sg
+    except ImportError:
+        return "not installed (pip install seg-metrics)"
+    gt_files = sorted(gt_dir.iterdir())[:n_cases]
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for index, gt_path in enumerate(gt_files):
+            sg.write_metrics(
+                labels=list(LABELS),
+                gdth_path=str(gt_path),
+                pred_path=str(pred_dir / gt_path.name),
+                csv_file=str(workdir / f"seg_metrics_{index}.csv"),
+                metrics=["dice", "jaccard", "precision", "recall", "hd", "hd95", "msd"],
+                verbose=False,
+            )
+    return time.perf_counter() - start, len(gt_files)
+
+
+def _means(rows: list[dict]) -> dict:
+    """Mean Dice and HD95 per label; ``hd95_both``: HD95 over the cases where both masks are non-empty."""
+    means = {}
+    for label in LABELS:
+        mine = [r for r in rows if r["item"] == str(label)]
+        both = [r for r in mine if not r.get("empty_gt", False) and not r.get("empty_pred", False)]
+        means[label] = {
+            "dice": float(np.nanmean([r["dice"] for r in mine])),
+            "hd95": float(np.nanmean([r.get("hd95", np.nan) for r in mine])),
+            "hd95_both": float(np.nanmean([r.get("hd95", np.nan) for r in both])),
+        }
+    return means
+
+
+def pool_startup(pred_dir: Path, gt_dir: Path, workers: int, root: Path) -> float:
+    """Seconds for ``evaluate`` on two cases with a pool: mostly spawning workers that import torch."""
+    small_pred, small_gt = root / "startup" / "pred", root / "startup" / "gt"
+    small_pred.mkdir(parents=True)
+    small_gt.mkdir(parents=True)
+    for path in sorted(gt_dir.iterdir())[:2]:
+        (small_gt / path.name).symlink_to(path)
+        (small_pred / path.name).symlink_to(pred_dir / path.name)
+    return run_segdice(small_pred, small_gt, workers, None)[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="6 cases of 64x64x48 (a smoke run)")
+    parser.add_argument(
+        "--cases", type=int, default=None, help="number of cases (default 50; 6 with --quick)"
+    )
+    parser.add_argument("--seg-metrics-cases", type=int, default=2, help="cases given to seg-metrics (slow)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="segdice worker counts")
+    args = parser.parse_args(argv)
+    shape = (64, 64, 48) if args.quick else (128, 128, 96)
+    n_cases = args.cases or (6 if args.quick else 50)
+
+    with tempfile.TemporaryDirectory(prefix="segdice-bench-") as tmp:
+        root = Path(tmp)
+        t0 = time.perf_counter()
+        pred_dir, gt_dir = make_dataset(root, n_cases, shape)
+        print(f"made {n_cases} pairs of {shape} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+
+        results = []  # (name, workers, cases, seconds, note)
+        means = {}
+        for workers in args.workers:
+            seconds, means[f"segdice-{workers}"] = run_segdice(pred_dir, gt_dir, workers, None)
+            name = f"segdice evaluate() (scores only, {len(SEGDICE_METRICS)} metrics)"
+            results.append((name, workers, n_cases, seconds, ""))
+            if workers > 1:
+                startup = pool_startup(pred_dir, gt_dir, workers, root)
+                note = f"derived: minus {startup:.1f} s of pool start-up (evaluate() of 2 cases with {workers} workers)"
+                if seconds > startup:
+                    results.append((name, workers, n_cases, seconds - startup, note))
+        seconds, _ = run_segdice(pred_dir, gt_dir, 1, root / "out")
+        results.append(
+            ("segdice evaluate() + per_case.csv, summary.json, report.html", 1, n_cases, seconds, "")
+        )
+        seconds, means["medpy"] = run_medpy(pred_dir, gt_dir)
+        results.append(
+            ("medpy loop (dc, jc, precision, recall, hd, hd95, assd; no NSD)", 1, n_cases, seconds, "")
+        )
+        outcome = run_seg_metrics(pred_dir, gt_dir, min(args.seg_metrics_cases, n_cases), root)
+        if isinstance(outcome, str):
+            results.append(("seg-metrics write_metrics", 1, 0, float("nan"), outcome))
+        else:
+            results.append(
+                (
+                    "seg-metrics write_metrics (dice, jaccard, precision, recall, hd, hd95, msd)",
+                    1,
+                    outcome[1],
+                    outcome[0],
+                    f"first {outcome[1]} case(s) only",
+                )
+            )
+
+    base = n_cases / results[0][3]
+    print(f"\n#### evaluate throughput: {n_cases} NIfTI pairs {shape}, 3 labels, spacing {SPACING}\n")
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} logical CPU(s), Python {platform.python_version()}. "
+          "Wall time of one run each; the machine is shared, so timings are noisy.\n")  # fmt: skip
+    print("| implementation | workers | cases | seconds | cases/s | vs segdice 1 worker | note |")
+    print("|---|---|---|---|---|---|---|")
+    for name, workers, cases, seconds, note in results:
+        rate = cases / seconds if cases and seconds == seconds else float("nan")
+        ratio = f"{rate / base:.3g}x" if rate == rate else ""
+        rate_text = f"{rate:.3g}" if rate == rate else "n/a"
+        seconds_text = f"{seconds:.1f}" if seconds == seconds else "n/a"
+        print(f"| {name} | {workers} | {cases} | {seconds_text} | {rate_text} | {ratio} | {note} |")
+
+    print("\nMean over cases per label (agreement check; medpy's HD95 pools both directions, segdice takes the larger directed one):\n")  # fmt: skip
+    print("| label | segdice Dice | medpy Dice | segdice HD95, all cases | segdice HD95, both masks present | medpy HD95 (both present) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for label in LABELS:
+        s, m = means[next(iter(means))][label], means["medpy"][label]
+        print(f"| {label} | {s['dice']:.4f} | {m['dice']:.4f} | {s['hd95']:.3f} | {s['hd95_both']:.3f} | {m['hd95']:.3f} |")  # fmt: skip
+    print(
+        "\nsegdice scores a missed structure at the worst case (the image diagonal, here "
+        f"{np.sqrt(sum((n * d) ** 2 for n, d in zip(shape, SPACING, strict=True))):.1f} mm); "
+        "a medpy loop has to skip it (medpy raises on an empty mask)."
+    )
+
+
+if __name__ == "__main__":
+    main()

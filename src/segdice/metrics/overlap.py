@@ -1,0 +1,598 @@
+"""Overlap metrics (Dice, IoU, precision, recall, specificity, accuracy, F-beta) from hard counts.
+
+Every function counts once with :func:`segdice.stats.confusion` and forms its ratio from the counts
+``(tp, fp, fn, tn)``; none of them compares voxels itself.
+
+Empty-mask policy (the same in every function, per image and class, or per class when pooled):
+
+1. The class is absent from both the target and the prediction (``tp + fp + fn == 0``): every metric
+   gives ``empty_value`` (default NaN; 0 or 1 on request). For specificity the same holds when the
+   class covers every voxel in both (``tn + fp + fn == 0``: there are no negatives to score).
+2. Otherwise a ratio ``0 / 0`` gives 0, because one of the two sets it compares is not empty: precision
+   when nothing is predicted but the target has the class (a miss), recall when the class is predicted
+   but absent from the target (a false positive). Dice and IoU are then 0 from their formula, so a
+   false positive on an empty target is always seen.
+
+Averages: ``"none"`` keeps every class; ``"macro"`` is the NaN-ignoring mean over classes; ``"micro"``
+pools the counts over classes first; ``"weighted"`` is the mean over classes weighted by the support
+(target voxel count, ``tp + fn``) with NaN classes left out. With ``per_image=True`` an average is taken
+per image first and then the NaN-ignoring mean over images.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from segdice._checks import SegDiceError, check_choice, check_number
+from segdice.stats import confusion
+
+__all__ = [
+    "AVERAGES",
+    "accuracy",
+    "dice_score",
+    "fbeta_score",
+    "iou_score",
+    "precision",
+    "recall",
+    "score_from_counts",
+    "specificity",
+]
+
+AVERAGES: tuple[str, ...] = ("none", "macro", "micro", "weighted")
+METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "fbeta")
+
+Array = torch.Tensor | np.ndarray
+
+
+def _check_empty_value(empty_value: float) -> float:
+    if isinstance(empty_value, bool) or not isinstance(empty_value, (int, float, np.integer, np.floating)):
+        raise SegDiceError(
+            f"empty_value: got {empty_value!r} ({type(empty_value).__name__}); expected float('nan'), 0 or 1"
+        )
+    value = float(empty_value)
+    if not math.isnan(value) and not 0.0 <= value <= 1.0:
+        raise SegDiceError(
+            f"empty_value: got {empty_value!r}; expected NaN or a value in [0, 1] (usually 0 or 1)"
+        )
+    return value
+
+
+def _ratio(
+    metric: str,
+    tp: torch.Tensor,
+    fp: torch.Tensor,
+    fn: torch.Tensor,
+    tn: torch.Tensor,
+    empty_value: float,
+    beta: float,
+) -> torch.Tensor:
+    tp, fp, fn, tn = (t.to(torch.float64) for t in (tp, fp, fn, tn))
+    if metric == "dice":
+        num, den = 2 * tp, 2 * tp + fp + fn
+    elif metric == "iou":
+        num, den = tp, tp + fp + fn
+    elif metric == "precision":
+        num, den = tp, tp + fp
+    elif metric == "recall":
+        num, den = tp, tp + fn
+    elif metric == "fbeta":
+        b2 = beta * beta
+        num, den = (1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp
+    elif metric == "specificity":
+        num, den = tn, tn + fp
+    else:  # accuracy
+        num, den = tp + tn, tp + fp + fn + tn
+    defined = den > 0
+    value = torch.where(defined, num / torch.where(defined, den, torch.ones_like(den)), torch.zeros_like(den))
+    empty = (tp + fp + fn) == 0
+    if metric == "specificity":
+        empty |= (tn + fp + fn) == 0
+    return value.masked_fill(empty, empty_value)
+
+
+def score_from_counts(
+    metric: str,
+    tp: torch.Tensor,
+    fp: torch.Tensor,
+    fn: torch.Tensor,
+    tn: torch.Tensor,
+    *,
+    empty_value: float = float("nan"),
+    average: str = "none",
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """Form an overlap metric from counts ``[..., C]``, with the empty-mask policy and an average.
+
+    Parameters
+    ----------
+    metric
+        ``"dice"``, ``"iou"``, ``"precision"``, ``"recall"``, ``"specificity"``, ``"accuracy"`` or
+        ``"fbeta"``.
+    tp, fp, fn, tn
+        Counts with the classes on the last axis: ``[C]`` or ``[B, C]`` (as :func:`~segdice.stats.confusion`
+        returns them).
+    empty_value
+        The value of a class absent from both target and prediction (NaN, 0 or 1).
+    average
+        ``"none"``, ``"macro"``, ``"micro"`` or ``"weighted"``; with a leading batch axis the per-image
+        averages are then averaged over images, ignoring NaN.
+    beta
+        The F-beta weight of recall (only for ``metric="fbeta"``).
+
+    Returns
+    -------
+    torch.Tensor
+        float64: the input shape for ``average="none"``, else a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        For an unknown metric or average, or an invalid ``empty_value`` / ``beta``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> tp, fp, fn, tn = (torch.tensor(v) for v in ([3, 0], [1, 2], [1, 0], [5, 8]))
+    >>> score_from_counts("dice", tp, fp, fn, tn).tolist()
+    [0.75, 0.0]
+    >>> float(score_from_counts("dice", tp, fp, fn, tn, average="micro"))
+    0.6
+    """
+    check_choice("metric", metric, METRICS)
+    check_choice("average", average, AVERAGES)
+    empty_value = _check_empty_value(empty_value)
+    check_number("beta", beta, minimum=0)
+    if average == "none":
+        return _ratio(metric, tp, fp, fn, tn, empty_value, beta)
+    value = _class_average(metric, tp, fp, fn, tn, empty_value, beta, average)
+    if value.ndim:
+        value = torch.nanmean(value, dim=0)
+    return value
+
+
+def _class_average(
+    metric: str,
+    tp: torch.Tensor,
+    fp: torch.Tensor,
+    fn: torch.Tensor,
+    tn: torch.Tensor,
+    empty_value: float,
+    beta: float,
+    average: str,
+) -> torch.Tensor:
+    """Average over the last (class) axis: ``[..., C]`` -> ``[...]``."""
+    if average == "micro":
+        pooled = [t.sum(-1, keepdim=True) for t in (tp, fp, fn, tn)]
+        return _ratio(metric, *pooled, empty_value, beta)[..., 0]
+    per_class = _ratio(metric, tp, fp, fn, tn, empty_value, beta)
+    if average == "macro":
+        return torch.nanmean(per_class, dim=-1)
+    # weighted by the support, the target voxel count of each class; NaN classes carry no weight
+    known = ~torch.isnan(per_class)
+    weight = torch.where(known, (tp + fn).to(torch.float64), torch.zeros_like(per_class))
+    total = weight.sum(-1)
+    weighted = (torch.where(known, per_class, torch.zeros_like(per_class)) * weight).sum(-1)
+    return torch.where(total > 0, weighted / torch.where(total > 0, total, 1.0), math.nan)
+
+
+def _metric(
+    name: str,
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None,
+    mode: str,
+    include_background: bool,
+    ignore_index: int | None,
+    empty_value: float,
+    per_image: bool,
+    average: str,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    check_choice("average", average, AVERAGES)
+    empty_value = _check_empty_value(empty_value)
+    check_number("beta", beta, minimum=0)
+    tp, fp, fn, tn = confusion(
+        pred,
+        target,
+        num_classes,
+        mode=mode,
+        ignore_index=ignore_index,
+        per_image=per_image,
+        include_background=include_background,
+    )
+    return score_from_counts(name, tp, fp, fn, tn, empty_value=empty_value, average=average, beta=beta)
+
+
+def dice_score(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Dice coefficient ``2 TP / (2 TP + FP + FN)`` per image and class, from one counting pass.
+
+    Parameters
+    ----------
+    pred
+        Hard prediction: a label map ``[B, *spatial]`` (multiclass), masks ``[B, C, *spatial]`` /
+        ``[B, *spatial]`` (multilabel / binary), or float scores ``[B, C, *spatial]``, arg-maxed
+        (multiclass) or thresholded at 0.5 (binary, multilabel). Torch tensor or NumPy array.
+    target
+        Label map ``[B, *spatial]`` / ``[B, 1, *spatial]`` (multiclass) or masks shaped like ``pred``.
+    num_classes
+        Number of classes; ``None`` infers it (score channels, or the largest label + 1).
+    mode
+        ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+    include_background
+        Multiclass only: ``False`` leaves class 0 out of the result and of the averages.
+    ignore_index
+        Target value whose voxels are excluded from every count (e.g. 255 or -100).
+    empty_value
+        Score of an (image, class) absent from both target and prediction: NaN (default, left out of
+        averages), 0 or 1. A class predicted but absent from the target always scores 0.
+    per_image
+        ``True``: one score per image ``[B, C]``; ``False``: counts pooled over the batch, ``[C]``.
+    average
+        ``"none"``, ``"macro"`` (mean over classes), ``"micro"`` (counts pooled over classes) or
+        ``"weighted"`` (mean weighted by the target voxel count); averages return a scalar, per image
+        first when ``per_image=True``.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores on the input's device: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        On mismatched shapes, float labels, out-of-range labels, NaN scores or an invalid option.
+
+    Examples
+    --------
+    The reason segdice exists: on a mask with 0.1% foreground, predicting background everywhere
+    scores an accuracy of 0.999 and a Dice of 0.
+
+    >>> import torch
+    >>> target = torch.zeros(1, 100, 100, dtype=torch.long)
+    >>> target[0, :10, :1] = 1  # 10 foreground pixels of 10,000
+    >>> pred = torch.zeros_like(target)
+    >>> float(accuracy(pred, target, num_classes=2)[0, 1])
+    0.999
+    >>> float(dice_score(pred, target, num_classes=2)[0, 1])
+    0.0
+    """
+    return _metric(
+        "dice",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def iou_score(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Intersection over union (Jaccard) ``TP / (TP + FP + FN)``; arguments as :func:`dice_score`.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> iou_score(np.array([[0, 1, 1, 1]]), np.array([[0, 0, 1, 1]]), num_classes=2).tolist()
+    [[0.5, 0.6666666666666666]]
+    """
+    return _metric(
+        "iou",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def precision(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Precision (positive predictive value) ``TP / (TP + FP)``; arguments as :func:`dice_score`.
+
+    Nothing predicted while the target has the class gives 0 (a miss); absent from both gives
+    ``empty_value``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> precision(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]), mode="binary").tolist()
+    [[0.5]]
+    """
+    return _metric(
+        "precision",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def recall(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Recall (sensitivity) ``TP / (TP + FN)``; arguments as :func:`dice_score`.
+
+    A class predicted but absent from the target gives 0 (a false positive); absent from both gives
+    ``empty_value``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> recall(torch.tensor([[1, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0]]), mode="binary").tolist()
+    [[0.5]]
+    """
+    return _metric(
+        "recall",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def specificity(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Specificity (true negative rate) ``TN / (TN + FP)``; arguments as :func:`dice_score`.
+
+    A class absent from both target and prediction gives ``empty_value`` (as in every metric), and so
+    does a class that covers every voxel in both (no negatives).
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> specificity(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]), mode="binary").tolist()
+    [[0.6666666666666666]]
+    """
+    return _metric(
+        "specificity",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def accuracy(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Per-class voxel accuracy ``(TP + TN) / (TP + FP + FN + TN)``; arguments as :func:`dice_score`.
+
+    For one class this is the fraction of (non-ignored) voxels on which target and prediction agree
+    about that class, which is why it says 0.999 for a model that misses a 0.1% structure.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> accuracy(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]), mode="binary").tolist()
+    [[0.75]]
+    """
+    return _metric(
+        "accuracy",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def fbeta_score(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """F-beta score ``(1 + b²) TP / ((1 + b²) TP + b² FN + FP)``; ``beta=1`` is Dice.
+
+    ``beta > 1`` weighs recall more, ``beta < 1`` precision (``beta=0`` is precision).
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+    beta
+        Non-negative weight of recall.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`, and for a negative or non-finite ``beta``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]])
+    >>> fbeta_score(pred, target, mode="binary", beta=2.0).tolist()
+    [[0.8333333333333334]]
+    """
+    return _metric(
+        "fbeta",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+        beta=beta,
+    )

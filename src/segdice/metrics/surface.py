@@ -1,0 +1,734 @@
+"""Boundary metrics: Hausdorff distance (HD, HD95), average surface distances (ASSD, MASD), surface Dice.
+
+Definitions (all distances in physical units, ``spacing`` in array axis order):
+
+* **Surface voxels** (HD, HD95, ASSD, MASD): the voxels of a mask that are not in its binary erosion with
+  the face-connected structuring element, the array border counting as background. Distances are exact
+  Euclidean distances between voxel centres, scaled by ``spacing``. ``d(P->T)`` is, for every surface
+  voxel of the prediction, the distance to the closest surface voxel of the target; ``d(T->P)`` the
+  reverse.
+* **HD** = ``max(max d(P->T), max d(T->P))``. **HD95** (``percentile=95``) = the larger of the two
+  directed 95th percentiles, each with linear interpolation between order statistics. These are MONAI's
+  ``compute_hausdorff_distance`` numbers (and MetricsReloaded's). medpy's ``hd95`` is different: it
+  takes one percentile of both directions pooled together, which is never larger than ours and can be
+  much smaller when one direction holds the errors.
+* **ASSD** = the mean of ``d(P->T)`` and ``d(T->P)`` pooled together (MONAI ``symmetric=True``, medpy
+  0.5.2 ``assd``). **MASD** = the mean of the two directed means (MetricsReloaded ``masd``, medpy 0.4
+  ``assd``); the two differ when the surfaces have different sizes.
+* **NSD** (normalised surface Dice, Nikolov et al. 2021): surfaces sit on the voxel-corner grid, each
+  corner weighted by the area (3D) or length (2D) of the marching-cubes surface piece through its cell;
+  ``NSD = (area of T within tolerance of P + area of P within tolerance of T) / (area of T + area of P)``.
+  These are DeepMind ``surface-distance``'s ``compute_surface_dice_at_tolerance`` numbers.
+
+Empty masks are a policy, not an accident: when exactly one of the two masks is empty the distance
+metrics return ``worst_case`` (default: the image diagonal in physical units,
+``sqrt(sum((shape_i * spacing_i) ** 2))``) and NSD returns 0; when both are empty every metric is NaN.
+A missed structure is therefore never dropped from a mean, never ``inf`` and never 0.
+
+All work happens inside the bounding box of the two masks plus a margin, so the cost follows the size of
+the structures, not of the image.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from segdice._checks import SegDiceError, check_number, describe
+from segdice.metrics._distances import nearest_distances, pad_width, within_tolerance
+from segdice.metrics._surfels import code_measure_table, corner_codes
+
+__all__ = [
+    "BOUNDARY_METRICS",
+    "average_surface_distance",
+    "boundary_metrics",
+    "hausdorff_distance",
+    "mean_average_surface_distance",
+    "surface_dice",
+    "surface_distances",
+]
+
+#: Metric names understood by :func:`boundary_metrics` (besides ``"hd<p>"`` for any percentile ``p``).
+BOUNDARY_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd")
+
+Label = int | tuple[int, ...]
+
+_PERCENTILE_NAME = re.compile(r"^hd(\d+(?:\.\d+)?)$")
+
+
+# --- input handling -----------------------------------------------------------------------------
+
+
+def _to_numpy(name: str, x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    raise SegDiceError(f"{name}: got {describe(x)}; expected a NumPy array or a torch tensor")
+
+
+def _check_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    p, t = _to_numpy("pred", pred), _to_numpy("target", target)
+    if p.shape != t.shape:
+        raise SegDiceError(
+            f"pred and target must have the same shape: got pred {p.shape} and target {t.shape}"
+        )
+    if p.ndim < 1 or 0 in p.shape:
+        raise SegDiceError(f"pred: got {describe(p, values=False)}; expected a non-empty [*spatial] array")
+    return p, t
+
+
+def _as_binary(name: str, x: np.ndarray) -> np.ndarray:
+    if x.dtype == bool:
+        return x
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected a binary mask (bool or 0/1)")
+    mask = x != 0
+    if np.count_nonzero(x[mask] != 1):
+        raise SegDiceError(
+            f"{name}: got {describe(x)}; expected a binary mask with values 0 and 1 "
+            "(use boundary_metrics for label maps)"
+        )
+    return mask
+
+
+def _as_labels(name: str, x: np.ndarray) -> np.ndarray:
+    if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
+        return x
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.array_equal(x, np.trunc(x)):
+            raise SegDiceError(f"{name}: got {describe(x)}; expected a label map with integer values")
+        return x.astype(np.int64)
+    raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected an integer label map or a mask")
+
+
+def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
+    if spacing is None:
+        return (1.0,) * ndim
+    if isinstance(spacing, torch.Tensor):
+        spacing = spacing.detach().cpu().numpy()
+    if isinstance(spacing, (int, float, np.integer, np.floating)) and not isinstance(spacing, bool):
+        values = [spacing] * ndim
+    else:
+        try:
+            values = list(np.asarray(spacing, dtype=np.float64).reshape(-1))
+        except (TypeError, ValueError):
+            raise SegDiceError(
+                f"spacing: got {spacing!r}; expected {ndim} positive numbers in array axis order"
+            ) from None
+        if len(values) != ndim:
+            raise SegDiceError(
+                f"spacing: got {len(values)} value(s) {tuple(float(v) for v in values)} for masks with "
+                f"{ndim} dimension(s); expected {ndim} positive numbers in array axis order"
+            )
+    for v in values:
+        if not (math.isfinite(float(v)) and float(v) > 0):
+            raise SegDiceError(
+                f"spacing: got {tuple(float(v) for v in values)}; expected finite values > 0 "
+                "(voxel size per array axis)"
+            )
+    return tuple(float(v) for v in values)
+
+
+def _worst_case(worst_case: Any, shape: tuple[int, ...], spacing: tuple[float, ...]) -> float:
+    if worst_case is None:
+        return math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True)))
+    return float(check_number("worst_case", worst_case, minimum=0, strict_min=True))
+
+
+def _check_percentile(percentile: Any) -> float | None:
+    if percentile is None:
+        return None
+    return float(check_number("percentile", percentile, minimum=0, maximum=100))
+
+
+# --- one pair of masks in a padded crop -----------------------------------------------------------
+
+
+def _bounding_box(slices: Iterable[tuple[slice, ...] | None], ndim: int) -> tuple[slice, ...] | None:
+    lo, hi = [None] * ndim, [None] * ndim
+    for box in slices:
+        if box is None:
+            continue
+        for i, s in enumerate(box):
+            lo[i] = s.start if lo[i] is None else min(lo[i], s.start)
+            hi[i] = s.stop if hi[i] is None else max(hi[i], s.stop)
+    if lo[0] is None:
+        return None
+    return tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+
+
+def _padded(mask: np.ndarray, pad: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(tuple(n + 2 * p for n, p in zip(mask.shape, pad, strict=True)), dtype=bool)
+    out[tuple(slice(p, p + n) for n, p in zip(mask.shape, pad, strict=True))] = mask
+    return out
+
+
+def _erosion_surface(mask: np.ndarray) -> np.ndarray:
+    """Voxels of a zero-bordered mask with at least one face neighbour outside it."""
+    interior = mask.copy()
+    for axis in range(mask.ndim):
+        lo = [slice(None)] * mask.ndim
+        hi = [slice(None)] * mask.ndim
+        lo[axis], hi[axis] = slice(1, None), slice(None, -1)
+        interior[tuple(lo)] &= mask[tuple(hi)]
+        interior[tuple(hi)] &= mask[tuple(lo)]
+    return mask & ~interior
+
+
+class _Pair:
+    """Two non-empty masks cropped to their joint bounding box, zero-padded; results are cached."""
+
+    def __init__(self, pred: np.ndarray, target: np.ndarray, spacing: tuple[float, ...]) -> None:
+        self.pred, self.target, self.spacing = pred, target, spacing
+        self._voxel: tuple[np.ndarray, np.ndarray] | None = None
+        self._corner: dict[str, Any] | None = None
+        self._nsd: dict[float, float] = {}
+
+    def distances(self) -> tuple[np.ndarray, np.ndarray]:
+        """Directed distances (pred surface -> target surface, target surface -> pred surface)."""
+        if self._voxel is None:
+            surf_p, surf_t = _erosion_surface(self.pred), _erosion_surface(self.target)
+            pts_p, pts_t = np.flatnonzero(surf_p), np.flatnonzero(surf_t)
+            self._voxel = (
+                nearest_distances(pts_p, pts_t, surf_t, self.spacing),
+                nearest_distances(pts_t, pts_p, surf_p, self.spacing),
+            )
+        return self._voxel
+
+    def surface_dice(self, tolerance: float) -> float:
+        if tolerance not in self._nsd:
+            if self._corner is None:
+                full = 2 ** (2**self.pred.ndim) - 1
+                table = code_measure_table(self.spacing)
+                corner: dict[str, Any] = {}
+                for key, mask in (("p", self.pred), ("t", self.target)):
+                    codes = corner_codes(mask)
+                    surf = (codes != 0) & (codes != full)
+                    pts = np.flatnonzero(surf)
+                    corner[key] = (surf, pts, table[codes.reshape(-1)[pts]])
+                self._corner = corner
+            surf_p, pts_p, area_p = self._corner["p"]
+            surf_t, pts_t, area_t = self._corner["t"]
+            near_p = within_tolerance(pts_p, pts_t, surf_t, self.spacing, tolerance)
+            near_t = within_tolerance(pts_t, pts_p, surf_p, self.spacing, tolerance)
+            total = area_p.sum() + area_t.sum()
+            self._nsd[tolerance] = float((area_p[near_p].sum() + area_t[near_t].sum()) / total)
+        return self._nsd[tolerance]
+
+
+def _pair_from_masks(
+    pred: np.ndarray, target: np.ndarray, spacing: tuple[float, ...], tolerance: float | None = None
+) -> _Pair | None:
+    """Crop two boolean masks to their joint box; None when both are empty."""
+    box = _bounding_box((_bbox(pred), _bbox(target)), pred.ndim)
+    if box is None:
+        return None
+    pad = pad_width(spacing, tolerance)
+    return _Pair(_padded(pred[box], pad), _padded(target[box], pad), spacing)
+
+
+def _directed_stat(d: np.ndarray, percentile: float | None) -> float:
+    return float(d.max()) if percentile is None else float(np.percentile(d, percentile))
+
+
+def _metric(name: str, pair: _Pair, tolerance: float) -> float:
+    if name == "nsd":
+        return pair.surface_dice(tolerance)
+    d_pt, d_tp = pair.distances()
+    if name == "assd":
+        return float((d_pt.sum() + d_tp.sum()) / (d_pt.size + d_tp.size))
+    if name == "masd":
+        return float((d_pt.mean() + d_tp.mean()) / 2)
+    percentile = None if name == "hd" else float(_PERCENTILE_NAME.match(name).group(1))
+    return max(_directed_stat(d_pt, percentile), _directed_stat(d_tp, percentile))
+
+
+def _prepare_binary(pred: Any, target: Any, spacing: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    p, t = _check_pair(pred, target)
+    return _as_binary("pred", p), _as_binary("target", t), _check_spacing(spacing, p.ndim)
+
+
+def _empty_value(p: np.ndarray, t: np.ndarray, worst: float) -> float | None:
+    """The policy value when a mask is empty, or None when both have foreground."""
+    p_any, t_any = bool(p.any()), bool(t.any())
+    if p_any and t_any:
+        return None
+    return worst if (p_any or t_any) else math.nan
+
+
+# --- public functions ----------------------------------------------------------------------------
+
+
+def hausdorff_distance(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    percentile: float | None = None,
+    worst_case: float | None = None,
+    directed: bool = False,
+) -> float:
+    """Hausdorff distance between the surfaces of two binary masks (HD, or HD95 with ``percentile=95``).
+
+    Parameters
+    ----------
+    pred, target
+        Binary masks ``[*spatial]`` (bool or 0/1), NumPy arrays or torch tensors (moved to the CPU).
+    spacing
+        Voxel size per array axis (same order as the array's axes, e.g. ``(z, y, x)`` for an array
+        indexed ``[z, y, x]``), or one number for all axes. Default 1.
+    percentile
+        ``None`` for the maximum; a value in [0, 100] takes that percentile of each directed distance
+        set (linear interpolation) and returns the larger of the two.
+    worst_case
+        Value returned when exactly one mask is empty. Default: the image diagonal,
+        ``sqrt(sum((shape_i * spacing_i) ** 2))``.
+    directed
+        Only the distances from the prediction's surface to the target's surface.
+
+    Returns
+    -------
+    float
+        The distance in the units of ``spacing``; NaN when both masks are empty.
+
+    Raises
+    ------
+    SegDiceError
+        Shapes differ, a mask is not binary, ``spacing`` has the wrong length or a value <= 0,
+        ``percentile`` is outside [0, 100] or ``worst_case`` <= 0.
+
+    Examples
+    --------
+    >>> gt = np.zeros(10, dtype=bool); gt[2:5] = True  # surface voxels 2 and 4
+    >>> pr = np.zeros(10, dtype=bool); pr[2:8] = True  # surface voxels 2 and 7
+    >>> hausdorff_distance(pr, gt)
+    3.0
+    >>> hausdorff_distance(pr, gt, spacing=0.5)
+    1.5
+    >>> hausdorff_distance(np.zeros(10), gt, spacing=0.5)  # a miss: the image diagonal
+    5.0
+    """
+    p, t, spc = _prepare_binary(pred, target, spacing)
+    percentile = _check_percentile(percentile)
+    empty = _empty_value(p, t, _worst_case(worst_case, p.shape, spc))
+    if empty is not None:
+        return empty
+    pair = _pair_from_masks(p, t, spc)
+    d_pt, d_tp = pair.distances()
+    if directed:
+        return _directed_stat(d_pt, percentile)
+    return max(_directed_stat(d_pt, percentile), _directed_stat(d_tp, percentile))
+
+
+def average_surface_distance(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    symmetric: bool = True,
+    worst_case: float | None = None,
+) -> float:
+    """Average surface distance: ASSD (pooled over both directions) or the directed mean.
+
+    Parameters
+    ----------
+    pred, target
+        Binary masks ``[*spatial]``, NumPy arrays or torch tensors.
+    spacing
+        Voxel size per array axis, or one number. Default 1.
+    symmetric
+        ``True`` (ASSD): the mean of all distances of both directions pooled together, as MONAI's
+        ``compute_average_surface_distance(symmetric=True)``. ``False``: the mean distance from the
+        prediction's surface to the target's surface only.
+    worst_case
+        Value returned when exactly one mask is empty (default: the image diagonal).
+
+    Returns
+    -------
+    float
+        NaN when both masks are empty.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`hausdorff_distance`.
+
+    See Also
+    --------
+    mean_average_surface_distance : the mean of the two directed means (MASD).
+
+    Examples
+    --------
+    >>> gt = np.zeros(10, dtype=bool); gt[2:5] = True  # surface voxels 2 and 4
+    >>> pr = np.zeros(10, dtype=bool); pr[2:8] = True  # surface voxels 2 and 7
+    >>> average_surface_distance(pr, gt)  # distances 0, 3 and 0, 2
+    1.25
+    >>> average_surface_distance(pr, gt, symmetric=False)
+    1.5
+    """
+    p, t, spc = _prepare_binary(pred, target, spacing)
+    empty = _empty_value(p, t, _worst_case(worst_case, p.shape, spc))
+    if empty is not None:
+        return empty
+    pair = _pair_from_masks(p, t, spc)
+    if not symmetric:
+        return float(pair.distances()[0].mean())
+    return _metric("assd", pair, 0.0)
+
+
+def mean_average_surface_distance(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    worst_case: float | None = None,
+) -> float:
+    """MASD: the mean of the two directed average surface distances.
+
+    ``(mean d(P->T) + mean d(T->P)) / 2``, MetricsReloaded's ``masd``. Unlike ASSD, a large surface does
+    not outweigh a small one.
+
+    Parameters
+    ----------
+    pred, target
+        Binary masks ``[*spatial]``, NumPy arrays or torch tensors.
+    spacing
+        Voxel size per array axis, or one number. Default 1.
+    worst_case
+        Value returned when exactly one mask is empty (default: the image diagonal).
+
+    Returns
+    -------
+    float
+        NaN when both masks are empty.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`hausdorff_distance`.
+
+    Examples
+    --------
+    >>> gt = np.zeros(10, dtype=bool); gt[2:5] = True  # surface voxels 2 and 4
+    >>> pr = np.zeros(10, dtype=bool); pr[2:8] = True  # surface voxels 2 and 7
+    >>> mean_average_surface_distance(pr, gt)  # (1.5 + 1.0) / 2
+    1.25
+    """
+    p, t, spc = _prepare_binary(pred, target, spacing)
+    empty = _empty_value(p, t, _worst_case(worst_case, p.shape, spc))
+    if empty is not None:
+        return empty
+    return _metric("masd", _pair_from_masks(p, t, spc), 0.0)
+
+
+def surface_distances(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    *,
+    spacing: float | Sequence[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two directed surface-distance sets behind HD, HD95, ASSD and MASD.
+
+    Parameters
+    ----------
+    pred, target
+        Binary masks ``[*spatial]``, NumPy arrays or torch tensors.
+    spacing
+        Voxel size per array axis, or one number. Default 1.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        float64 distances from every surface voxel of ``pred`` to the surface of ``target``, and from
+        every surface voxel of ``target`` to the surface of ``pred`` (in C order of the voxels). Where a
+        mask is empty there are no distances to report: an empty array is returned for its direction and
+        ``inf`` for every distance towards it.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`hausdorff_distance`.
+
+    Examples
+    --------
+    >>> gt = np.zeros(10, dtype=bool); gt[2:5] = True  # surface voxels 2 and 4
+    >>> pr = np.zeros(10, dtype=bool); pr[2:8] = True  # surface voxels 2 and 7
+    >>> [d.tolist() for d in surface_distances(pr, gt)]
+    [[0.0, 3.0], [0.0, 2.0]]
+    """
+    p, t, spc = _prepare_binary(pred, target, spacing)
+    p_any, t_any = bool(p.any()), bool(t.any())
+    if p_any and t_any:
+        return _pair_from_masks(p, t, spc).distances()
+    n_p = int(_erosion_surface(_padded(p, (1,) * p.ndim)).sum())
+    n_t = int(_erosion_surface(_padded(t, (1,) * t.ndim)).sum())
+    return np.full(n_p, np.inf), np.full(n_t, np.inf)
+
+
+def surface_dice(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    tolerance: float,
+    *,
+    spacing: float | Sequence[float] | None = None,
+) -> float:
+    """Normalised surface Dice (NSD) at a tolerance, with surfel areas (Nikolov et al. 2021).
+
+    The share of both surfaces, weighted by area (3D) or length (2D), that lies within ``tolerance``
+    of the other surface: DeepMind ``surface-distance``'s ``compute_surface_dice_at_tolerance``.
+
+    Parameters
+    ----------
+    pred, target
+        Binary masks ``[*spatial]`` with 2 or 3 dimensions, NumPy arrays or torch tensors.
+    tolerance
+        Largest surface-to-surface distance counted as overlap, in the units of ``spacing`` (>= 0).
+    spacing
+        Voxel size per array axis, or one number. Default 1.
+
+    Returns
+    -------
+    float
+        In [0, 1]; 0 when exactly one mask is empty, NaN when both are.
+
+    Raises
+    ------
+    SegDiceError
+        As :func:`hausdorff_distance`, or masks that are not 2D/3D, or a negative ``tolerance``.
+
+    Examples
+    --------
+    >>> gt = np.zeros((8, 8), dtype=bool); gt[2:6, 2:6] = True
+    >>> surface_dice(gt, gt, 0.0)
+    1.0
+    >>> pr = np.roll(gt, 2, axis=1)
+    >>> round(surface_dice(pr, gt, 1.0), 4), surface_dice(pr, gt, 2.0)
+    (0.6349, 1.0)
+    """
+    p, t, spc = _prepare_binary(pred, target, spacing)
+    if p.ndim not in (2, 3):
+        raise SegDiceError(f"pred: got {describe(p, values=False)}; surface_dice expects 2D or 3D masks")
+    tol = float(check_number("tolerance", tolerance, minimum=0))
+    empty = _empty_value(p, t, 0.0)
+    if empty is not None:
+        return empty
+    return _pair_from_masks(p, t, spc, tol).surface_dice(tol)
+
+
+# --- many labels at once -------------------------------------------------------------------------
+
+
+def _check_metrics(metrics: Any) -> tuple[str, ...]:
+    if isinstance(metrics, str):
+        metrics = (metrics,)
+    names = tuple(metrics)
+    if not names:
+        raise SegDiceError(
+            "metrics: got an empty sequence; expected names from " + ", ".join(BOUNDARY_METRICS)
+        )
+    for name in names:
+        if name in BOUNDARY_METRICS:
+            continue
+        match = _PERCENTILE_NAME.match(name) if isinstance(name, str) else None
+        if match is None or not 0 <= float(match.group(1)) <= 100:
+            raise SegDiceError(
+                f"metrics: got {name!r}; expected names from {', '.join(BOUNDARY_METRICS)} "
+                "(or 'hd<p>' for the p-th percentile HD, 0 <= p <= 100)"
+            )
+    return names
+
+
+def _check_items(labels: Any) -> list[tuple[Any, tuple[int, ...]]]:
+    """Each item as (result key, its labels); lists become tuples."""
+    if isinstance(labels, (int, np.integer)) and not isinstance(labels, bool):
+        labels = [labels]
+    items = []
+    for item in labels:
+        if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            items.append((item, (int(item),)))
+            continue
+        if isinstance(item, (tuple, list)) and item:
+            members = tuple(item)
+            if all(isinstance(m, (int, np.integer)) and not isinstance(m, bool) for m in members):
+                items.append((members, tuple(int(m) for m in members)))
+                continue
+        raise SegDiceError(
+            f"labels: got item {item!r}; expected an int label or a non-empty tuple of int labels (a region)"
+        )
+    return items
+
+
+def _label_values(p: np.ndarray, t: np.ndarray) -> list[int]:
+    """Every label > 0 present in either map, ascending."""
+    if p.dtype == bool:
+        return [1] if (p.any() or t.any()) else []
+    top = max(int(p.max()), int(t.max()))
+    if top <= 0:
+        return []
+    if top <= 64:
+        # A comparison per candidate (about 1 ms per 16 M voxels) beats one pass of bincount or a sort.
+        return [v for v in range(1, top + 1) if (p == v).any() or (t == v).any()]
+    if min(int(p.min()), int(t.min())) >= 0 and top <= 1 << 24:
+        counts = np.bincount(p.reshape(-1), minlength=top + 1) + np.bincount(t.reshape(-1), minlength=top + 1)
+        return [int(v) for v in np.flatnonzero(counts[1:]) + 1]
+    return [int(v) for v in np.union1d(np.unique(p), np.unique(t)) if v > 0]
+
+
+def _member_mask(labels: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
+    if labels.dtype == bool:
+        mask = labels.copy() if 1 in members else np.zeros_like(labels)
+        if 0 in members:
+            mask |= ~labels
+        return mask
+    mask = labels == members[0]
+    for m in members[1:]:
+        mask |= labels == m
+    return mask
+
+
+def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of a boolean mask from axis projections (numpy's ``any`` stops at the first hit)."""
+    rows = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+    if not rows.size:
+        return None
+    box = [slice(int(rows[0]), int(rows[-1]) + 1)]
+    sub = mask[box[0]]
+    for axis in range(1, mask.ndim):
+        hit = np.flatnonzero(sub.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(box)
+
+
+class _LabelIndex:
+    """Bounding boxes of labels (or unions of labels) of one label map.
+
+    With many labels one ``find_objects`` pass over the map (about 50 ms per 16 M voxels) finds every box;
+    for one or two labels a comparison and axis projections per label (a few ms) is cheaper.
+    """
+
+    _MAX_DENSE_LABEL = 1 << 16
+
+    def __init__(self, labels: np.ndarray, many: bool) -> None:
+        self.labels = labels
+        self.table: list | None = None
+        if many and labels.size:
+            data = labels.view(np.uint8) if labels.dtype == bool else labels
+            if 0 < int(data.max()) <= self._MAX_DENSE_LABEL:
+                self.table = ndimage.find_objects(data)
+
+    def present(self) -> set[int] | None:
+        """Labels > 0 in the map, when known from the box table."""
+        if self.table is None:
+            return None
+        return {i + 1 for i, box in enumerate(self.table) if box is not None}
+
+    def box(self, members: tuple[int, ...]) -> tuple[slice, ...] | None:
+        if self.table is None:
+            return _bbox(_member_mask(self.labels, members))
+        boxes = []
+        for m in members:
+            if m <= 0:
+                boxes.append(_bbox(_member_mask(self.labels, (m,))))
+            elif m <= len(self.table):
+                boxes.append(self.table[m - 1])
+        return _bounding_box(boxes, self.labels.ndim)
+
+
+def boundary_metrics(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    labels: Sequence[Label] | None = None,
+    *,
+    spacing: float | Sequence[float] | None = None,
+    metrics: Sequence[str] = ("hd", "hd95", "assd", "masd", "nsd"),
+    nsd_tolerance: float = 1.0,
+    worst_case: float | None = None,
+) -> dict[Label, dict[str, float]]:
+    """Boundary metrics of every label (or region) of a pair of label maps, in one call.
+
+    Every item is cropped to the bounding box of its two masks; the surface distances of an item are
+    computed once and shared by HD, HD-percentiles, ASSD and MASD (NSD uses the corner-grid surface its
+    definition requires). The definitions and the empty-mask policy are those of the module.
+
+    Parameters
+    ----------
+    pred, target
+        Label maps ``[*spatial]`` (integer; float maps holding whole numbers are accepted) or boolean
+        masks (label 1), NumPy arrays or torch tensors, same shape.
+    labels
+        Items to score: an int is one label, a tuple of ints a region (the union of those labels).
+        ``None``: every label > 0 present in either map.
+    spacing
+        Voxel size per array axis, or one number. Default 1.
+    metrics
+        Any of ``"hd"``, ``"hd95"`` (or ``"hd<p>"`` for another percentile), ``"assd"``, ``"masd"``,
+        ``"nsd"``.
+    nsd_tolerance
+        Tolerance of ``"nsd"``, in the units of ``spacing``.
+    worst_case
+        Distance reported when exactly one side of an item is empty (default: the image diagonal in
+        physical units). NSD is 0 then; both sides empty give NaN for every metric.
+
+    Returns
+    -------
+    dict
+        ``{item: {metric name: value}}``, keys as given (ints, or tuples for regions), in ``labels``
+        order (ascending for ``None``).
+
+    Raises
+    ------
+    SegDiceError
+        Shapes differ, a map is not integer-valued, ``spacing``, ``metrics``, ``labels``,
+        ``nsd_tolerance`` or ``worst_case`` is invalid.
+
+    Examples
+    --------
+    >>> gt = np.zeros((6, 12), dtype=np.int64); gt[1:5, 1:5] = 1; gt[1:5, 7:11] = 2
+    >>> pr = gt.copy(); pr[1:5, 9:11] = 0
+    >>> out = boundary_metrics(pr, gt, metrics=("hd", "nsd"))
+    >>> out[1]
+    {'hd': 0.0, 'nsd': 1.0}
+    >>> out[2]["hd"]
+    2.0
+    >>> boundary_metrics(pr, gt, labels=[(1, 2), 3], metrics=("hd95",))[3]  # absent from both
+    {'hd95': nan}
+    """
+    p, t = _check_pair(pred, target)
+    p, t = _as_labels("pred", p), _as_labels("target", t)
+    spc = _check_spacing(spacing, p.ndim)
+    names = _check_metrics(metrics)
+    tol = float(check_number("nsd_tolerance", nsd_tolerance, minimum=0))
+    if "nsd" in names and p.ndim not in (2, 3):
+        raise SegDiceError(f"pred: got {describe(p, values=False)}; 'nsd' needs 2D or 3D label maps")
+    worst = _worst_case(worst_case, p.shape, spc)
+    items = None if labels is None else _check_items(labels)
+    many = items is None or sum(len(members) for _, members in items) > 2
+    index_p, index_t = _LabelIndex(p, many), _LabelIndex(t, many)
+    if items is None:
+        found_p, found_t = index_p.present(), index_t.present()
+        values = (
+            sorted(found_p | found_t) if found_p is not None and found_t is not None else _label_values(p, t)
+        )
+        items = [(lab, (lab,)) for lab in values]
+    pad = pad_width(spc, tol if "nsd" in names else None)
+
+    results: dict[Label, dict[str, float]] = {}
+    for key, members in items:
+        box_p, box_t = index_p.box(members), index_t.box(members)
+        if box_p is None or box_t is None:
+            miss = math.nan if box_p is None and box_t is None else worst
+            results[key] = {n: (0.0 if n == "nsd" and not math.isnan(miss) else miss) for n in names}
+            continue
+        box = _bounding_box((box_p, box_t), p.ndim)
+        pair = _Pair(
+            _padded(_member_mask(p[box], members), pad), _padded(_member_mask(t[box], members), pad), spc
+        )
+        results[key] = {n: _metric(n, pair, tol) for n in names}
+    return results
