@@ -86,7 +86,7 @@ def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index,
     )
 
 
-def _check_labels(target: Tensor, c: int, ignore_index) -> None:
+def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
     expected = f"class indices in [0, {c - 1}] (input has C={c} channels)"
     _check_range("target", target, 0, c - 1, ignore_index, expected)
 
@@ -136,7 +136,7 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
             if target.device.type != "cpu":
                 # On CPU the kernel's gather raises on a bad label and soft_stats turns that into this check;
                 # on accelerators an out-of-range gather is a fatal device assert, so check first.
-                _check_labels(target, c, ignore_index)
+                _check_soft_labels(target, c, ignore_index)
             t = target.reshape(b, -1).to(torch.int64)
             return x, t, "index", "softmax" if from_logits else "none", False
         if tuple(target.shape) == tuple(input.shape):
@@ -237,7 +237,7 @@ def soft_stats(
                 x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll
             )
         except RuntimeError:
-            _check_labels(target, x.shape[1], ignore_index)  # a label out of range: say which
+            _check_soft_labels(target, x.shape[1], ignore_index)  # a label out of range: say which
             raise
     else:
         out = _soft.dense_stats(
