@@ -5,6 +5,7 @@ The public API is re-exported here; see the documentation for the formulas and c
 
 from segdice._checks import SegDiceError
 from segdice._version import __version__
+from segdice.demo import run_demo
 from segdice.evaluate import EvaluationResult, evaluate
 from segdice.losses import (
     DiceCELoss,
@@ -39,5 +40,6 @@ __all__ = [
     "evaluate",
     "generalized_dice_loss",
     "jaccard_loss",
+    "run_demo",
     "tversky_loss",
 ]
