@@ -29,7 +29,7 @@ __all__ = ["all_reduce_sum", "dense_stats", "index_stats"]
 # Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
 # stays a handful of small-op launches per slab.
 _N_SLABS = 8
-_MIN_SLAB = 1 << 18  # below ~1 MiB per slab the launch overhead outweighs the memory saved
+_MIN_SLAB = 1 << 19  # below ~2 MiB per slab the launch overhead outweighs the memory saved
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -128,10 +128,8 @@ def _index_forward(x, t, activation, squared, ignore_index, with_nll, acc):
     if with_nll and activation == "softmax":
         # -log p_t from the gathered probability; clamped at the smallest normal float so that a pixel whose
         # p_t underflows (a logit gap above ~87) costs 87.3 instead of inf. The gradient is exact regardless.
-        nll_px = pt.clamp_min(torch.finfo(acc).tiny).log_().neg_()
-        if ignored is not None:
-            nll_px.masked_fill_(ignored, 0.0)
-        nll = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, nll_px)[:, :c]
+        log_pt = pt.clamp_min(torch.finfo(acc).tiny).log_()  # ignored pixels land in the dropped column C
+        nll = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, log_pt)[:, :c].neg()
     else:
         nll = torch.zeros(b, c, dtype=acc, device=x.device)
     n_valid = count.sum(1, keepdim=True).expand(b, c).contiguous()
@@ -150,7 +148,7 @@ def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor |
 def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
     p = state.pop("p")
     pt = state.pop("pt")
-    c, n = p.shape[1], p.shape[2]
+    c = p.shape[1]
     q = g_p.to(p.dtype) if g_p is not None else None
     # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
     r = _gather_table(g_i, t_dump, p)
@@ -165,9 +163,12 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
     if activation == "softmax":
         # d/dz_c = p_c * (h_c - s) + [c == t] * r with h_c = q_c (or 2 q_c p_c) and s = sum_c p_c h_c + r.
         if q is not None and not squared:
-            s = torch.bmm(q.unsqueeze(1), p).squeeze(1)
-            if r is not None:
-                s.add_(r)
+            s = (
+                torch.bmm(q.unsqueeze(1), p)
+                if r is None
+                else torch.baddbmm(r.unsqueeze(1), q.unsqueeze(1), p)
+            )
+            s = s.squeeze(1)
         else:
             s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
             if q is not None:
@@ -176,22 +177,28 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
                     torch.mul(p[:, k], p[:, k], out=sq)
                     s.addcmul_(sq, q[:, k : k + 1], value=2.0)
                 del sq
-        # Channel by channel, in column chunks: the only temporary is a small reusable buffer.
-        step = max(1, -(-n // 4))
-        buf = torch.empty(p.shape[0], step, dtype=p.dtype, device=p.device)
-        for k in range(c):
-            for j in range(0, n, step):
-                pk = p[:, k, j : j + step]
-                sj = s[:, j : j + step]
-                bj = buf[:, : pk.shape[1]]
-                if q is None:
-                    torch.neg(sj, out=bj)
-                elif squared:
-                    torch.mul(pk, 2.0 * q[:, k : k + 1], out=bj).sub_(sj)
-                else:
-                    torch.sub(q[:, k : k + 1], sj, out=bj)
-                pk.mul_(bj)
-        del buf, s
+        # r is not kept: after the loop sum_c p_c (h_c - s) = sum_c p_c h_c - s = -r (softmax rows sum to 1,
+        # ignored pixels are 0), so it is recovered from the gradient itself and never coexists with the
+        # group buffer. Two channel groups (C >= 4): each op is a parallel region, and their count dominates
+        # when other processes contend for the cores; the buffer stays at most half the logits.
+        has_r = r is not None
+        del r
+        gsize = -(-c // 2) if c >= 4 else 1
+        s3 = s.unsqueeze(1)
+        buf = torch.empty(p.shape[0], gsize, p.shape[2], dtype=p.dtype, device=p.device)
+        for k0 in range(0, c, gsize):
+            pg = p[:, k0 : k0 + gsize]
+            bg = buf[:, : pg.shape[1]]
+            qg = q[:, k0 : k0 + gsize].unsqueeze(2) if q is not None else None
+            if qg is None:
+                torch.neg(s3.expand_as(bg), out=bg)
+            elif squared:
+                torch.mul(pg, 2.0 * qg, out=bg).sub_(s3)
+            else:
+                torch.sub(qg, s3, out=bg)
+            pg.mul_(bg)
+        del buf, s, s3
+        r = p.sum(1).neg_() if has_r else None
         grad = p
     else:
         # Probabilities given: d/dp_c = h_c + [c == t] * a_t, zero at ignored pixels.
@@ -272,26 +279,37 @@ class _DenseStats(torch.autograd.Function):
         return grad.to(x.dtype), None, None, None, None, None, None
 
 
-def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None]:
+def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None, bool]:
+    """(g, valid, owned): the slab as ``acc`` floats; ``owned`` says g is a fresh copy we may overwrite."""
     raw = t[bs, :, ns]
     g = raw.to(acc)
+    owned = g.data_ptr() != raw.data_ptr()
     if ignore_index is None:
-        return g, None
+        return g, None, owned
     valid = raw != ignore_index
-    return g.masked_fill(~valid, 0.0), valid  # out of place: g may be the caller's own target
+    return g.masked_fill(~valid, 0.0), valid, True  # out of place: g may be the caller's own target
 
 
 def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc):
     b, c, n = x.shape
     inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
     for bs, ns in _slabs(b, c, n):
-        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        g, valid, owned = _target_slab(t, bs, ns, ignore_index, acc)
         pb = p[bs, :, ns]
         if valid is not None:
             pb.masked_fill_(~valid, 0.0)
             count[bs] += valid.sum(2, dtype=acc)
         else:
             count[bs] += pb.shape[2]
+        if with_nll and activation == "sigmoid":
+            # BCE with logits, per element: softplus(z) - g z (g is 0 at ignored elements); one temporary.
+            z = x[bs, :, ns]
+            bce = torch.nn.functional.softplus(z.to(acc))
+            bce.addcmul_(z, g, value=-1.0)
+            if valid is not None:
+                bce.masked_fill_(~valid, 0.0)
+            nll[bs] += bce.sum(2)
+            del z, bce
         if squared:
             pred[bs] += torch.linalg.vecdot(pb, pb)
             tsum[bs] += torch.linalg.vecdot(g, g)
@@ -303,15 +321,11 @@ def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, a
             if soft:
                 # TP = (sum p + sum g - sum |p - g|) / 2: minimised at p = g for soft targets.
                 inter[bs] += 0.5 * (p1 + g1 - (pb - g).abs_().sum(2))
+            elif owned:
+                inter[bs] += g.mul_(pb).sum(2)  # our own copy of an integer target: no temporary
             else:
                 inter[bs] += torch.linalg.vecdot(pb, g)
-        if with_nll and activation == "sigmoid":
-            # BCE with logits, per element: softplus(z) - g z (g is 0 at ignored elements).
-            z = x[bs, :, ns].to(acc)
-            bce = torch.nn.functional.softplus(z)
-            if valid is not None:
-                bce.masked_fill_(~valid, 0.0)
-            nll[bs] += bce.sum(2) - torch.linalg.vecdot(z, g)
+        del g, valid, pb  # before the next slab's copy is made, so two slabs never coexist
     return inter, pred, tsum, nll, count
 
 
@@ -321,16 +335,21 @@ def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, 
     q = g_p.to(acc).unsqueeze(2) if g_p is not None else None
     e = g_n.to(acc).unsqueeze(2) if (g_n is not None and activation == "sigmoid") else None
     for bs, ns in _slabs(b, c, n):
-        g, valid = _target_slab(t, bs, ns, ignore_index, acc)
+        g, valid, owned = _target_slab(t, bs, ns, ignore_index, acc)
         pb = p[bs, :, ns]
         # h = dL/dp for this slab. Ignored elements have p = 0 and g = 0.
         ab = a[bs] if a is not None else None
         qb = q[bs] if q is not None else None
+        bce = (pb - g).mul_(e[bs]) if e is not None else None
         if ab is not None and soft and not squared:
             # d TP / dp = (1 - sign(p - g)) / 2
-            h = torch.sign(pb - g).mul_(-0.5 * ab).add_(0.5 * ab)
+            h = (pb - g).sign_().mul_(-0.5 * ab).add_(0.5 * ab)
+        elif ab is not None and qb is not None and not squared:
+            # h = q + a g in one op, into g itself when g is our own copy (integer targets)
+            h = torch.addcmul(qb, g, ab, out=g) if owned else torch.addcmul(qb, g, ab)
+            qb = None
         elif ab is not None:
-            h = g * ab
+            h = g.mul_(ab) if owned else g * ab
         else:
             h = torch.zeros_like(pb)
         if qb is not None:
@@ -338,7 +357,6 @@ def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, 
                 h.addcmul_(pb, qb.expand_as(pb), value=2.0)
             else:
                 h.add_(qb)
-        bce = (pb - g).mul_(e[bs]) if e is not None else None
         if activation == "sigmoid":
             pb.addcmul_(pb, pb, value=-1.0).mul_(h)  # p (1 - p) h, in place
             if bce is not None:
@@ -350,6 +368,7 @@ def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, 
             if valid is not None:
                 h.masked_fill_(~valid, 0.0)
             pb.copy_(h)
+        del g, h, pb, bce, valid  # before the next slab's copy is made, so two slabs never coexist
     return p
 
 

@@ -151,7 +151,7 @@ _PEER_NOTES = """
     MONAI                        ``sigmoid=True``                                ``mode="binary"``/``"multilabel"``
     MONAI                        ``smooth_nr=s, smooth_dr=s``                    ``smooth=s`` (both 1e-5 by default)
     MONAI                        ``squared_pred=True``                           ``squared=True``
-    MONAI                        ``jaccard=True``                                :class:`JaccardLoss`
+    MONAI                        ``jaccard=True`` (smoothing ``s``)              :class:`JaccardLoss` with ``smooth=s/2``
     MONAI                        ``weight=w`` (multiplies, then mean over C)     ``class_weights=w`` gives
                                                                                  ``MONAI * C / sum(w)``
     MONAI                        ``soft_label=True``                             a float target (automatic)
@@ -342,7 +342,8 @@ class_weights, log, reduction, distributed
 
     Notes
     -----
-    MONAI ``DiceLoss(jaccard=True)`` computes the same value with the settings of :func:`dice_loss`.
+    MONAI ``DiceLoss(jaccard=True, smooth_nr=s, smooth_dr=s)`` computes ``(2I + s) / (2(P + G - I) + s)``, which is
+    ours with ``smooth=s/2`` and the settings of :func:`dice_loss`.
 
     Examples
     --------

@@ -86,6 +86,11 @@ def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index,
     )
 
 
+def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
+    expected = f"class indices in [0, {c - 1}] (input has C={c} channels)"
+    _check_range("target", target, 0, c - 1, ignore_index, expected)
+
+
 def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index):
     """Validate and reshape; return (x [B, C, N], t, kernel, activation, soft)."""
     mode = check_mode(mode)
@@ -128,14 +133,10 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
         if int_target and tuple(target.shape) in index_shapes and tuple(target.shape) != tuple(input.shape):
             if target.dtype == torch.bool:
                 target = target.to(torch.int64)
-            _check_range(
-                "target",
-                target,
-                0,
-                c - 1,
-                ignore_index,
-                f"class indices in [0, {c - 1}] (input has C={c} channels)",
-            )
+            if target.device.type != "cpu":
+                # On CPU the kernel's gather raises on a bad label and soft_stats turns that into this check;
+                # on accelerators an out-of-range gather is a fatal device assert, so check first.
+                _check_soft_labels(target, c, ignore_index)
             t = target.reshape(b, -1).to(torch.int64)
             return x, t, "index", "softmax" if from_logits else "none", False
         if tuple(target.shape) == tuple(input.shape):
@@ -231,9 +232,13 @@ def soft_stats(
         )
     x, t, kernel, activation, soft = _prepare(input, target, mode, from_logits, ignore_index)
     if kernel == "index":
-        out = _soft.index_stats(
-            x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll
-        )
+        try:
+            out = _soft.index_stats(
+                x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll
+            )
+        except RuntimeError:
+            _check_soft_labels(target, x.shape[1], ignore_index)  # a label out of range: say which
+            raise
     else:
         out = _soft.dense_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll, soft=soft
