@@ -149,9 +149,8 @@ def _browser() -> str | None:
 
 def figure_report(out: Path) -> None:
     """A screenshot of the HTML report of ``segdice evaluate`` on a small synthetic dataset."""
-    from segdice.io import save_mask
-
     import segdice
+    from segdice.io import save_mask
 
     browser = _browser()
     if browser is None:
