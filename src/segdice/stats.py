@@ -92,7 +92,7 @@ def _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected) -
     )
 
 
-def _check_binary_range(target: Tensor, mode: str, lo: Tensor, hi: Tensor) -> None:
+def _check_binary_range(target: Tensor, mode: str, lo: float, hi: float) -> None:
     # Called by the sigmoid_hard kernel with the extremes of its float copy of an integer target.
     _raise_out_of_range("target", target, lo, hi, 0.0, 1.0, None, f"values in [0, 1] in mode {mode!r}")
 
