@@ -31,3 +31,22 @@ def test_ci_script_reads_the_readme_test_command():
         ["awk", awk_program, "README.md"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert extracted == _block_after("test-command", (ROOT / "README.md").read_text())
+
+
+def test_readme_python_examples_print_what_their_comments_say():
+    import contextlib
+    import io
+
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+    assert blocks, "README.md has no python examples"
+    code = "\n".join(blocks)
+    expected = [c.strip() for c in re.findall(r"^\s*print\(.*\)\s+#(.*)$", code, re.MULTILINE)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    printed = out.getvalue().strip().splitlines()
+    assert len(printed) == len(expected)
+    for line, comment in zip(printed, expected, strict=True):
+        # A comment may add a unit after the value, e.g. "1.0 (mm)".
+        assert comment.startswith(line.strip()), (line, comment)

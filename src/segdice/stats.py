@@ -663,9 +663,9 @@ def _dense_chunk(
     n_codes = n_local * c * c
     if n_codes <= 4 * gc.size:
         # one bincount of the pair code gives the whole [image, target, pred] matrix of the chunk; the
-        # code is built in the narrowest dtype that holds it (labels are validated, so no overflow)
-        code_dtype = np.int16 if n_codes <= 1 << 15 else np.int32 if n_codes <= 1 << 31 else np.int64
-        code = gc.astype(code_dtype)
+        # code is built in intp, the dtype np.bincount counts in: a narrower code would only be cast
+        # back to intp inside bincount, an extra copy that costs more than it saves
+        code = gc.astype(np.intp)
         if local_b is not None:
             np.add(code, local_b * c, out=code, casting="unsafe")
         code *= c
