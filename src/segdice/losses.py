@@ -90,8 +90,14 @@ def _channels_stats(stats: SoftStats, include_background: bool) -> tuple[Tensor,
     return stats.tp[..., 1:], stats.pred[..., 1:], stats.target[..., 1:]
 
 
-def _ratio(num: Tensor, den: Tensor, smooth: float) -> Tensor:
-    """``(num + s) / (den + s)``, with 0/0 defined as 1 (an empty class predicted empty is perfect)."""
+def _ratio(num: Tensor, den: Tensor, smooth: float, den_nonnegative: bool = False) -> Tensor:
+    """``(num + s) / (den + s)``, with 0/0 defined as 1 (an empty class predicted empty is perfect).
+
+    ``den_nonnegative``: ``den`` is a sum of non-negative terms (``P + G``), so with ``smooth > 0`` the
+    denominator is positive and the guarded form reduces to the plain quotient (fewer autograd nodes).
+    """
+    if den_nonnegative and smooth > 0:
+        return (num + smooth) / (den + smooth)
     den_s = den + smooth
     tiny = torch.finfo(den_s.dtype).tiny
     return torch.where(den_s > 0, (num + smooth) / den_s.clamp_min(tiny), torch.ones_like(den_s))
@@ -200,7 +206,7 @@ def _overlap_loss(
         w = w[1:]
     tp, pred, tgt = _channels_stats(pooled, include_background)
     if kind == "dice":
-        values = _from_ratio(_ratio(2.0 * tp, pred + tgt, smooth), log)
+        values = _from_ratio(_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log)
     elif kind == "jaccard":
         values = _from_ratio(_ratio(tp, pred + tgt - tp, smooth), log)
     else:
@@ -639,7 +645,9 @@ class_weights, log, distributed
     )
     w_dice = w_all[1:] if (w_all is not None and not include_background) else w_all
     tp, pred, tgt = _channels_stats(pooled, include_background)
-    dice = _reduce(_from_ratio(_ratio(2.0 * tp, pred + tgt, smooth), log), reduction, w_dice)
+    dice = _reduce(
+        _from_ratio(_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log), reduction, w_dice
+    )
     if fused:
         batch = pooled if not per_image else pool_soft_stats(stats, distributed=False)
         ce = _fused_ce(batch, mode, w_all, reduction)

@@ -12,6 +12,7 @@ single ``bincount(target * C + pred)``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -70,6 +71,11 @@ def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index,
     if _is_compiling() or x.numel() == 0:
         return  # data-dependent checks would break the graph; eager runs check them
     lo, hi = torch.aminmax(x.detach())
+    _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected)
+
+
+def _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected) -> None:
+    """Raise unless ``[lo, hi]`` (the extremes of ``x``) lies in ``[lo_ok, hi_ok]``."""
     if lo_ok <= float(lo) and float(hi) <= hi_ok:
         return
     if ignore_index is not None:
@@ -86,13 +92,23 @@ def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index,
     )
 
 
+def _check_binary_range(target: Tensor, mode: str, lo: float, hi: float) -> None:
+    # Called by the sigmoid_hard kernel with the extremes of its float copy of an integer target.
+    _raise_out_of_range("target", target, lo, hi, 0.0, 1.0, None, f"values in [0, 1] in mode {mode!r}")
+
+
 def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
     expected = f"class indices in [0, {c - 1}] (input has C={c} channels)"
     _check_range("target", target, 0, c - 1, ignore_index, expected)
 
 
-def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index):
-    """Validate and reshape; return (x [B, C, N], t, kernel, activation, soft)."""
+def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index, lean: bool = False):
+    """Validate and reshape; return (x [B, C, N], t, kernel, activation, soft).
+
+    ``lean``: the caller may use the ``"sigmoid_hard"`` kernel (plain sums, no ignore_index); it is chosen
+    for logits of the accumulation dtype against an integer target (range-checked inside the kernel, on its
+    float copy) or a float target whose values are all 0/1.
+    """
     mode = check_mode(mode)
     if not isinstance(input, torch.Tensor) or not input.is_floating_point():
         raise SegDiceError(
@@ -160,8 +176,14 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
             f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
             f"{mode!r}; expected {expected}"
         )
+    t = target.reshape(b, c, -1)
+    lean = lean and from_logits and x.dtype in (torch.float32, torch.float64) and not _is_compiling()
+    if lean and int_target:
+        return x, t, "sigmoid_hard", "sigmoid", False
     _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
-    return x, target.reshape(b, c, -1), "dense", "sigmoid" if from_logits else "none", not int_target
+    if lean and t.dtype == x.dtype and _soft.is_hard_target(t):
+        return x, t, "sigmoid_hard", "sigmoid", False
+    return x, t, "dense", "sigmoid" if from_logits else "none", not int_target
 
 
 def soft_stats(
@@ -230,8 +252,12 @@ def soft_stats(
             "distributed: got True with per_image=True; expected per_image=False (pooling statistics over ranks "
             "is the global batch Dice; per-image scores need no communication)"
         )
-    x, t, kernel, activation, soft = _prepare(input, target, mode, from_logits, ignore_index)
-    if kernel == "index":
+    lean = not squared and ignore_index is None and not with_nll
+    x, t, kernel, activation, soft = _prepare(input, target, mode, from_logits, ignore_index, lean)
+    if kernel == "sigmoid_hard":
+        check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
+        out = _soft.sigmoid_hard_stats(x, t, check)
+    elif kernel == "index":
         try:
             out = _soft.index_stats(
                 x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll
@@ -637,9 +663,9 @@ def _dense_chunk(
     n_codes = n_local * c * c
     if n_codes <= 4 * gc.size:
         # one bincount of the pair code gives the whole [image, target, pred] matrix of the chunk; the
-        # code is built in the narrowest dtype that holds it (labels are validated, so no overflow)
-        code_dtype = np.int16 if n_codes <= 1 << 15 else np.int32 if n_codes <= 1 << 31 else np.int64
-        code = gc.astype(code_dtype)
+        # code is built in intp, the dtype np.bincount counts in: a narrower code would only be cast
+        # back to intp inside bincount, an extra copy that costs more than it saves
+        code = gc.astype(np.intp)
         if local_b is not None:
             np.add(code, local_b * c, out=code, casting="unsafe")
         code *= c
