@@ -5,7 +5,6 @@ The public API is re-exported here; see the documentation for the formulas and c
 
 from segdice._checks import SegDiceError
 from segdice._version import __version__
-from segdice.demo import run_demo
 from segdice.evaluate import EvaluationResult, evaluate
 from segdice.losses import (
     DiceCELoss,
@@ -43,3 +42,13 @@ __all__ = [
     "run_demo",
     "tversky_loss",
 ]
+
+
+def __getattr__(name: str):
+    # The demo pulls in SciPy's ndimage (~0.3 s at import); load it on first use so that `import segdice`
+    # in a training script pays only for what it uses.
+    if name == "run_demo":
+        from segdice.demo import run_demo
+
+        return run_demo
+    raise AttributeError(f"module 'segdice' has no attribute {name!r}")

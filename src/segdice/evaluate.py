@@ -167,7 +167,8 @@ def _executor(workers: int, n_tasks: int) -> Iterator[ProcessPoolExecutor | None
         return
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["segdice._scoring"])
+        # SciPy's ndimage and spatial are imported lazily by the boundary metrics: preload them too
+        context.set_forkserver_preload(["segdice._scoring", "scipy.ndimage", "scipy.spatial"])
     else:
         context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(

@@ -18,7 +18,6 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 __all__ = ["OFFSET_BUDGET", "ball_offsets", "nearest_distances", "pad_width", "within_tolerance"]
 
@@ -137,6 +136,8 @@ def nearest_distances(
     shape = target_mask.shape
     distances, open_ids = _search(points, target_mask.reshape(-1), _flat(offsets, shape), lengths)
     if open_ids.size:
+        from scipy.spatial import cKDTree  # imported on first use, so `import segdice` stays light
+
         tree = cKDTree(
             _coords(target_points, shape, spacing), leafsize=64, balanced_tree=False, compact_nodes=False
         )

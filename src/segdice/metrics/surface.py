@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from segdice._checks import SegDiceError, check_number, describe
 from segdice.metrics._distances import nearest_distances, pad_width, within_tolerance
@@ -621,6 +620,9 @@ class _LabelIndex:
         if many and labels.size:
             data = labels.view(np.uint8) if labels.dtype == bool else labels
             if 0 < int(data.max()) <= self._MAX_DENSE_LABEL:
+                # imported here: SciPy's ndimage costs ~0.4 s at import, paid only by boundary metrics
+                from scipy import ndimage
+
                 self.table = ndimage.find_objects(data)
 
     def present(self) -> set[int] | None:
