@@ -20,6 +20,7 @@ __all__ = [
     "SegDiceError",
     "check_choice",
     "check_finite",
+    "check_ignore_index",
     "check_mode",
     "check_ndim",
     "check_number",
@@ -151,6 +152,20 @@ def check_number(
         op = "<" if strict_max else "<="
         raise SegDiceError(f"{name}: got {value!r}; expected a value {op} {maximum}")
     return value
+
+
+def check_ignore_index(ignore_index: Any) -> int | None:
+    """Validate an ``ignore_index`` argument: ``None`` or an integer label value (e.g. 255 or -100).
+
+    Examples
+    --------
+    >>> check_ignore_index(255), check_ignore_index(None)
+    (255, None)
+    """
+    if ignore_index is None:
+        return None
+    check_number("ignore_index", ignore_index, integer=True)
+    return int(ignore_index)
 
 
 def check_ndim(

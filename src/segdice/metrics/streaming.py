@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from segdice._checks import SegDiceError, check_choice, check_mode, check_number
+from segdice._checks import SegDiceError, check_choice, check_ignore_index, check_mode, check_number
 from segdice.metrics.overlap import METRICS, _check_empty_value, _class_average, _ratio, score_from_counts
-from segdice.stats import _check_ignore_index, confusion
+from segdice.stats import confusion
 
 __all__ = ["SegmentationMetrics"]
 
@@ -115,7 +115,7 @@ class SegmentationMetrics:
                 f"include_background=False: only meaningful in mode='multiclass'; got mode={mode!r}"
             )
         self.include_background = include_background
-        self.ignore_index = _check_ignore_index(ignore_index)
+        self.ignore_index = check_ignore_index(ignore_index)
         self.empty_value = _check_empty_value(empty_value)
         check_number("beta", beta, minimum=0)
         self.beta = float(beta)

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from segdice import SegDiceError, dice_loss, jaccard_loss, tversky_loss
-from segdice._soft import _MIN_LEAN_SLAB, is_hard_target, sigmoid_hard_stats
 from segdice.stats import soft_stats
+from segdice.stats._kernels import _MIN_LEAN_SLAB, is_hard_target, sigmoid_hard_stats
 
 
 def reference_dice(x, g, per_image, smooth=1e-5):
