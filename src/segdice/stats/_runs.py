@@ -8,6 +8,8 @@ bincount of that chunk, so the total is never much worse than one ``np.bincount`
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 from segdice._checks import SegDiceError
@@ -30,103 +32,132 @@ def check_labels(name: str, lo: int, hi: int, num_classes: int) -> None:
         )
 
 
+@dataclass
+class _Tally:
+    """The running counts of one call, flat per (image, class), and what they are counted over."""
+
+    size: int  # voxels per image
+    c: int  # number of classes
+    ignore: int | None  # target value left out of every count
+    g: np.ndarray  # target count G per (image, class), int64 [B * C]
+    p: np.ndarray  # prediction count P
+    t: np.ndarray  # diagonal TP
+    ignored: np.ndarray  # ignored voxels per image, int64 [B]
+
+    @classmethod
+    def zeros(cls, n_img: int, size: int, c: int, ignore: int | None) -> _Tally:
+        counts = (np.zeros(n_img * c, np.int64) for _ in range(3))
+        return cls(size, c, ignore, *counts, np.zeros(n_img, np.int64))
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(G, P, TP)`` as ``[B, C]`` and the valid-voxel counts ``[B]``."""
+        n_img = self.ignored.size
+        valid = np.full(n_img, self.size, np.int64) - self.ignored
+        shape = (n_img, self.c)
+        return self.g.reshape(shape), self.p.reshape(shape), self.t.reshape(shape), valid
+
+
+@dataclass
+class _Runs:
+    """The runs of the sparse chunks, gathered chunk by chunk and counted once at the end."""
+
+    g: list[np.ndarray] = field(default_factory=list)  # target value of each run
+    p: list[np.ndarray] = field(default_factory=list)  # prediction value
+    length: list[np.ndarray] = field(default_factory=list)
+    pos: list[np.ndarray] = field(default_factory=list)  # flat position of the run's first voxel
+
+    def add(
+        self, gc: np.ndarray, pc: np.ndarray, start: int, starts: np.ndarray, lengths: np.ndarray
+    ) -> None:
+        """Add the runs of the chunk at ``start``; ``starts`` are chunk-local (and shifted here, in place)."""
+        self.length.append(lengths)
+        self.g.append(gc[starts])
+        self.p.append(pc[starts])
+        starts += start
+        self.pos.append(starts)
+
+
 def count_label_maps(
     pred: np.ndarray, target: np.ndarray, num_classes: int, ignore: int | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per-image G, P, TP ``[B, C]`` and valid-voxel counts ``[B]`` of two label maps ``[B, S]``."""
     n_img, size = target.shape
-    c = num_classes
     gf, pf = target.reshape(-1), pred.reshape(-1)
     total = gf.size
-    # Run starts and lengths of sparse chunks, and per-chunk dense counts, gathered then counted once.
-    run_g: list[np.ndarray] = []
-    run_p: list[np.ndarray] = []
-    run_pos: list[np.ndarray] = []
-    run_len: list[np.ndarray] = []
-    g_cnt = np.zeros(n_img * c, np.int64)
-    p_cnt = np.zeros(n_img * c, np.int64)
-    t_cnt = np.zeros(n_img * c, np.int64)
-    ignored = np.zeros(n_img, np.int64)
+    tally = _Tally.zeros(n_img, size, num_classes, ignore)
+    runs = _Runs()
     # the change mask is padded to whole 8-byte words: non-zero words are found 8 voxels at a time
-    changed = np.zeros(_CHUNK + 8, np.bool_)
-    scratch = np.empty(_CHUNK, np.bool_)
+    buffers = (np.zeros(_CHUNK + 8, np.bool_), np.empty(_CHUNK, np.bool_))
     skip = 0  # chunks left to count densely without probing for runs (after a noise-like chunk)
     backoff = 1
     for start in range(0, total, _CHUNK):
         stop = min(start + _CHUNK, total)
         gc, pc = gf[start:stop], pf[start:stop]
-        k = stop - start
+        found = None
         if skip:
             skip -= 1
-            _dense_chunk(gc, pc, start, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
-            continue
-        # a cheap look at the head of the chunk: clearly noise-like chunks skip the full scan
-        head = min(k, _PROBE)
-        n_head = int(np.count_nonzero((gc[1:head] != gc[: head - 1]) | (pc[1:head] != pc[: head - 1])))
-        if n_head * _PROBE_FRACTION > head:
-            _dense_chunk(gc, pc, start, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
-            skip, backoff = backoff, min(2 * backoff, 64)
-            continue
-        n_words = -(-(k - 1) // 8)
-        chg, tmp = changed[: k - 1], scratch[: k - 1]
-        np.not_equal(gc[1:], gc[:-1], out=chg)
-        np.not_equal(pc[1:], pc[:-1], out=tmp)
-        chg |= tmp
-        changed[k - 1 : n_words * 8] = False
-        # an image boundary inside the chunk always starts a new run
-        next_image = (start // size + 1) * size
-        if next_image < stop:
-            chg[next_image - start - 1 :: size] = True
-        words = np.flatnonzero(changed[: n_words * 8].view(np.uint64))
-        rows = cols = None
-        if words.size * 2 <= n_words:
-            flat = np.flatnonzero(changed[: n_words * 8].reshape(-1, 8)[words])
-            rows, cols = flat >> 3, flat & 7
-        if rows is None or rows.size * _DENSE_FRACTION > k:
+        else:
+            found = _chunk_runs(gc, pc, start, size, buffers)
             # noise-like: runs do not pay off; count densely and probe again later
-            _dense_chunk(gc, pc, start, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
-            skip, backoff = backoff, min(2 * backoff, 64)
-            continue
-        backoff = 1
-        starts = np.empty(rows.size + 1, np.int64)
-        starts[0] = 0
-        np.multiply(words[rows], 8, out=starts[1:])
-        starts[1:] += cols
-        starts[1:] += 1
-        lengths = np.empty_like(starts)
-        np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
-        lengths[-1] = k - starts[-1]
-        run_len.append(lengths)
-        run_g.append(gc[starts])
-        run_p.append(pc[starts])
-        starts += start
-        run_pos.append(starts)
-    if run_len:
-        _count_runs(run_g, run_p, run_len, run_pos, size, c, ignore, g_cnt, p_cnt, t_cnt, ignored)
-    valid = np.full(n_img, size, np.int64) - ignored
-    shape = (n_img, c)
-    return g_cnt.reshape(shape), p_cnt.reshape(shape), t_cnt.reshape(shape), valid
+            skip, backoff = (backoff, min(2 * backoff, 64)) if found is None else (0, 1)
+        if found is None:
+            _dense_chunk(tally, gc, pc, start)
+        else:
+            runs.add(gc, pc, start, *found)
+    if runs.length:
+        _count_runs(tally, runs)
+    return tally.result()
 
 
-def _count_runs(
-    run_g: list[np.ndarray],
-    run_p: list[np.ndarray],
-    run_len: list[np.ndarray],
-    run_pos: list[np.ndarray],
-    size: int,
-    c: int,
-    ignore: int | None,
-    g_cnt: np.ndarray,
-    p_cnt: np.ndarray,
-    t_cnt: np.ndarray,
-    ignored: np.ndarray,
-) -> None:
+def _chunk_runs(
+    gc: np.ndarray, pc: np.ndarray, start: int, size: int, buffers: tuple[np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Chunk-local starts and lengths of the runs of one chunk; None when it is too noise-like for runs.
+
+    ``buffers``: the reused change mask (padded to whole 8-byte words) and a scratch mask.
+    """
+    k = gc.size
+    # a cheap look at the head of the chunk: clearly noise-like chunks skip the full scan
+    head = min(k, _PROBE)
+    n_head = int(np.count_nonzero((gc[1:head] != gc[: head - 1]) | (pc[1:head] != pc[: head - 1])))
+    if n_head * _PROBE_FRACTION > head:
+        return None
+    changed, scratch = buffers
+    n_words = -(-(k - 1) // 8)
+    chg, tmp = changed[: k - 1], scratch[: k - 1]
+    np.not_equal(gc[1:], gc[:-1], out=chg)
+    np.not_equal(pc[1:], pc[:-1], out=tmp)
+    chg |= tmp
+    changed[k - 1 : n_words * 8] = False
+    # an image boundary inside the chunk always starts a new run
+    next_image = (start // size + 1) * size
+    if next_image < start + k:
+        chg[next_image - start - 1 :: size] = True
+    words = np.flatnonzero(changed[: n_words * 8].view(np.uint64))
+    if words.size * 2 > n_words:
+        return None
+    flat = np.flatnonzero(changed[: n_words * 8].reshape(-1, 8)[words])
+    rows, cols = flat >> 3, flat & 7
+    if rows.size * _DENSE_FRACTION > k:
+        return None
+    starts = np.empty(rows.size + 1, np.int64)
+    starts[0] = 0
+    np.multiply(words[rows], 8, out=starts[1:])
+    starts[1:] += cols
+    starts[1:] += 1
+    lengths = np.empty_like(starts)
+    np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
+    lengths[-1] = k - starts[-1]
+    return starts, lengths
+
+
+def _count_runs(tally: _Tally, runs: _Runs) -> None:
     """Validate the run values and add the runs, weighted by their lengths, to the counts."""
-    n_img = ignored.size
-    rg = np.concatenate(run_g).astype(np.int64, copy=False)
-    rp = np.concatenate(run_p).astype(np.int64, copy=False)
-    rl = np.concatenate(run_len)
-    rb = np.concatenate(run_pos) // size if n_img > 1 else None
+    n_img, size, c, ignore, ignored = tally.ignored.size, tally.size, tally.c, tally.ignore, tally.ignored
+    rg = np.concatenate(runs.g).astype(np.int64, copy=False)
+    rp = np.concatenate(runs.p).astype(np.int64, copy=False)
+    rl = np.concatenate(runs.length)
+    rb = np.concatenate(runs.pos) // size if n_img > 1 else None
     if ignore is not None:
         drop = rg == ignore
         if drop.any():
@@ -148,16 +179,16 @@ def _count_runs(
         if rb is not None:
             code += rb * (c * c)
         m = np.bincount(code, weights=rl, minlength=n_img * c * c).astype(np.int64).reshape(n_img, c, c)
-        g_cnt += m.sum(2).reshape(-1)
-        p_cnt += m.sum(1).reshape(-1)
-        t_cnt += np.diagonal(m, axis1=1, axis2=2).reshape(-1)
+        tally.g += m.sum(2).reshape(-1)
+        tally.p += m.sum(1).reshape(-1)
+        tally.t += np.diagonal(m, axis1=1, axis2=2).reshape(-1)
     else:  # many images x classes: three marginal bincounts instead of the pair matrix
         row = rb * c if rb is not None else 0
-        g_cnt += np.bincount(rg + row, weights=rl, minlength=n_img * c).astype(np.int64)
-        p_cnt += np.bincount(rp + row, weights=rl, minlength=n_img * c).astype(np.int64)
+        tally.g += np.bincount(rg + row, weights=rl, minlength=n_img * c).astype(np.int64)
+        tally.p += np.bincount(rp + row, weights=rl, minlength=n_img * c).astype(np.int64)
         eq = rg == rp
         t_idx = rg[eq] + (row[eq] if rb is not None else 0)
-        t_cnt += np.bincount(t_idx, weights=rl[eq], minlength=n_img * c).astype(np.int64)
+        tally.t += np.bincount(t_idx, weights=rl[eq], minlength=n_img * c).astype(np.int64)
 
 
 def _check_chunk_labels(name: str, x: np.ndarray, c: int) -> None:
@@ -167,19 +198,9 @@ def _check_chunk_labels(name: str, x: np.ndarray, c: int) -> None:
         check_labels(name, int(x.min()), int(x.max()), c)
 
 
-def _dense_chunk(
-    gc: np.ndarray,
-    pc: np.ndarray,
-    start: int,
-    size: int,
-    c: int,
-    ignore: int | None,
-    g_cnt: np.ndarray,
-    p_cnt: np.ndarray,
-    t_cnt: np.ndarray,
-    ignored: np.ndarray,
-) -> None:
+def _dense_chunk(tally: _Tally, gc: np.ndarray, pc: np.ndarray, start: int) -> None:
     """Count one chunk voxel by voxel (for noise-like chunks where runs do not pay off)."""
+    size, c, ignore, ignored = tally.size, tally.c, tally.ignore, tally.ignored
     first_b = start // size
     local_b = None
     if (start + gc.size - 1) // size != first_b:  # the chunk spans several images
@@ -211,14 +232,14 @@ def _dense_chunk(
         code *= c
         np.add(code, pc, out=code, casting="unsafe")
         m = np.bincount(code, minlength=n_codes).reshape(n_local, c, c)
-        g_cnt[lo:hi] += m.sum(2).reshape(-1)
-        p_cnt[lo:hi] += m.sum(1).reshape(-1)
-        t_cnt[lo:hi] += np.diagonal(m, axis1=1, axis2=2).reshape(-1)
+        tally.g[lo:hi] += m.sum(2).reshape(-1)
+        tally.p[lo:hi] += m.sum(1).reshape(-1)
+        tally.t[lo:hi] += np.diagonal(m, axis1=1, axis2=2).reshape(-1)
     else:  # many classes: the pair matrix would dwarf the chunk, count the three marginals instead
         g64 = gc.astype(np.int64)
         if local_b is not None:
             g64 += local_b * c
         p64 = pc.astype(np.int64) + (g64 - gc)  # the same image offset
-        g_cnt[lo:hi] += np.bincount(g64, minlength=n_local * c)
-        p_cnt[lo:hi] += np.bincount(p64, minlength=n_local * c)
-        t_cnt[lo:hi] += np.bincount(g64[gc == pc], minlength=n_local * c)
+        tally.g[lo:hi] += np.bincount(g64, minlength=n_local * c)
+        tally.p[lo:hi] += np.bincount(p64, minlength=n_local * c)
+        tally.t[lo:hi] += np.bincount(g64[gc == pc], minlength=n_local * c)

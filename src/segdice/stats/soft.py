@@ -11,12 +11,12 @@ and pools the result.
 from __future__ import annotations
 
 from functools import partial
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from segdice._checks import SegDiceError, check_mode, check_number, describe
+from segdice._checks import SegDiceError, check_ignore_index, check_mode, describe
 from segdice.stats import _kernels
 
 __all__ = ["SoftStats", "pool_soft_stats", "soft_stats"]
@@ -91,13 +91,42 @@ def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
     _check_range("target", target, 0, c - 1, ignore_index, expected)
 
 
-def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index, lean: bool = False):
-    """Validate and reshape; return (x [B, C, N], t, kernel, activation, soft).
+Kernel = Literal["index", "dense", "sigmoid_hard"]
+Activation = Literal["softmax", "sigmoid", "none"]
 
-    ``lean``: the caller may use the ``"sigmoid_hard"`` kernel (plain sums, no ignore_index); it is chosen
-    for logits of the accumulation dtype against an integer target (range-checked inside the kernel, on its
-    float copy) or a float target whose values are all 0/1.
+
+class _Plan(NamedTuple):
+    """What :func:`soft_stats` runs: the reshaped tensors, the kernel and the activation it applies."""
+
+    x: Tensor  # the input as [B, C, N]
+    t: Tensor  # index kernel: int64 labels [B, N]; otherwise the target as [B, C, N]
+    kernel: Kernel
+    activation: Activation
+    soft: bool  # a float target: the intersection takes the semimetric form
+
+
+def _prepare(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    from_logits: bool,
+    ignore_index,
+    allow_sigmoid_hard: bool = False,
+) -> _Plan:
+    """Validate and reshape the inputs and choose the kernel.
+
+    ``allow_sigmoid_hard``: the caller may use the ``"sigmoid_hard"`` kernel (plain sums, no ignore_index);
+    it is chosen for logits of the accumulation dtype against an integer target (range-checked inside the
+    kernel, on its float copy) or a float target whose values are all 0/1.
     """
+    mode = _check_soft_inputs(input, target, mode, from_logits, ignore_index)
+    if mode == "multiclass":
+        return _plan_multiclass(input, target, from_logits, ignore_index)
+    return _plan_sigmoid(input, target, mode, from_logits, ignore_index, allow_sigmoid_hard)
+
+
+def _check_soft_inputs(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index) -> str:
+    """The checks every mode shares: types, dimensions, device, ``ignore_index``, probability range."""
     mode = check_mode(mode)
     if not isinstance(input, torch.Tensor) or not input.is_floating_point():
         raise SegDiceError(
@@ -113,10 +142,7 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
         raise SegDiceError(
             f"target is on {target.device} but input is on {input.device}; expected one device"
         )
-    if ignore_index is not None:
-        check_number("ignore_index", ignore_index, integer=True)
-    b, c = input.shape[:2]
-    spatial = tuple(input.shape[2:])
+    check_ignore_index(ignore_index)
     if not from_logits:
         _check_range(
             "input",
@@ -126,32 +152,49 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
             None,
             "probabilities in [0, 1] with from_logits=False (logits need from_logits=True)",
         )
+    return mode
+
+
+def _plan_multiclass(input: Tensor, target: Tensor, from_logits: bool, ignore_index) -> _Plan:
+    """Multiclass: an integer index map takes the index kernel, a target of the input's shape the dense one."""
+    b, c = input.shape[:2]
+    spatial = tuple(input.shape[2:])
     x = input.reshape(b, c, -1)
     int_target = not target.is_floating_point()
-    if mode == "multiclass":
-        if c < 2:
-            raise SegDiceError(
-                f"input: got {describe(input, values=False)} in mode 'multiclass'; a softmax over one channel "
-                "is constant 1: expected C >= 2 channels, or mode='binary' for one foreground channel"
-            )
-        index_shapes = ((b, *spatial), (b, 1, *spatial))
-        if int_target and tuple(target.shape) in index_shapes and tuple(target.shape) != tuple(input.shape):
-            if target.dtype == torch.bool:
-                target = target.to(torch.int64)
-            if target.device.type != "cpu":
-                # On CPU the kernel's gather raises on a bad label and soft_stats turns that into this check;
-                # on accelerators an out-of-range gather is a fatal device assert, so check first.
-                _check_soft_labels(target, c, ignore_index)
-            t = target.reshape(b, -1).to(torch.int64)
-            return x, t, "index", "softmax" if from_logits else "none", False
-        if tuple(target.shape) == tuple(input.shape):
-            _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
-            return x, target.reshape(b, c, -1), "dense", "softmax" if from_logits else "none", not int_target
+    activation: Activation = "softmax" if from_logits else "none"
+    if c < 2:
         raise SegDiceError(
-            f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
-            f"'multiclass'; expected an integer index map {list(index_shapes[0])} or {list(index_shapes[1])}, "
-            f"or a float one-hot/soft target {list(input.shape)}"
+            f"input: got {describe(input, values=False)} in mode 'multiclass'; a softmax over one channel "
+            "is constant 1: expected C >= 2 channels, or mode='binary' for one foreground channel"
         )
+    index_shapes = ((b, *spatial), (b, 1, *spatial))
+    if int_target and tuple(target.shape) in index_shapes and tuple(target.shape) != tuple(input.shape):
+        if target.dtype == torch.bool:
+            target = target.to(torch.int64)
+        if target.device.type != "cpu":
+            # On CPU the kernel's gather raises on a bad label and soft_stats turns that into this check;
+            # on accelerators an out-of-range gather is a fatal device assert, so check first.
+            _check_soft_labels(target, c, ignore_index)
+        t = target.reshape(b, -1).to(torch.int64)
+        return _Plan(x, t, "index", activation, False)
+    if tuple(target.shape) == tuple(input.shape):
+        _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
+        return _Plan(x, target.reshape(b, c, -1), "dense", activation, not int_target)
+    raise SegDiceError(
+        f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
+        f"'multiclass'; expected an integer index map {list(index_shapes[0])} or {list(index_shapes[1])}, "
+        f"or a float one-hot/soft target {list(input.shape)}"
+    )
+
+
+def _plan_sigmoid(
+    input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index, allow_sigmoid_hard: bool
+) -> _Plan:
+    """Binary and multilabel: the dense kernel, or the sigmoid_hard kernel for hard targets when allowed."""
+    b, c = input.shape[:2]
+    spatial = tuple(input.shape[2:])
+    x = input.reshape(b, c, -1)
+    int_target = not target.is_floating_point()
     if mode == "binary" and c != 1:
         raise SegDiceError(
             f"input: got {describe(input, values=False)} in mode 'binary'; expected one channel [B, 1, *spatial] "
@@ -166,13 +209,18 @@ def _prepare(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore
             f"{mode!r}; expected {expected}"
         )
     t = target.reshape(b, c, -1)
-    lean = lean and from_logits and x.dtype in (torch.float32, torch.float64) and not _is_compiling()
-    if lean and int_target:
-        return x, t, "sigmoid_hard", "sigmoid", False
+    sigmoid_hard = (
+        allow_sigmoid_hard
+        and from_logits
+        and x.dtype in (torch.float32, torch.float64)
+        and not _is_compiling()
+    )
+    if sigmoid_hard and int_target:
+        return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
     _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
-    if lean and t.dtype == x.dtype and _kernels.is_hard_target(t):
-        return x, t, "sigmoid_hard", "sigmoid", False
-    return x, t, "dense", "sigmoid" if from_logits else "none", not int_target
+    if sigmoid_hard and t.dtype == x.dtype and _kernels.is_hard_target(t):
+        return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
+    return _Plan(x, t, "dense", "sigmoid" if from_logits else "none", not int_target)
 
 
 def soft_stats(
@@ -241,8 +289,10 @@ def soft_stats(
             "distributed: got True with per_image=True; expected per_image=False (pooling statistics over ranks "
             "is the global batch Dice; per-image scores need no communication)"
         )
-    lean = not squared and ignore_index is None and not with_nll
-    x, t, kernel, activation, soft = _prepare(input, target, mode, from_logits, ignore_index, lean)
+    allow_sigmoid_hard = not squared and ignore_index is None and not with_nll
+    x, t, kernel, activation, soft = _prepare(
+        input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
+    )
     if kernel == "sigmoid_hard":
         check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
         out = _kernels.sigmoid_hard_stats(x, t, check)
