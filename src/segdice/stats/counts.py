@@ -9,11 +9,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from segdice._arrays import as_array, device_of, to_contiguous_numpy, to_torch
 from segdice._checks import (
     SegDiceError,
     check_choice,
     check_finite,
     check_ignore_index,
+    check_include_background,
     check_mode,
     check_number,
     describe,
@@ -44,49 +46,6 @@ def _is_integral(x: torch.Tensor | np.ndarray) -> bool:
     if isinstance(x, torch.Tensor):
         return not (x.is_floating_point() or x.is_complex())
     return bool(np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_)
-
-
-def _is_float(x: torch.Tensor | np.ndarray) -> bool:
-    if isinstance(x, torch.Tensor):
-        return x.is_floating_point()
-    return bool(np.issubdtype(x.dtype, np.floating))
-
-
-def _as_array(name: str, x: object) -> torch.Tensor | np.ndarray:
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        if (isinstance(x, torch.Tensor) and x.is_complex()) or (
-            isinstance(x, np.ndarray) and x.dtype.kind == "c"
-        ):
-            raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected real or integer values")
-        if isinstance(x, np.ndarray) and x.dtype.kind not in "biuf":
-            raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected a numeric array")
-        return x
-    raise SegDiceError(f"{name}: got {describe(x)}; expected a torch.Tensor or a numpy.ndarray")
-
-
-def _to_torch(x: torch.Tensor | np.ndarray, device: torch.device | None = None) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
-    return t if device is None else t.to(device)
-
-
-def _to_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach()
-        if x.dtype == torch.bool:
-            x = x.view(torch.uint8)
-        elif x.dtype in (torch.uint16, torch.uint32, torch.uint64):
-            x = x.to(torch.int64)
-        return x.contiguous().numpy()
-    if x.dtype == np.bool_:
-        x = x.view(np.uint8)
-    return np.ascontiguousarray(x)
-
-
-def _device_of(*xs: object) -> torch.device:
-    devices = {x.device for x in xs if isinstance(x, torch.Tensor)}
-    if len(devices) > 1:
-        raise SegDiceError(f"pred and target must be on the same device: got {sorted(map(str, devices))}")
-    return devices.pop() if devices else torch.device("cpu")
 
 
 def _prepare_multiclass(
@@ -247,8 +206,8 @@ def _prepare_masks(
                 f"pred: got {describe(pred, values=False)} with {pred.shape[1]} channels; expected "
                 f"num_classes={num_classes}"
             )
-    p = _to_torch(pred, device)
-    g = _to_torch(target, device)
+    p = to_torch(pred, device)
+    g = to_torch(target, device)
     if g.is_floating_point():
         check_finite("target", g)
     p = _binarize_pred(p)
@@ -356,17 +315,13 @@ def confusion(
     ([[1, 1, 1]], [[0, 0, 1]], [[0, 1, 0]], [[3, 2, 2]])
     """
     mode = check_mode(mode)
-    pred = _as_array("pred", pred)
-    target = _as_array("target", target)
+    pred = as_array("pred", pred)
+    target = as_array("target", target)
     ignore = check_ignore_index(ignore_index)
     check_choice("per_image", per_image, (True, False))
     check_choice("include_background", include_background, (True, False))
-    device = _device_of(pred, target)
-    if mode != "multiclass" and not include_background:
-        raise SegDiceError(
-            f"include_background=False: only meaningful in mode='multiclass' (class 0 is background); "
-            f"got mode={mode!r}"
-        )
+    device = device_of(pred, target)
+    check_include_background(include_background, mode)
     if mode == "multiclass":
         pred, target, num_classes = _prepare_multiclass(pred, target, num_classes, ignore)
         if num_classes is None:
@@ -375,13 +330,16 @@ def confusion(
         b, size = target.shape[0], int(np.prod(target.shape[1:]))
         try:
             if device.type == "cpu":
-                p_np, g_np = _to_numpy(pred).reshape(b, size), _to_numpy(target).reshape(b, size)
+                p_np, g_np = (
+                    to_contiguous_numpy(pred).reshape(b, size),
+                    to_contiguous_numpy(target).reshape(b, size),
+                )
                 g_c, p_c, t_c, valid = (
                     torch.from_numpy(a) for a in count_label_maps(p_np, g_np, num_classes, ignore)
                 )
             else:
                 g_c, p_c, t_c, valid = _counts_torch(
-                    _to_torch(pred).reshape(b, size), _to_torch(target).reshape(b, size), num_classes, ignore
+                    to_torch(pred).reshape(b, size), to_torch(target).reshape(b, size), num_classes, ignore
                 )
         except SegDiceError as exc:  # out-of-range labels: add what the arrays are
             raise SegDiceError(

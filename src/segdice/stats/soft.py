@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from segdice._checks import SegDiceError, check_ignore_index, check_mode, describe
+from segdice._checks import SegDiceError, check_distributed, check_ignore_index, check_mode, describe
 from segdice.stats import _kernels
 
 __all__ = ["SoftStats", "pool_soft_stats", "soft_stats"]
@@ -284,11 +284,7 @@ def soft_stats(
     >>> [round(v, 4) for v in st.tp[0].tolist()], st.target[0].tolist()
     ([0.9997, 0.9997], [1.0, 1.0])
     """
-    if distributed and per_image:
-        raise SegDiceError(
-            "distributed: got True with per_image=True; expected per_image=False (pooling statistics over ranks "
-            "is the global batch Dice; per-image scores need no communication)"
-        )
+    check_distributed(distributed, per_image)
     allow_sigmoid_hard = not squared and ignore_index is None and not with_nll
     x, t, kernel, activation, soft = _prepare(
         input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
