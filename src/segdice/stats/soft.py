@@ -63,7 +63,10 @@ def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index,
     _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected)
 
 
-def _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected) -> None:
+def _raise_out_of_range(
+    name: str, x: Tensor, lo: float | Tensor, hi: float | Tensor, lo_ok: float, hi_ok: float, ignore_index,
+    expected: str,
+) -> None:  # fmt: skip
     """Raise unless ``[lo, hi]`` (the extremes of ``x``) lies in ``[lo_ok, hi_ok]``."""
     if lo_ok <= float(lo) and float(hi) <= hi_ok:
         return
