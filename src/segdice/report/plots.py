@@ -57,7 +57,7 @@ def new_figure(width: float, height: float, *, constrained: bool = False) -> Fig
     --------
     >>> figure = new_figure(2, 1)
     >>> figure.get_size_inches().tolist(), figure.dpi
-    ([2.0, 1.0], 100.0)
+    ([2.0, 1.0], 100)
     """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
