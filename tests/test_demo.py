@@ -19,12 +19,12 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from segdice import SegDiceError
-from segdice._demo.data import make_synthetic_dataset
-from segdice._demo.model import TinyUNet
-from segdice._demo.plots import pick_examples
-from segdice._demo.scoring import _lesions_found
 from segdice.cli import app
 from segdice.demo import DemoConfig, demo_story, demo_table, run_demo
+from segdice.demo._data import make_synthetic_dataset
+from segdice.demo._model import TinyUNet
+from segdice.demo._plots import pick_examples
+from segdice.demo._scores import _lesions_found
 
 runner = CliRunner()
 TINY = DemoConfig(size=32, n_train=16, n_val=8, epochs=1, batch_size=8)

@@ -89,9 +89,6 @@ NOT_LOADED_BY_IMPORT = (
 NOT_LOADED_BY_CLI_HELP = ("torch",)
 CLI_ARGUMENTS = (("--help",), ("--version",))
 
-# Until the layout of issue 19 has landed whole (old files gone, lazy root and `python -m segdice` in) the
-# checks on this repository are expected to fail (strictly: an unexpected pass means the marker is stale).
-OLD_LAYOUT = ("evaluate.py", "stats.py", "_soft.py", "demo.py", "_demo", "_pairing.py", "_scoring.py")
 
 
 @dataclass(frozen=True)
@@ -447,8 +444,6 @@ def console_script(src: Path) -> str:
     return f"import sys; from {module} import {func}; sys.argv[0] = {TOP!r}; sys.exit({func}())"
 
 
-LAYOUT_PENDING = any((SRC / TOP / name).exists() for name in OLD_LAYOUT) or not (SRC / TOP / "__main__.py").exists()
-pending = pytest.mark.xfail(LAYOUT_PENDING, reason="the layout of issue 19 has not landed", strict=True)
 
 
 def _env_pythonpath() -> list[str]:
@@ -458,20 +453,17 @@ def _env_pythonpath() -> list[str]:
 # --- the checks on this repository ------------------------------------------------------------------------
 
 
-@pending
 def test_source_follows_the_layering_rules():
     violations = scan(SRC)
     assert not violations, f"{len(violations)} layering violations:\n" + "\n".join(map(str, violations))
 
 
-@pending
 def test_import_segdice_stays_light():
     loaded, _ = modules_loaded(["-c", f"import {TOP}"], _env_pythonpath())
     heavy = forbidden_loaded(loaded, NOT_LOADED_BY_IMPORT)
     assert not heavy, f"`import {TOP}` loads {', '.join(heavy)}"
 
 
-@pending
 @pytest.mark.parametrize("arguments", CLI_ARGUMENTS, ids=" ".join)
 @pytest.mark.parametrize("entry", ["console script", "python -m"])
 def test_cli_help_and_version_load_no_torch(entry, arguments):

@@ -1,6 +1,8 @@
 """The package itself: version, error type, validation helpers."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,7 @@ from segdice._checks import (
     check_choice,
     check_finite,
     check_mode,
-    check_ndim,
     check_number,
-    check_same_shape,
     describe,
 )
 
@@ -80,21 +80,45 @@ def test_describe_reports_shape_dtype_and_range():
     assert describe([1, 2]) == "list [1, 2]"
 
 
-def test_shape_and_ndim_checks_name_both_arguments():
-    with pytest.raises(
-        SegDiceError, match=r"pred and target must have the same shape: got pred \(2, 3\) and target \(2, 4\)"
-    ):
-        check_same_shape("pred", torch.zeros(2, 3), "target", torch.zeros(2, 4))
-    with pytest.raises(
-        SegDiceError,
-        match=r"input: got a tensor of shape \(3,\), dtype torch.float32; expected \[B, C, \*spatial\]",
-    ):
-        check_ndim("input", torch.zeros(3), range(3, 10), "[B, C, *spatial]")
-
-
 def test_check_finite_counts_bad_values():
     with pytest.raises(SegDiceError, match=r"2 NaN/inf"):
         check_finite("input", torch.tensor([1.0, float("nan"), float("inf")]))
     with pytest.raises(SegDiceError, match=r"1 NaN/inf"):
         check_finite("input", np.array([np.nan, 1.0]))
     check_finite("input", torch.tensor([1, 2]))  # integer tensors are always finite
+
+
+def test_import_segdice_loads_only_names():
+    # A fresh interpreter: what `import segdice` alone loads (PEP 562 names resolve on first use).
+    code = (
+        "import sys, segdice\n"
+        "heavy = ('torch', 'scipy', 'matplotlib', 'segdice.evaluation', 'segdice.report', 'segdice.losses',"
+        " 'segdice.metrics', 'segdice.stats', 'segdice.demo')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_lazy_names_are_the_defining_modules_objects():
+    from segdice import DiceLoss, evaluate
+    from segdice.evaluation import EvaluationResult
+    from segdice.losses import DiceLoss as defined
+
+    assert DiceLoss is defined and segdice.DiceLoss is defined
+    assert segdice.evaluate is evaluate and evaluate.__module__.startswith("segdice.evaluation")
+    assert segdice.EvaluationResult is EvaluationResult
+    assert segdice.SegDiceError is SegDiceError
+    # the function keeps its name; the module is segdice.evaluation, so nothing shadows anything
+    assert callable(segdice.evaluate) and segdice.evaluation.__name__ == "segdice.evaluation"
+
+
+def test_every_public_name_resolves_and_is_listed():
+    for name in segdice.__all__:
+        assert getattr(segdice, name) is not None, name
+    assert set(segdice.__all__) <= set(dir(segdice))
+    assert {"metrics", "stats", "losses"} <= set(dir(segdice))
+    assert segdice.metrics.dice_score.__module__ == "segdice.metrics.overlap"
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = segdice.no_such_name

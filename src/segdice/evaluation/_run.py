@@ -1,0 +1,275 @@
+"""The body of :func:`segdice.evaluation.evaluate`: options, pairing, labels, scoring, summary, outputs.
+
+Data flows one way: files -> :mod:`segdice.io` -> :mod:`segdice.metrics` (in worker processes, one
+case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.json`` and
+``report.html`` (written by :mod:`segdice.report`).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from segdice._checks import SegDiceError
+from segdice._progress import ProgressBars
+from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, normalise_options
+from segdice.evaluation._pairing import CasePair, pair_cases
+from segdice.evaluation._pool import map_tasks, worker_pool
+from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, gt_label_set, score_case
+from segdice.evaluation._summary import build_summary
+from segdice.evaluation.result import EvaluationResult
+from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
+
+__all__ = ["ProgressCallback", "evaluate"]
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def evaluate(
+    pred: str | os.PathLike[str],
+    gt: str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    labels: str | Sequence[int] = "auto",
+    label_names: Mapping[str, int] | Mapping[int, str] | None = None,
+    regions: Mapping[str, Sequence[int]] | None = None,
+    ignore_label: int | None = None,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    nsd_tolerance: float = 1.0,
+    spacing: Sequence[float] | None = None,
+    empty: str = "nan",
+    workers: int | None = None,
+    pred_suffix: str = "",
+    gt_suffix: str = "",
+    resume: bool = False,
+    progress: bool | ProgressCallback = False,
+) -> EvaluationResult:
+    """Score predicted label maps against ground truth, per case and label/region, with statistics.
+
+    Parameters
+    ----------
+    pred, gt
+        Files or folders of masks (NIfTI, PNG/BMP, TIFF, ``.npy``/``.npz``). Cases pair by file name;
+        ground truth defines the cases.
+    out
+        Output folder for ``per_case.csv``, ``summary.json`` and ``report.html``; ``None`` writes nothing.
+    labels
+        ``"auto"`` (every label > 0 in any ground-truth file, less ``ignore_label``) or a list of labels.
+        A voxel whose label is in neither the list nor a region flags its case with an error.
+    label_names
+        Display names, ``{"liver": 1, "tumour": 2}`` (or ``{1: "liver"}``).
+    regions
+        Named unions of labels scored as one mask, e.g. ``{"WT": [1, 2, 3]}``.
+    ignore_label
+        Ground-truth label whose voxels are left out of every count and of both surfaces.
+    metrics
+        Names (or one comma-separated string) from ``dice, iou, precision, recall, specificity,
+        accuracy, hd, hd95, assd, masd, nsd``.
+    nsd_tolerance
+        Tolerance of the normalised surface Dice, in physical units.
+    spacing
+        Voxel spacing in array axis order, overriding the file headers (and their mismatch check).
+    empty
+        Overlap metrics when prediction and ground truth are both empty: ``"nan"`` (left out of
+        statistics, counted in ``n_nan``), ``"0"`` or ``"1"``.
+    workers
+        Worker processes; ``None`` uses every core, ``1`` runs in this process.
+    pred_suffix, gt_suffix
+        Stripped from file stems before pairing (e.g. ``"_pred"``, ``"_seg"``).
+    resume
+        Keep the rows of cases already in ``out/per_case.csv`` (those without an error) and score
+        only the others.
+    progress
+        ``True`` for a progress bar on the terminal, or a callable ``(done, total)``.
+
+    Returns
+    -------
+    EvaluationResult
+        ``per_case`` rows, the ``summary`` dict, and the written files.
+
+    Raises
+    ------
+    SegDiceError
+        For invalid arguments, missing inputs, no labels to evaluate, or a ``per_case.csv`` that cannot
+        be resumed. Problems with single cases never raise: they become rows with an ``error``.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> from segdice.io import save_mask
+    >>> root = Path(tempfile.mkdtemp())
+    >>> (root / "gt").mkdir(); (root / "pred").mkdir()
+    >>> truth = np.zeros((8, 8), np.uint8); truth[2:6, 2:6] = 1
+    >>> guess = np.zeros((8, 8), np.uint8); guess[2:6, 2:4] = 1
+    >>> _ = save_mask(root / "gt" / "a.png", truth); _ = save_mask(root / "pred" / "a.png", guess)
+    >>> result = evaluate(root / "pred", root / "gt", metrics="dice,recall", workers=1)
+    >>> round(result.per_case[0]["dice"], 4), result.per_case[0]["recall"]
+    (0.6667, 0.5)
+    """
+    options = normalise_options(
+        pred, gt, out=out, labels=labels, label_names=label_names, regions=regions,
+        ignore_label=ignore_label, metrics=metrics, nsd_tolerance=nsd_tolerance, spacing=spacing,
+        empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume,
+    )  # fmt: skip
+    pairs, extras = pair_cases(pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix)
+    columns = case_columns(options.metrics)
+    with ExitStack() as stack:
+        # One pool serves both passes: spawning workers (each imports torch) is the slow part.
+        pool = stack.enter_context(worker_pool(options.workers, len(pairs)))
+        items = _resolve_items(options, pairs, pool)
+        spec = ScoringSpec(
+            items=items,
+            metrics=options.metrics,
+            ignore_label=options.ignore_label,
+            nsd_tolerance=options.nsd_tolerance,
+            spacing=options.spacing,
+            empty_value=options.empty_value,
+        )
+        kept = _open_out(options, columns, pairs, items)
+        collected = _Collected(
+            rows=dict(kept), total=len(pairs), report=_reporter(stack, progress, len(pairs))
+        )
+        if options.csv_path is not None:
+            collected.writer = stack.enter_context(CaseCSVWriter(options.csv_path, columns, append=resume))
+        collected.report(len(kept), len(pairs))
+        _score_cases([p for p in pairs if p.name not in kept], spec, pool, options.workers, collected)
+
+    per_case = [row for p in pairs for row in collected.rows[p.name]]
+    summary = build_summary(per_case, pairs, extras, items, options)
+    result = EvaluationResult(per_case=per_case, summary=summary, out=options.out)
+    if options.out is not None:
+        result.files = _write_outputs(result, options.out, columns)
+    return result
+
+
+@dataclass
+class _Collected:
+    """The rows of every finished case, streamed to ``per_case.csv`` and counted on the progress bar."""
+
+    rows: dict[str, list[dict]]
+    total: int
+    report: ProgressCallback
+    writer: CaseCSVWriter | None = None
+
+    def add(self, pair: CasePair, rows: list[dict]) -> None:
+        self.rows[pair.name] = rows
+        if self.writer is not None:
+            self.writer.write_rows(rows)
+        self.report(len(self.rows), self.total)
+
+
+def _resolve_items(
+    options: Options, pairs: Sequence[CasePair], pool: ProcessPoolExecutor | None
+) -> tuple[Item, ...]:
+    """The labels and regions to score; ``"auto"`` reads the ground truth once to find the labels."""
+    labels = options.labels
+    if isinstance(labels, str):  # "auto": one cheap pass over the ground truth fixes the label list
+        found: set[int] = set()
+        map_tasks(
+            gt_label_set,
+            [(p.gt, options.ignore_label) for p in pairs],
+            pool,
+            options.workers,
+            lambda _i, ids: found.update(ids),  # type: ignore[arg-type]
+        )
+        labels = tuple(sorted(found))
+    items = build_items(labels, options)
+    if not items:
+        raise SegDiceError(
+            "labels: nothing to evaluate; the ground truth holds only background (pass labels or regions)"
+        )
+    return items
+
+
+def _open_out(
+    options: Options, columns: list[str], pairs: Sequence[CasePair], items: Sequence[Item]
+) -> dict[str, list[dict]]:
+    """Create the output folder; on resume, the kept rows of an earlier run (rewritten alone to the CSV)."""
+    if options.out is None:
+        return {}
+    options.out.mkdir(parents=True, exist_ok=True)
+    csv_path = options.csv_path
+    if not (options.resume and csv_path.exists()):
+        return {}
+    kept = _resumable_rows(csv_path, columns, pairs, items)
+    write_case_csv(csv_path, columns, [r for p in pairs for r in kept.get(p.name, [])])
+    return kept
+
+
+def _reporter(stack: ExitStack, progress: bool | ProgressCallback, total: int) -> ProgressCallback:
+    """The ``(done, total)`` callback for ``progress``: the caller's own, a Rich bar, or nothing."""
+    if callable(progress):
+        return progress
+    bars = stack.enter_context(ProgressBars(bool(progress)))
+    step = bars.task("scoring cases", total)
+    return lambda done, total: step(completed=done)
+
+
+def _score_cases(
+    todo: Sequence[CasePair],
+    spec: ScoringSpec,
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    collected: _Collected,
+) -> None:
+    """Score every case of ``todo``, in the pool when there is one, handing each case's rows on as it ends."""
+    map_tasks(
+        score_case,
+        [(p, spec) for p in todo],
+        pool,
+        workers,
+        lambda index, rows: collected.add(todo[index], rows),  # type: ignore[arg-type]
+    )
+
+
+def _write_outputs(result: EvaluationResult, out: Path, columns: list[str]) -> dict[str, Path]:
+    """Write ``per_case.csv``, ``summary.json`` and (with the report extra) ``report.html``."""
+    csv_path = out / "per_case.csv"
+    # The streamed CSV is in completion order (and appended to on resume): rewrite it in case order,
+    # then label/region, so that the same inputs always give the same file.
+    write_case_csv(csv_path, columns, result.per_case)
+    write_summary_json(out / "summary.json", result.summary)
+    files = {"per_case": csv_path, "summary": out / "summary.json"}
+    try:
+        import jinja2  # noqa: F401
+        import matplotlib  # noqa: F401
+
+        from segdice.report.html import write_report
+    except ImportError as exc:  # matplotlib/jinja2 come with the "report" extra
+        # stacklevel 3: the warning points at the caller of evaluate()
+        warnings.warn(
+            f"report.html not written: {exc}; pip install 'segdice[report]'", RuntimeWarning, stacklevel=3
+        )
+    else:
+        files["report"] = write_report(result, out / "report.html")
+    return files
+
+
+def _resumable_rows(
+    csv_path: Path, columns: list[str], pairs: Sequence[CasePair], items: Sequence[Item]
+) -> dict[str, list[dict]]:
+    """Rows of an earlier run to keep: cases scored without error for the same items and files."""
+    found_columns, rows = read_case_csv(csv_path)
+    if found_columns != columns:
+        raise SegDiceError(
+            f"resume: {csv_path} has columns {found_columns}, but this run writes {columns}; "
+            "resume with the same metrics, or start a new output folder"
+        )
+    by_case: dict[str, list[dict]] = {}
+    for row in rows:
+        by_case.setdefault(row["case"], []).append(row)
+    expected = [(item.name, item.label_text) for item in items]
+    kept = {}
+    for pair in pairs:
+        mine = by_case.get(pair.name, [])
+        pred_file = str(pair.pred) if pair.pred is not None else ""
+        if [(r["item"], r["labels"]) for r in mine] == expected and all(
+            not r["error"] and r["pred_file"] == pred_file for r in mine
+        ):
+            kept[pair.name] = mine
+    return kept
