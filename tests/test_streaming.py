@@ -214,7 +214,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         m = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
         feed(m, pred[local], target[local], RANK_BATCHES[rank])
         result = m.compute()  # synced on a copy
-        local_images = m._n_images.item()
+        local_images = m.state_dict()["sums"]["n_images"].item()
         m.sync()  # in place
         try:
             m.update(torch.from_numpy(pred[:1]), torch.from_numpy(target[:1]))

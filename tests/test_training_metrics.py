@@ -1,0 +1,439 @@
+"""SegmentationMetrics in a training loop: forward, state_dict, to, flat results, class names.
+
+The references are the functional metrics on the same predictions (all batches at once, or one batch
+alone), torchmetrics' ``DiceScore`` on the same batches, and hand-computed numbers.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import pickle
+import subprocess
+import sys
+import traceback
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import segdice
+from segdice import SegDiceError, SegmentationMetrics
+from segdice.metrics import dice_score, iou_score
+
+NUM_CLASSES = 4
+AVERAGES = ("macro", "micro", "weighted")
+
+
+def batches(n_batches=4, batch=3, shape=(10, 9), seed=0):
+    """Seeded label-map batches where some classes are missing from some images (NaN scores)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_batches):
+        target = rng.integers(0, NUM_CLASSES, (batch, *shape))
+        pred = np.where(rng.random(target.shape) < 0.3, rng.integers(0, NUM_CLASSES, target.shape), target)
+        target[0][target[0] == 3] = 0  # class 3 absent from the first image's target ...
+        pred[0][pred[0] == 3] = 0  # ... and prediction: NaN
+        out.append((torch.from_numpy(pred), torch.from_numpy(target)))
+    return out
+
+
+def all_of(parts):
+    return torch.cat([p for p, _ in parts]), torch.cat([t for _, t in parts])
+
+
+def nanmean(values: torch.Tensor) -> float:
+    known = values[~torch.isnan(values)]
+    return float(known.mean()) if known.numel() else math.nan
+
+
+def expected_flat(pred, target, metric_fns, class_names, **kwargs):
+    """The flat result, key by key, from the functional metrics on ``pred`` / ``target``."""
+    out = {}
+    for name, fn in metric_fns.items():
+        for avg in AVERAGES:
+            out[f"{name}/{avg}"] = float(fn(pred, target, num_classes=NUM_CLASSES, average=avg, **kwargs))
+        per_image = fn(pred, target, num_classes=NUM_CLASSES, **kwargs)
+        for c, cname in enumerate(class_names):
+            out[f"{name}/{cname}"] = nanmean(per_image[:, c])
+    for name, fn in metric_fns.items():
+        for avg in AVERAGES:
+            out[f"{name}/global/{avg}"] = float(
+                fn(pred, target, num_classes=NUM_CLASSES, per_image=False, average=avg, **kwargs)
+            )
+        pooled = fn(pred, target, num_classes=NUM_CLASSES, per_image=False, **kwargs)
+        for c, cname in enumerate(class_names):
+            out[f"{name}/global/{cname}"] = float(pooled[c])
+    return out
+
+
+def assert_same_values(got: dict, want: dict, rtol=1e-12):
+    assert list(got) == list(want)
+    for key in want:
+        assert isinstance(got[key], float), key
+        np.testing.assert_allclose(got[key], want[key], rtol=rtol, err_msg=key)
+
+
+# --- forward / __call__ ------------------------------------------------------------------------------
+
+
+def test_forward_hand_computed():
+    m = SegmentationMetrics(3, metrics=("dice",), class_names=("bg", "liver", "tumour"))
+    # batch 1: liver tp=1 fp=1 fn=0 -> 2/3; tumour tp=1 fn=1 -> 2/3; bg tp=1 -> 1
+    first = m(torch.tensor([[0, 1, 1, 2]]), torch.tensor([[0, 1, 2, 2]]), flat=True)
+    assert first["dice/liver"] == pytest.approx(2 / 3) and first["dice/tumour"] == pytest.approx(2 / 3)
+    assert first["dice/macro"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    # batch 2: everything background: liver and tumour NaN, bg 1
+    second = m(torch.tensor([[0, 0, 0, 0]]), torch.tensor([[0, 0, 0, 0]]), flat=True)
+    assert math.isnan(second["dice/liver"]) and second["dice/bg"] == 1.0 and second["dice/macro"] == 1.0
+    total = m.compute(flat=True)
+    assert total["dice/liver"] == pytest.approx(2 / 3)  # the NaN image is left out of the mean
+    assert total["dice/macro"] == pytest.approx(((1 + 4 / 3) / 3 + 1) / 2)
+    # pooled over both images: bg tp=5 of 5 predicted, 5 true
+    assert total["dice/global/bg"] == 1.0
+
+
+def test_forward_returns_the_batch_and_accumulates_like_update():
+    parts = batches()
+    fns = {"dice": dice_score, "iou": iou_score}
+    called = SegmentationMetrics(NUM_CLASSES, metrics=tuple(fns))
+    updated = SegmentationMetrics(NUM_CLASSES, metrics=tuple(fns))
+    for pred, target in parts:
+        batch = called(pred, target, flat=True)
+        assert_same_values(batch, expected_flat(pred, target, fns, called.class_names))
+        nested = called.forward(pred, target)  # a second call: the batch counts twice from here on
+        assert nested["n_images"] == len(pred)
+        assert nested["dice"]["macro"]["mean"] == batch["dice/macro"]
+        updated.update(pred, target)
+        updated.update(pred, target)
+    pred, target = all_of(parts)
+    want = expected_flat(torch.cat([pred, pred]), torch.cat([target, target]), fns, called.class_names)
+    assert_same_values(called.compute(flat=True), want)
+    assert called.compute() == updated.compute()
+
+
+@pytest.mark.filterwarnings("ignore:DiceScore metric currently defaults:UserWarning")
+def test_forward_equals_torchmetrics_dice_score_per_batch_and_at_the_end():
+    from torchmetrics.segmentation import DiceScore
+
+    parts = batches(seed=5)
+    for include_background in (True, False):
+        ours = SegmentationMetrics(NUM_CLASSES, metrics=("dice",), include_background=include_background)
+        averages = ("macro", "micro", "weighted") if include_background else ("macro", "micro")
+        theirs = {
+            avg: DiceScore(
+                NUM_CLASSES, include_background=include_background, average=avg, input_format="index"
+            )
+            for avg in (*averages, "none")
+        }
+        global_macro = DiceScore(
+            NUM_CLASSES,
+            include_background=include_background,
+            aggregation_level="global",
+            input_format="index",
+        )
+        for pred, target in parts:
+            batch = ours(pred, target, flat=True)
+            for avg in averages:
+                assert batch[f"dice/{avg}"] == pytest.approx(float(theirs[avg](pred, target)), rel=1e-6)
+            per_class = theirs["none"](pred, target)
+            global_macro.update(pred, target)
+            got = torch.tensor([batch[f"dice/{c}"] for c in ours.class_names])
+            torch.testing.assert_close(got.float(), per_class, equal_nan=True)
+        result = ours.compute(flat=True)
+        for avg in averages:
+            assert result[f"dice/{avg}"] == pytest.approx(float(theirs[avg].compute()), rel=1e-6)
+        got = torch.tensor([result[f"dice/{c}"] for c in ours.class_names])
+        torch.testing.assert_close(got.float(), theirs["none"].compute(), equal_nan=True)
+        assert result["dice/global/macro"] == pytest.approx(float(global_macro.compute()), rel=1e-6)
+
+
+def test_weighted_average_where_torchmetrics_differs():
+    # An image whose target holds only background, with a predicted foreground voxel, and the background
+    # left out: no class has support. segdice: the weighted mean is undefined (NaN, left out of the mean
+    # over images); torchmetrics' nansum of NaN weights gives 0.
+    m = SegmentationMetrics(2, metrics=("dice",), include_background=False)
+    batch = m(torch.tensor([[1, 0, 0, 0]]), torch.tensor([[0, 0, 0, 0]]), flat=True)
+    assert batch["dice/1"] == 0.0 and math.isnan(batch["dice/weighted"])
+
+
+def test_forward_refused_after_sync_state_is_loaded():
+    m = SegmentationMetrics(2, metrics=("dice",))
+    m.update(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
+    state = m.state_dict()
+    state["synced"] = True  # as saved from a rank after sync(): the sums are global ones
+    m.load_state_dict(state)
+    with pytest.raises(SegDiceError, match=r"forward: .*synced.*reset\(\)"):
+        m(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
+    m.reset()
+    m(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
+
+
+def test_rejected_batch_leaves_no_trace_in_forward():
+    m = SegmentationMetrics(NUM_CLASSES, metrics=("dice",))
+    with pytest.raises(SegDiceError, match="num_classes=4"):
+        m(torch.full((1, 4), 7), torch.zeros(1, 4, dtype=torch.long))
+    assert m.compute()["n_images"] == 0
+
+
+# --- compute(flat=True) and class names -----------------------------------------------------------
+
+
+def test_flat_keys_cover_every_metric_average_and_class():
+    m = SegmentationMetrics(3, metrics=("dice", "recall"), class_names=("bg", "liver", "tumour"))
+    m.update(torch.tensor([[0, 1, 2, 2]]), torch.tensor([[0, 1, 1, 2]]))
+    keys = list(m.compute(flat=True))
+    parts = ("macro", "micro", "weighted", "bg", "liver", "tumour")
+    assert keys == [f"{metric}/{p}" for metric in ("dice", "recall") for p in parts] + [
+        f"{metric}/global/{p}" for metric in ("dice", "recall") for p in parts
+    ]
+
+
+def test_flat_equals_functional_metrics_on_all_batches():
+    parts = batches(seed=2)
+    m = SegmentationMetrics(NUM_CLASSES, metrics=("dice", "iou"), include_background=False, ignore_index=2)
+    for pred, target in parts:
+        m.update(pred, target)
+    pred, target = all_of(parts)
+    kwargs = {"include_background": False, "ignore_index": 2}
+    want = expected_flat(pred, target, {"dice": dice_score, "iou": iou_score}, ("1", "2", "3"), **kwargs)
+    assert_same_values(m.compute(flat=True), want)
+
+
+def test_class_names_may_include_the_dropped_background():
+    parts = batches(seed=3)
+    named = SegmentationMetrics(
+        NUM_CLASSES, metrics=("dice",), include_background=False, class_names=("bg", "a", "b", "c")
+    )
+    reported = SegmentationMetrics(
+        NUM_CLASSES, metrics=("dice",), include_background=False, class_names=("a", "b", "c")
+    )
+    assert named.class_names == reported.class_names == ("a", "b", "c")
+    for pred, target in parts:
+        named.update(pred, target)
+    pred, target = all_of(parts)
+    per_image = dice_score(pred, target, include_background=False)
+    result = named.compute(flat=True)
+    assert "dice/bg" not in result
+    for c, cname in enumerate("abc"):
+        assert result[f"dice/{cname}"] == pytest.approx(nanmean(per_image[:, c]), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"class_names": ("a", "b")}, r"got 2 names .*expected 4 \(one per reported class\)"),
+        (
+            {"class_names": ("a", "b"), "include_background": False},
+            r"expected 3 \(one per reported class, or 4 with the background's first\)",
+        ),
+        ({"class_names": "abcd"}, "the string 'abcd'"),
+        ({"class_names": ("a", "macro", "b", "c")}, "'macro'.*flat result"),
+        ({"class_names": ("a", "global/x", "b", "c")}, "'global/x'"),
+    ],
+)
+def test_bad_class_names(kwargs, match):
+    with pytest.raises(SegDiceError, match=match):
+        SegmentationMetrics(NUM_CLASSES, **kwargs)
+
+
+# --- state_dict / load_state_dict ----------------------------------------------------------------
+
+
+def saved_and_loaded(state) -> dict:
+    """``state`` through torch.save and torch.load, as a checkpoint takes it (weights_only, the default)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def assert_results_identical(a: dict, b: dict):
+    """Equal to the last bit, NaN where the other is NaN (a nested compute() result)."""
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            assert_results_identical(a[key], b[key])
+    elif isinstance(a, torch.Tensor):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b)
+    else:
+        assert a == b and type(a) is type(b)
+
+
+@given(split=st.integers(0, 4), keep_per_case=st.booleans())
+def test_state_dict_resume_equals_an_uninterrupted_run(split, keep_per_case):
+    parts = batches(n_batches=4, seed=4)
+    settings = {"metrics": ("dice", "iou", "fbeta"), "beta": 2.0, "keep_per_case": keep_per_case}
+    uninterrupted = SegmentationMetrics(NUM_CLASSES, **settings)
+    first = SegmentationMetrics(NUM_CLASSES, **settings)
+    for pred, target in parts:
+        uninterrupted.update(pred, target)
+    for pred, target in parts[:split]:
+        first.update(pred, target)
+    resumed = SegmentationMetrics(NUM_CLASSES, **settings)
+    resumed.update(*parts[0])  # whatever was there is replaced, not added to
+    resumed.load_state_dict(saved_and_loaded(first.state_dict()))
+    assert_results_identical(resumed.compute(), first.compute())
+    for pred, target in parts[split:]:
+        resumed.update(pred, target)
+    assert_results_identical(resumed.compute(), uninterrupted.compute())
+    pred, target = all_of(parts)
+    assert resumed.compute(flat=True)["dice/global/1"] == pytest.approx(
+        float(dice_score(pred, target, per_image=False)[1]), rel=1e-12
+    )
+
+
+def test_state_dict_is_a_copy_and_plain_data():
+    m = SegmentationMetrics(2, metrics=("dice",))
+    m.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]))
+    state = m.state_dict()
+    assert state["version"] == segdice.metrics.streaming.STATE_VERSION == 1
+    assert state["cases"] is None and state["synced"] is False
+    assert state["config"]["metrics"] == ["dice"] and state["config"]["class_names"] == ["0", "1"]
+    assert state["sums"]["counts"].tolist() == [[1, 2], [0, 1], [1, 0], [2, 1]]  # tp, fp, fn, tn per class
+    state["sums"]["counts"].zero_()
+    assert m.state_dict()["sums"]["counts"].sum() == 8  # the object's own state is untouched
+
+
+def test_load_state_dict_renamed_classes_allowed():
+    a = SegmentationMetrics(2, metrics=("dice",), class_names=("bg", "fg"))
+    a.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]))
+    b = SegmentationMetrics(2, metrics=("dice",), class_names=("background", "lesion"))
+    b.load_state_dict(a.state_dict())
+    assert b.compute(flat=True)["dice/global/lesion"] == a.compute(flat=True)["dice/global/fg"] == 0.8
+
+
+def _state(**kwargs):
+    m = SegmentationMetrics(NUM_CLASSES, **kwargs)
+    m.update(*batches(n_batches=1)[0])
+    return m.state_dict()
+
+
+def _with(state, path, value):
+    *head, last = path
+    node = state
+    for key in head:
+        node = node[key]
+    node[last] = value
+    return state
+
+
+@pytest.mark.parametrize(
+    ("state", "match"),
+    [
+        ([1, 2], r"state_dict: got list; expected the dict that SegmentationMetrics.state_dict\(\) returns"),
+        ({"counts": torch.zeros(4, 4)}, r"state_dict: got a dict with keys \['counts'\]"),
+        (_with(_state(), ["version"], 2), r"state_dict\['version'\]: got 2; expected 1"),
+        ({"version": 1, "config": {}}, r"missing keys \['synced', 'sums', 'cases'\]"),
+        (_state(metrics=("dice",)), r"metrics=\['dice'\], but .*metrics=\['dice', 'iou'\]"),
+        (
+            _state(empty_value=1.0),
+            r"saved with empty_value=1.0, but this SegmentationMetrics has empty_value=nan",
+        ),
+        (_state(ignore_index=255), "ignore_index=255"),
+        (_state(include_background=False), "include_background=False"),
+        (_state(keep_per_case=True), "keep_per_case=True"),
+        (
+            _with(_state(), ["sums", "sum"], torch.zeros(2, 4, dtype=torch.float32)),
+            r"state_dict\['sums'\]\['sum'\]: got a tensor of shape \(2, 4\), dtype torch.float32; "
+            r"expected a tensor of shape \(2, 4\), dtype torch.float64",
+        ),
+        (_with(_state(), ["sums", "n"], [0, 1]), r"\['sums'\]\['n'\]: got list"),
+        (_with(_state(), ["sums"], {"counts": torch.zeros(4, 4)}), r"state_dict\['sums'\]: got \['counts'\]"),
+    ],
+)
+def test_mismatched_state_is_refused_and_leaves_the_state_alone(state, match):
+    m = SegmentationMetrics(NUM_CLASSES)
+    m.update(*batches(n_batches=1, seed=9)[0])
+    before = m.compute()
+    with pytest.raises(SegDiceError, match=match):
+        m.load_state_dict(state)
+    assert_results_identical(m.compute(), before)
+
+
+def test_per_case_state_of_the_wrong_length_is_refused():
+    m = SegmentationMetrics(NUM_CLASSES, keep_per_case=True)
+    state = _state(keep_per_case=True)
+    state["cases"] = state["cases"][:1]
+    with pytest.raises(
+        SegDiceError, match=r"state_dict\['cases'\]: got a tensor of shape \(1, 4, 4\).*\(3, 4, 4\)"
+    ):
+        m.load_state_dict(state)
+
+
+def test_mismatch_message_names_the_binary_mode():
+    a = SegmentationMetrics(1, metrics=("dice",), mode="binary")
+    b = SegmentationMetrics(1, metrics=("dice",), mode="multilabel")
+    with pytest.raises(
+        SegDiceError, match="mode='binary', but this SegmentationMetrics has mode='multilabel'"
+    ):
+        b.load_state_dict(a.state_dict())
+
+
+# --- devices ---------------------------------------------------------------------------------------
+
+
+def test_to_returns_self_and_keeps_the_device_over_reset():
+    m = SegmentationMetrics(2, metrics=("dice",))
+    assert m.to(torch.device("cpu")) is m and m.device == torch.device("cpu")
+    m.update(torch.tensor([[0, 1]]), torch.tensor([[0, 1]]))
+    m.reset()
+    assert all(t.device == m.device for t in m.state_dict()["sums"].values())
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@cuda
+def test_state_moves_across_devices_exactly():
+    parts = batches(seed=6)
+    on_gpu = SegmentationMetrics(NUM_CLASSES, keep_per_case=True).to("cuda")
+    assert on_gpu.device == torch.device("cuda", 0)
+    for pred, target in parts[:2]:
+        on_gpu.update(pred.cuda(), target.cuda())
+    state = on_gpu.state_dict()
+    assert all(t.device.type == "cuda" for t in state["sums"].values())
+    on_cpu = SegmentationMetrics(NUM_CLASSES, keep_per_case=True)
+    on_cpu.load_state_dict(state)  # loads onto its own device
+    assert all(t.device.type == "cpu" for t in on_cpu.state_dict()["sums"].values())
+    assert_results_identical(on_cpu.compute(), on_gpu.compute())
+    back = SegmentationMetrics(NUM_CLASSES, keep_per_case=True).to("cuda")
+    back.load_state_dict(on_cpu.state_dict())
+    for pred, target in parts[2:]:
+        back.update(pred.cuda(), target.cuda())
+        on_cpu.update(pred, target)
+    assert_results_identical(back.compute(), on_cpu.compute())
+
+
+@cuda
+def test_update_follows_the_inputs_device():
+    m = SegmentationMetrics(NUM_CLASSES)
+    m.update(*batches(n_batches=1)[0])
+    pred, target = batches(n_batches=1, seed=1)[0]
+    m.update(pred.cuda(), target.cuda())
+    assert m.device.type == "cuda" and m.compute()["n_images"] == 6
+
+
+# --- SegDiceError's public name ------------------------------------------------------------------
+
+
+def test_segdice_error_shows_its_public_name_and_pickles():
+    assert SegDiceError.__module__ == "segdice" and segdice.SegDiceError is SegDiceError
+    try:
+        SegmentationMetrics(0)
+    except SegDiceError as exc:
+        text = "".join(traceback.format_exception_only(type(exc), exc))
+        assert text.startswith("segdice.SegDiceError: num_classes")
+        copy = pickle.loads(pickle.dumps(exc))
+        assert type(copy) is SegDiceError and str(copy) == str(exc)
+
+
+def test_segdice_error_unpickles_in_a_fresh_process():
+    data = pickle.dumps(SegDiceError("x: got 1; expected 2"))
+    code = "import pickle, sys; e = pickle.loads(sys.stdin.buffer.read()); print(type(e).__module__, e)"
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
+    assert out.stdout.decode().strip() == "segdice x: got 1; expected 2"
