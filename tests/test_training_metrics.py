@@ -7,6 +7,7 @@ alone), torchmetrics' ``DiceScore`` on the same batches, and hand-computed numbe
 from __future__ import annotations
 
 import io
+import json
 import math
 import pickle
 import subprocess
@@ -432,8 +433,222 @@ def test_segdice_error_shows_its_public_name_and_pickles():
         assert type(copy) is SegDiceError and str(copy) == str(exc)
 
 
-def test_segdice_error_unpickles_in_a_fresh_process():
+# --- segdice.integrations.torchmetrics.SegDiceMetric -----------------------------------------------
+
+FUNCTIONS = {"dice": dice_score, "iou": iou_score}
+
+
+def per_class_means(per_image: torch.Tensor) -> torch.Tensor:
+    """``[B, C]`` scores -> the NaN-aware mean of each class over the images, float64 ``[C]``."""
+    return torch.tensor([nanmean(col) for col in per_image.T], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("per_image", [True, False])
+@pytest.mark.parametrize("average", ["macro", "micro", "weighted", "none"])
+@pytest.mark.parametrize("metric", ["dice", "iou"])
+def test_segdice_metric_equals_the_functional_metric(metric, average, per_image):
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    parts = batches(seed=7)
+    m = SegDiceMetric(NUM_CLASSES, metric, average=average, per_image=per_image, ignore_index=3)
+    fn = FUNCTIONS[metric]
+    kwargs = {"num_classes": NUM_CLASSES, "average": average, "per_image": per_image, "ignore_index": 3}
+    for pred, target in parts:
+        batch = m(pred, target)  # forward: this batch alone
+        want = fn(pred, target, **kwargs)
+        if average == "none" and per_image:
+            want = per_class_means(want)
+        torch.testing.assert_close(batch, want, equal_nan=True, rtol=1e-12, atol=0)
+    pred, target = all_of(parts)
+    want = fn(pred, target, **kwargs)
+    if average == "none" and per_image:
+        want = per_class_means(want)
+    got = m.compute()
+    assert got.dtype == torch.float64 and got.shape == want.shape
+    torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-12, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:DiceScore metric currently defaults:UserWarning")
+def test_segdice_metric_equals_torchmetrics_dice_score_in_one_collection():
+    from torchmetrics import MetricCollection
+    from torchmetrics.segmentation import DiceScore
+
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    collection = MetricCollection(
+        {
+            "segdice_macro": SegDiceMetric(NUM_CLASSES),
+            "segdice_micro": SegDiceMetric(NUM_CLASSES, average="micro"),
+            "segdice_iou": SegDiceMetric(NUM_CLASSES, "iou"),
+            "torchmetrics_macro": DiceScore(NUM_CLASSES, input_format="index"),
+            "torchmetrics_micro": DiceScore(NUM_CLASSES, average="micro", input_format="index"),
+        }
+    )
+    parts = batches(seed=8)
+    for pred, target in parts:
+        step = collection(pred, target)
+        assert float(step["segdice_macro"]) == pytest.approx(float(step["torchmetrics_macro"]), rel=1e-6)
+    result = collection.compute()
+    assert float(result["segdice_macro"]) == pytest.approx(float(result["torchmetrics_macro"]), rel=1e-6)
+    assert float(result["segdice_micro"]) == pytest.approx(float(result["torchmetrics_micro"]), rel=1e-6)
+    pred, target = all_of(parts)
+    assert float(result["segdice_iou"]) == pytest.approx(
+        float(iou_score(pred, target, average="macro")), rel=1e-12
+    )
+    collection.reset()
+    collection.update(*parts[0])  # after reset() only this batch counts
+    again = collection.compute()
+    assert float(again["segdice_macro"]) == pytest.approx(
+        float(dice_score(*parts[0], average="macro")), rel=1e-12
+    )
+    assert float(again["segdice_macro"]) == pytest.approx(float(again["torchmetrics_macro"]), rel=1e-6)
+
+
+def test_collection_never_merges_metrics_whose_sums_agree_by_chance():
+    # On a perfect first batch Dice and IoU (and the two ignore_index settings) have equal sums: a
+    # MetricCollection that merged them into one compute group would report Dice as IoU from then on.
+    from torchmetrics import MetricCollection
+
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    collection = MetricCollection(
+        {
+            "dice": SegDiceMetric(NUM_CLASSES),
+            "iou": SegDiceMetric(NUM_CLASSES, "iou"),
+            "dice_ignore_2": SegDiceMetric(NUM_CLASSES, ignore_index=2),
+        }
+    )
+    perfect = torch.tensor([[0, 1, 3, 3]])
+    collection.update(perfect, perfect.clone())
+    pred, target = batches(n_batches=1, seed=9)[0]
+    collection.update(pred, target)
+    result = collection.compute()
+    for name, fn, kwargs in [
+        ("dice", dice_score, {}),
+        ("iou", iou_score, {}),
+        ("dice_ignore_2", dice_score, {"ignore_index": 2}),
+    ]:
+        per_image = [
+            float(fn(perfect, perfect, num_classes=NUM_CLASSES, average="macro", **kwargs)),
+            *fn(pred, target, num_classes=NUM_CLASSES, **kwargs).nanmean(1).tolist(),
+        ]
+        assert float(result[name]) == pytest.approx(np.mean(per_image), rel=1e-12), name
+
+
+@pytest.mark.filterwarnings(
+    "ignore:The ``compute`` method of metric SegDiceMetric was called before:UserWarning"
+)
+def test_segdice_metric_state_is_o_of_c_sums_and_follows_reset_and_to():
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    m = SegDiceMetric(NUM_CLASSES).to("cpu")
+    shapes = {name: tuple(value.shape) for name, value in m.metric_state.items()}
+    for pred, target in batches(n_batches=5):
+        m.update(pred, target)
+    assert {name: tuple(value.shape) for name, value in m.metric_state.items()} == shapes
+    assert all(isinstance(value, torch.Tensor) for value in m.metric_state.values())  # no list states
+    assert m.metric_state["n_images"].item() == 15
+    m.reset()
+    assert m.metric_state["n_images"].item() == 0 and torch.isnan(m.compute())
+
+
+@pytest.mark.filterwarnings(
+    "ignore:The ``compute`` method of metric SegDiceMetric was called before:UserWarning"
+)
+def test_segdice_metric_state_dict_round_trip_and_mismatch():
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    parts = batches(seed=10)
+    m = SegDiceMetric(NUM_CLASSES)
+    m.persistent(True)
+    for pred, target in parts[:2]:
+        m.update(pred, target)
+    state = saved_and_loaded(m.state_dict())
+    assert "counts" in state and "settings" in state
+    resumed = SegDiceMetric(NUM_CLASSES)
+    resumed.persistent(True)
+    resumed.load_state_dict(state)
+    for pred, target in parts[2:]:
+        resumed.update(pred, target)
+    pred, target = all_of(parts)
+    assert float(resumed.compute()) == pytest.approx(
+        float(dice_score(pred, target, average="macro")), rel=1e-12
+    )
+    other = SegDiceMetric(NUM_CLASSES, "iou")
+    other.persistent(True)
+    other.load_state_dict(state)
+    with pytest.raises(
+        SegDiceError, match="SegDiceMetric state: got the state of a metric with other settings"
+    ):
+        other.compute()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"metric": ("dice", "iou")}, "metric: got"),
+        ({"metric": "hd95"}, "metrics: got 'hd95'"),
+        ({"average": "samplewise"}, "average: got 'samplewise'"),
+        ({"per_image": "yes"}, "per_image: got 'yes'"),
+        ({"mode": "binary"}, "num_classes"),
+    ],
+)
+def test_segdice_metric_bad_options(kwargs, match):
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    with pytest.raises(SegDiceError, match=match):
+        SegDiceMetric(NUM_CLASSES, **kwargs)
+
+
+def test_segdice_metric_rejects_bad_input_without_a_trace():
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    m = SegDiceMetric(NUM_CLASSES)
+    with pytest.raises(SegDiceError, match="num_classes=4"):
+        m.update(torch.full((1, 4), 9), torch.zeros(1, 4, dtype=torch.long))
+    assert m.metric_state["n_images"].item() == 0
+
+
+@cuda
+def test_segdice_metric_on_cuda():
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    m = SegDiceMetric(NUM_CLASSES).to("cuda")
+    parts = batches(seed=11)
+    for pred, target in parts:
+        m.update(pred.cuda(), target.cuda())
+    value = m.compute()
+    assert value.device.type == "cuda"
+    pred, target = all_of(parts)
+    assert float(value) == pytest.approx(float(dice_score(pred, target, average="macro")), rel=1e-12)
+
+
+# One fresh process (importing torch there takes seconds on a loaded machine) checks three things:
+# segdice and segdice.integrations load no torchmetrics, the integration explains a missing torchmetrics,
+# and a pickled SegDiceError loads back by its public name.
+FRESH_PROCESS = """
+import json, pickle, sys
+import numpy as np
+error = pickle.loads(sys.stdin.buffer.read())
+import segdice, segdice.integrations
+report = {"loaded": "torchmetrics" in sys.modules, "error": [type(error).__module__, str(error)]}
+sys.modules["torchmetrics"] = None  # as if it were not installed
+segdice.SegmentationMetrics(2).update(np.array([[0, 1]]), np.array([[0, 1]]))
+try:
+    import segdice.integrations.torchmetrics
+except ImportError as exc:
+    report["message"] = str(exc)
+print(json.dumps(report))
+"""
+
+
+def test_without_torchmetrics_segdice_works_and_the_integration_explains():
     data = pickle.dumps(SegDiceError("x: got 1; expected 2"))
-    code = "import pickle, sys; e = pickle.loads(sys.stdin.buffer.read()); print(type(e).__module__, e)"
-    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, check=True)
-    assert out.stdout.decode().strip() == "segdice x: got 1; expected 2"
+    out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], input=data, capture_output=True, check=False)
+    assert out.returncode == 0, out.stderr.decode()
+    report = json.loads(out.stdout)
+    assert report["loaded"] is False
+    assert report["error"] == ["segdice", "x: got 1; expected 2"]
+    message = report["message"]
+    assert message.startswith("segdice.integrations.torchmetrics: could not import torchmetrics")
+    assert "pip install torchmetrics" in message and "segdice itself does not need it" in message
