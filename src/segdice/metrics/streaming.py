@@ -49,10 +49,9 @@ _STATE: tuple[tuple[str, Callable[[int, int], tuple[int, ...]], torch.dtype], ..
     ("agg_sum", lambda m, c: (m, len(_AVERAGES)), torch.float64),  # the same for each class average
 )
 # The entries grouped by dtype: one flat tensor, and one all_reduce, per group.
-_BY_DTYPE: dict[torch.dtype, tuple[str, ...]] = {}
-for _name, _shape, _dtype in _STATE:
-    _BY_DTYPE[_dtype] = (*_BY_DTYPE.get(_dtype, ()), _name)
-del _name, _shape, _dtype
+_BY_DTYPE: dict[torch.dtype, tuple[str, ...]] = {
+    dtype: tuple(name for name, _, d in _STATE if d == dtype) for _, _, dtype in _STATE
+}
 
 # The keys of a state_dict; "config" holds the settings that give the sums their meaning.
 _STATE_DICT_KEYS = ("version", "config", "synced", "sums", "cases")
