@@ -29,10 +29,9 @@ import torch
 
 from segdice._checks import SegDiceError, check_choice
 from segdice.metrics import SegmentationMetrics
+from segdice.metrics.overlap import AVERAGES
 
 __all__ = ["SegDiceMetric"]
-
-_AVERAGES = ("none", "macro", "micro", "weighted")
 
 
 class SegDiceMetric(Metric):
@@ -111,7 +110,7 @@ class SegDiceMetric(Metric):
         super().__init__(**kwargs)
         if not isinstance(metric, str):
             raise SegDiceError(f"metric: got {metric!r}; expected one metric name such as 'dice'")
-        self.average = check_choice("average", average, _AVERAGES)
+        self.average = check_choice("average", average, AVERAGES)
         self.per_image = check_choice("per_image", per_image, (True, False))
         self.metric = metric
         # The counting and the formulas: one SegmentationMetrics, used batch by batch and never synced

@@ -26,13 +26,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from segdice._checks import SegDiceError, check_choice, check_mode, check_number
-from segdice.metrics.overlap import METRICS, _check_empty_value, _class_average, _ratio, score_from_counts
-from segdice.stats import _check_ignore_index, confusion
+from segdice._checks import (
+    SegDiceError,
+    check_choice,
+    check_empty_value,
+    check_ignore_index,
+    check_mode,
+    check_number,
+)
+from segdice.metrics._formulas import AVERAGES, METRICS, class_average, ratio_from_counts
+from segdice.metrics.overlap import score_from_counts
+from segdice.stats import confusion
 
 __all__ = ["STATE_VERSION", "SegmentationMetrics"]
 
-_AVERAGES = ("macro", "micro", "weighted")
+# The averages over classes that the state keeps per image ("none" is the per-class values themselves).
+_AVERAGES = tuple(a for a in AVERAGES if a != "none")
 
 #: Layout version of :meth:`SegmentationMetrics.state_dict`, raised whenever that layout changes.
 STATE_VERSION = 1
@@ -150,8 +159,8 @@ class SegmentationMetrics:
                 f"include_background=False: only meaningful in mode='multiclass'; got mode={mode!r}"
             )
         self.include_background = include_background
-        self.ignore_index = _check_ignore_index(ignore_index)
-        self.empty_value = _check_empty_value(empty_value)
+        self.ignore_index = check_ignore_index(ignore_index)
+        self.empty_value = check_empty_value(empty_value)
         check_number("beta", beta, minimum=0)
         self.beta = float(beta)
         if not include_background and self.num_classes < 2:
@@ -428,10 +437,10 @@ class SegmentationMetrics:
         sums["counts"] += torch.stack([tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)])
         sums["n_images"] += tp.shape[0]
         for i, name in enumerate(self.metrics):
-            per_class = _ratio(name, tp, fp, fn, tn, self.empty_value, self.beta)
+            per_class = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta)
             _add_scores(per_class, sums["sum"][i], sums["n"][:, i])
             per_image = torch.stack(
-                [_class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, avg) for avg in _AVERAGES],
+                [class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, avg) for avg in _AVERAGES],
                 1,
             )
             _add_scores(per_image, sums["agg_sum"][i], sums["agg_n"][:, i])
@@ -530,7 +539,7 @@ class SegmentationMetrics:
         totals, agg_totals = sums["sum"].cpu(), sums["agg_sum"].cpu()
         result: dict[str, Any] = {}
         for i, name in enumerate(self.metrics):
-            pooled = _ratio(name, tp, fp, fn, tn, self.empty_value, self.beta)
+            pooled = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta)
             entry: dict[str, Any] = {"per_class": {}}
             for c, cname in enumerate(self.class_names):
                 entry["per_class"][cname] = {
@@ -559,7 +568,7 @@ class SegmentationMetrics:
                 torch.cat(cases) if cases else torch.zeros(0, 4, len(self.class_names), dtype=torch.int64)
             )
             result["per_case"] = {
-                name: _ratio(
+                name: ratio_from_counts(
                     name, counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], self.empty_value, self.beta
                 )
                 for name in self.metrics
