@@ -143,7 +143,6 @@ def trainer(tmp_path: Path, name: str, **kwargs) -> pl.Trainer:
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
         "log_every_n_steps": 1,
-        "deterministic": True,
         "default_root_dir": tmp_path,
     }
     options.update(kwargs)
