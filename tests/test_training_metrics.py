@@ -231,6 +231,7 @@ def test_class_names_may_include_the_dropped_background():
             r"expected 3 \(one per reported class, or 4 with the background's first\)",
         ),
         ({"class_names": "abcd"}, "the string 'abcd'"),
+        ({"class_names": 4}, r"got 4 \(int\); expected a sequence of names"),
         ({"class_names": ("a", "macro", "b", "c")}, "'macro'.*flat result"),
         ({"class_names": ("a", "global/x", "b", "c")}, "'global/x'"),
     ],

@@ -20,7 +20,7 @@ once, in ``_STATE``, and everything that touches it walks that table.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -180,6 +180,10 @@ class SegmentationMetrics:
             return tuple(str(c) for c in range(first, self.num_classes))
         if isinstance(class_names, str):
             raise SegDiceError(f"class_names: got the string {class_names!r}; expected a sequence of names")
+        if not isinstance(class_names, Iterable):
+            raise SegDiceError(
+                f"class_names: got {class_names!r} ({type(class_names).__name__}); expected a sequence of names"
+            )
         names = [str(n) for n in class_names]
         if not self.include_background and len(names) == self.num_classes:
             names = names[1:]  # all names given: the background's is known but not reported
