@@ -469,6 +469,28 @@ def test_segdice_metric_equals_the_functional_metric(metric, average, per_image)
     torch.testing.assert_close(got, want, equal_nan=True, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("mode", ["binary", "multilabel"])
+def test_segdice_metric_binary_and_multilabel_probabilities(mode):
+    from segdice.integrations.torchmetrics import SegDiceMetric
+
+    g = torch.Generator().manual_seed(12)
+    channels = 1 if mode == "binary" else 3
+    m = SegDiceMetric(channels, mode=mode, per_image=False, average="none")
+    probs, masks = [], []
+    for _ in range(3):
+        prob = torch.rand(2, channels, 8, 8, generator=g)  # thresholded at 0.5
+        mask = (torch.rand(2, channels, 8, 8, generator=g) < 0.4).long()
+        m.update(prob, mask)
+        probs.append(prob)
+        masks.append(mask)
+    prob, mask = torch.cat(probs), torch.cat(masks)
+    hard = (prob > 0.5).long()
+    tp = (hard * mask).sum((0, 2, 3)).double()
+    want = 2 * tp / (hard.sum((0, 2, 3)) + mask.sum((0, 2, 3)))  # by hand: pooled Dice per channel
+    got = m.compute()  # torchmetrics squeezes a one-element result to 0-dim
+    torch.testing.assert_close(got.reshape(-1), want, rtol=1e-12, atol=0)
+
+
 @pytest.mark.filterwarnings("ignore:DiceScore metric currently defaults:UserWarning")
 def test_segdice_metric_equals_torchmetrics_dice_score_in_one_collection():
     from torchmetrics import MetricCollection

@@ -155,6 +155,7 @@ class SegDiceMetric(Metric):
         """The metric over every batch since the last ``reset()``: a 0-dim tensor, or ``[C]`` for ``average="none"``.
 
         NaN when nothing defines it (no image, or every (image, class) empty with ``empty_value=nan``).
+        torchmetrics returns a one-element result as a 0-dim tensor (binary ``average="none"``).
 
         Raises
         ------
