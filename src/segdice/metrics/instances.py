@@ -46,7 +46,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from segdice._checks import SegDiceError, check_choice, check_number, describe
+from segdice._arrays import to_numpy
+from segdice._checks import SegDiceError, check_choice, check_number, check_spacing, describe
 from segdice.metrics._components import (
     ObjectTable,
     box_union,
@@ -205,16 +206,8 @@ class BratsLesionScores(Mapping):
 # --- input handling -----------------------------------------------------------------------------
 
 
-def _to_numpy(name: str, x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    raise SegDiceError(f"{name}: got {describe(x)}; expected a NumPy array or a torch tensor")
-
-
 def _check_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-    p, t = _to_numpy("pred", pred), _to_numpy("target", target)
+    p, t = to_numpy("pred", pred), to_numpy("target", target)
     if p.shape != t.shape:
         raise SegDiceError(
             f"pred and target must have the same shape: got pred {p.shape} and target {t.shape}"
@@ -222,27 +215,6 @@ def _check_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
     if p.ndim < 1 or 0 in p.shape:
         raise SegDiceError(f"pred: got {describe(p, values=False)}; expected a non-empty [*spatial] array")
     return p, t
-
-
-def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, torch.Tensor):
-        spacing = spacing.detach().cpu().numpy()
-    if isinstance(spacing, (int, float, np.integer, np.floating)) and not isinstance(spacing, bool):
-        values = [float(spacing)] * ndim
-    else:
-        try:
-            values = [float(v) for v in np.asarray(spacing, dtype=np.float64).reshape(-1)]
-        except (TypeError, ValueError):
-            raise SegDiceError(
-                f"spacing: got {spacing!r}; expected {ndim} positive numbers in array axis order"
-            ) from None
-    if len(values) != ndim or not all(math.isfinite(v) and v > 0 for v in values):
-        raise SegDiceError(
-            f"spacing: got {tuple(values)}; expected {ndim} finite values > 0 in array axis order"
-        )
-    return tuple(values)
 
 
 def _check_connectivity(connectivity: Any, ndim: int) -> int:
@@ -442,7 +414,7 @@ def label_components(
     >>> label_components(m, connectivity=1)[0].tolist()
     [[1, 0, 0], [0, 2, 0], [0, 0, 3]]
     """
-    x = _to_numpy("mask", mask)
+    x = to_numpy("mask", mask)
     if x.ndim < 1 or 0 in x.shape:
         raise SegDiceError(f"mask: got {describe(x, values=False)}; expected a non-empty [*spatial] array")
     return label_mask(_binary("mask", x), _check_connectivity(connectivity, x.ndim))
@@ -640,7 +612,7 @@ def instance_scores(
         method=method,
         dilation=dilation,
     )
-    spc = _check_spacing(spacing, len(m.shape))
+    spc = check_spacing("spacing", spacing, len(m.shape))
     floor = float(check_number("min_volume", min_volume, minimum=0))
     names = _check_metrics(metrics)
     check_choice("surface", surface, _SURFACES)
@@ -929,7 +901,7 @@ def brats_lesion_scores(
     """
     p, t = _check_pair(pred, target)
     p, t = _instance_labels("pred", p), _instance_labels("target", t)
-    spc = _check_spacing(spacing, p.ndim)
+    spc = check_spacing("spacing", spacing, p.ndim)
     check_choice("challenge", challenge, tuple(BRATS_CHALLENGES))
     dilation, floor = BRATS_CHALLENGES[challenge]
     items = dict(BRATS_REGIONS if regions is None else regions)
