@@ -458,3 +458,17 @@ def test_brats_volume_threshold_uses_spacing():
     at_2mm = brats_lesion_scores(pr, gt, spacing=(2, 1, 1), challenge="GLI")["ET"]  # 54 mm³
     assert (at_2mm["fn"], at_2mm["lesion_dice"], at_2mm["lesion_hd95"]) == (1, 0, 374)
     assert at_2mm["legacy_hd95"] == 374 and at_2mm["legacy_dice"] == 0
+
+
+@given(seed=st.integers(0, 2**32 - 1), ndim=st.sampled_from([2, 3]), dilation=st.sampled_from([1, 2, 3]))
+def test_dilation_groups_equal_labelling_the_dilated_mask(seed, ndim, dilation):
+    """The per-object grouping equals BraTS's: dilate the whole mask (faces+edges element), label it
+    with full connectivity, keep the original voxels; ids in raster order of the dilated components."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(v) for v in rng.integers(6, 16, size=ndim))
+    mask = rng.random(shape) < 0.03
+    grown = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(ndim, 2), iterations=dilation)
+    groups, _ = ndimage.label(grown, structure=np.ones((3,) * ndim))
+    expected = np.where(mask, groups, 0)
+    got = match_instances(mask, mask, method="brats", dilation=dilation).target_labels
+    np.testing.assert_array_equal(got, expected)

@@ -54,6 +54,7 @@ from segdice.metrics._components import (
     diagonal,
     dilate_in_box,
     label_mask,
+    merge_by_dilation,
     overlap_table,
     pad_box,
     volume_of,
@@ -320,7 +321,7 @@ class _Matched:
         self.P = _objects("pred", p, instances, conn)
         self.T = _objects("target", t, instances, conn)
         if self.dilation:
-            self.T = self._merge_by_dilation(self.T)
+            self.T = merge_by_dilation(self.T, self.dilation)
         self.overlap = overlap_table(self.P.labels, self.T.labels, self.T.n)
         # partners: target id -> pred ids, pred id -> target ids
         if method == "brats":
@@ -339,18 +340,6 @@ class _Matched:
             for p_id in p_ids:
                 of_pred.setdefault(p_id, []).append(t_id)
         self.of_pred = {p_id: tuple(sorted(ts)) for p_id, ts in of_pred.items()}
-
-    def _merge_by_dilation(self, table: ObjectTable) -> ObjectTable:
-        """Targets whose dilations touch become one object of their own voxels (BraTS's grouping)."""
-        box = box_union(table.boxes)
-        if box is None:
-            return table
-        box = pad_box(box, self.dilation, self.shape)
-        inside = table.labels[box] > 0
-        grown, n = label_mask(dilate_in_box(inside, self.dilation), len(self.shape))
-        merged = np.zeros(self.shape, dtype=np.int32)
-        merged[box][inside] = grown[inside]
-        return ObjectTable(merged, n)
 
     def _touching(self) -> dict[int, tuple[int, ...]]:
         """BraTS: every pred component with a voxel in the target's own dilation, per target."""
@@ -820,7 +809,10 @@ def aggregated_jaccard_index(
 
 
 def _region_mask(labels: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
-    return np.isin(labels, members)
+    mask = labels == members[0]
+    for m in members[1:]:
+        mask |= labels == m
+    return mask
 
 
 def _legacy(pred: np.ndarray, gt: np.ndarray, spacing: tuple[float, ...]) -> dict[str, float]:
