@@ -14,6 +14,15 @@ from pathlib import Path
 
 from segdice._checks import SegDiceError, check_number
 from segdice._version import __version__
+from segdice.evaluation._instances import (
+    INSTANCE_DEFINITIONS,
+    PROTOCOL_METRICS,
+    LesionLog,
+    fill_missing,
+    instance_columns,
+    instance_spec,
+    lesion_columns,
+)
 from segdice.evaluation._pairing import CasePair, pair_cases
 from segdice.evaluation._scoring import (
     BOUNDARY_METRICS,
@@ -243,6 +252,12 @@ def evaluate(
     gt_suffix: str = "",
     resume: bool = False,
     progress: bool | ProgressCallback = False,
+    instances: str | None = None,
+    match: str = "iou",
+    match_threshold: float = 0.5,
+    dilation: int = 0,
+    min_volume: float = 0.0,
+    protocol: str | None = None,
 ) -> EvaluationResult:
     """Score predicted label maps against ground truth, per case and label/region, with statistics.
 
@@ -281,6 +296,24 @@ def evaluate(
         only the others.
     progress
         ``True`` for a progress bar on the terminal, or a callable ``(done, total)``.
+    instances
+        Object columns per label/region (:func:`segdice.metrics.instance_scores`): ``"components"``
+        (objects are connected components) or ``"labels"`` (the files are instance label maps, scored as
+        one item ``objects``). Adds ``objects_tp/fp/fn``, detection precision/recall/F1, ``pq``, ``sq``,
+        ``rq`` and ``lesion_<m>`` / ``matched_<m>`` for the per-object metrics among ``metrics``, and
+        writes ``lesions.csv`` (one row per object).
+    match
+        ``"iou"`` or ``"dice"`` (optimal one-to-one matching on that score), ``"overlap"`` (any shared
+        voxel) or ``"brats"`` (the BraTS 2023 rule).
+    match_threshold
+        A pair matches when its score is > this (``"iou"``, ``"dice"``).
+    dilation, min_volume
+        Target objects within ``dilation`` dilations merge; targets of volume <= ``min_volume`` (units of
+        the spacing cubed) are not counted.
+    protocol
+        ``"brats2023-gli"``, ``-ssa``, ``-men``, ``-ped`` or ``-met``: the regions WT/TC/ET, matching,
+        metrics and edge cases of the challenge; ``dice``/``hd95``/``recall``/``specificity`` hold its
+        legacy Dice, HD95, sensitivity and specificity, the object columns its lesion-wise scores.
 
     Returns
     -------
@@ -321,6 +354,27 @@ def evaluate(
     if workers < 1:
         raise SegDiceError(f"workers: got {workers}; expected a value >= 1 (or None for every core)")
     names = _names_by_label(label_names)
+    instance_settings = instance_spec(
+        instances=instances,
+        match=match,
+        match_threshold=match_threshold,
+        dilation=dilation,
+        min_volume=min_volume,
+        protocol=protocol,
+        metrics=metric_names,
+    )
+    chosen = not (isinstance(labels, str) and labels == "auto") or bool(regions)
+    if (protocol is not None or instances == "labels") and chosen:
+        option = f"protocol={protocol!r}" if protocol else "instances='labels'"
+        raise SegDiceError(f"labels/regions: {option} chooses what is scored; leave labels and regions out")
+    if protocol is not None:
+        from segdice.metrics import BRATS_REGIONS
+
+        if metric_names != DEFAULT_METRICS:
+            raise SegDiceError(f"metrics: protocol={protocol!r} sets the metrics; leave metrics out")
+        metric_names, labels, regions = PROTOCOL_METRICS, [], dict(BRATS_REGIONS)
+    elif instances == "labels":
+        labels, names = [1], {1: "objects"}
     region_items = _regions(regions)
     if not (isinstance(labels, str) and labels == "auto"):
         if isinstance(labels, (str, int)):
@@ -360,8 +414,10 @@ def evaluate(
             nsd_tolerance=float(nsd_tolerance),
             spacing=spacing,
             empty_value=empty_value,
+            instances=instance_settings,
         )
-        columns = case_columns(metric_names)
+        object_columns = instance_columns(instance_settings)
+        columns = case_columns(metric_names) + object_columns
 
         kept: dict[str, list[dict]] = {}
         if out_dir is not None:
@@ -376,10 +432,20 @@ def evaluate(
         stack.callback(stop_progress)
         if csv_path is not None:
             writer = stack.enter_context(CaseCSVWriter(csv_path, columns, append=resume))
+        lesion_log = None
+        if out_dir is not None and instance_settings is not None:
+            lesion_log = LesionLog(
+                out_dir / "lesions.csv", lesion_columns(instance_settings), keep_cases=kept
+            )
+            stack.callback(lesion_log.close, [p.name for p in pairs])
         report_progress(len(kept), len(pairs))
 
         def on_result(index: int, rows: object) -> None:
             results[todo[index].name] = rows  # type: ignore[assignment]
+            if instance_settings is not None:
+                objects = fill_missing(rows, object_columns)  # type: ignore[arg-type]
+                if lesion_log is not None:
+                    lesion_log.add(todo[index].name, objects)
             if csv_path is not None:
                 writer.write_rows(rows)  # type: ignore[arg-type]
             report_progress(len(results), len(pairs))
@@ -391,11 +457,18 @@ def evaluate(
         per_case, pairs, extras, items, metric_names, spec, empty_key,
         inputs={"pred": str(pred), "gt": str(gt), "pred_suffix": pred_suffix, "gt_suffix": gt_suffix},
     )  # fmt: skip
+    if instance_settings is not None:
+        summary["inputs"]["instances"] = {"protocol": protocol, **vars(instance_settings)}
+        summary["definitions"]["instances"] = INSTANCE_DEFINITIONS
+        for name, values in summarize_rows(per_case, [i.name for i in items], object_columns).items():
+            summary["results"][name].update(values)
     result = EvaluationResult(per_case=per_case, summary=summary, out=out_dir)
     if out_dir is not None:
         write_case_csv(csv_path, columns, per_case)  # final order: case, then label/region
         write_summary_json(out_dir / "summary.json", summary)
         result.files = {"per_case": csv_path, "summary": out_dir / "summary.json"}
+        if instance_settings is not None:
+            result.files["lesions"] = out_dir / "lesions.csv"
         try:
             import jinja2  # noqa: F401
             import matplotlib  # noqa: F401

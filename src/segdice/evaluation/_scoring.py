@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from segdice._checks import SegDiceError
+from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
 from segdice.evaluation._pairing import CasePair
 from segdice.io import read_mask
 
@@ -88,6 +89,7 @@ class ScoringSpec:
     nsd_tolerance: float = 1.0
     spacing: tuple[float, ...] | None = None
     empty_value: float = math.nan
+    instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
 
 
 def case_columns(metrics: Sequence[str]) -> list[str]:
@@ -225,7 +227,9 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
             )
         spacing = gt.spacing if gt.spacing is not None else pred_spacing
 
-    gt_array = gt.array
+    pred_array, gt_array, instance_maps, ignored = instance_inputs(
+        pred_array, gt.array, spec.instances, spec.ignore_label
+    )
     known = {0, *(i for item in spec.items for i in item.ids)}
     if spec.ignore_label is not None:
         known.add(spec.ignore_label)
@@ -250,6 +254,8 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 
     _overlap(rows, (pred_codes, gt_codes), (pred_flat, gt_flat), spec)
     _boundary(rows, pred_array, gt_array, spacing, spec)
+    if spec.instances is not None:
+        score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
     for row in rows.values():
         row["error"] = "; ".join(problems)
     return list(rows.values())

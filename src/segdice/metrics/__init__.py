@@ -3,6 +3,10 @@ lesion-wise scores, and streaming."""
 
 # instances and lesions (connected components, matching, detection, PQ, AJI, BraTS)
 from segdice.metrics.instances import (
+    BRATS_CHALLENGES,
+    BRATS_REGIONS,
+    BRATS_WORST_CASE,
+    INSTANCE_METRICS,
     BratsLesionScores,
     InstanceMatching,
     InstanceScores,
@@ -39,6 +43,10 @@ from segdice.metrics.surface import (
 from segdice.stats import confusion
 
 __all__: list[str] = [
+    "BRATS_CHALLENGES",
+    "BRATS_REGIONS",
+    "BRATS_WORST_CASE",
+    "INSTANCE_METRICS",
     "BratsLesionScores",
     "InstanceMatching",
     "InstanceScores",

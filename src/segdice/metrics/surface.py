@@ -41,7 +41,7 @@ import torch
 
 from segdice._arrays import to_numpy
 from segdice._checks import SegDiceError, check_number, check_spacing, describe
-from segdice.metrics._distances import nearest_distances, pad_width, within_tolerance
+from segdice.metrics._distances import nearest_both_ways, pad_width, within_tolerance
 from segdice.metrics._surfels import code_measure_table, corner_codes
 
 __all__ = [
@@ -161,10 +161,7 @@ class _Pair:
         if self._voxel is None:
             surf_p, surf_t = _erosion_surface(self.pred), _erosion_surface(self.target)
             pts_p, pts_t = np.flatnonzero(surf_p), np.flatnonzero(surf_t)
-            self._voxel = (
-                nearest_distances(pts_p, pts_t, surf_t, self.spacing),
-                nearest_distances(pts_t, pts_p, surf_p, self.spacing),
-            )
+            self._voxel = nearest_both_ways(pts_p, pts_t, surf_p, surf_t, self.spacing)
         return self._voxel
 
     def corner_surfaces(self) -> dict[str, Any]:
@@ -186,14 +183,10 @@ class _Pair:
         ``compute_surface_distances`` sorts them (by distance, then area)."""
         if self._surfel is None:
             corner = self.corner_surfaces()
-            out = []
-            for src, dst in (("p", "t"), ("t", "p")):
-                _, pts, area = corner[src]
-                surf_d, pts_d, _ = corner[dst]
-                d = nearest_distances(pts, pts_d, surf_d, self.spacing)
-                order = np.lexsort((area, d))
-                out.append((d[order], area[order]))
-            self._surfel = (out[0], out[1])
+            (surf_p, pts_p, area_p), (surf_t, pts_t, area_t) = corner["p"], corner["t"]
+            d_pt, d_tp = nearest_both_ways(pts_p, pts_t, surf_p, surf_t, self.spacing)
+            order_p, order_t = np.lexsort((area_p, d_pt)), np.lexsort((area_t, d_tp))
+            self._surfel = ((d_pt[order_p], area_p[order_p]), (d_tp[order_t], area_t[order_t]))
         return self._surfel
 
     def surface_dice(self, tolerance: float) -> float:
