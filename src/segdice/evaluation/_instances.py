@@ -32,12 +32,14 @@ __all__ = [
     "PROTOCOL_METRICS",
     "InstanceSpec",
     "LesionLog",
+    "add_object_summary",
     "fill_missing",
     "instance_columns",
     "instance_inputs",
     "instance_spec",
     "lesion_columns",
     "score_instances",
+    "with_object_options",
 ]
 
 #: ``--protocol`` value -> BraTS 2023 challenge.
@@ -140,6 +142,62 @@ def instance_spec(
     criterion, method = MATCHES[match]
     per_object = tuple(m for m in metrics if m in _PER_OBJECT) or ("dice",)
     return InstanceSpec(instances, criterion, method, threshold, dil, floor, per_object)
+
+
+def with_object_options(
+    options: Any,
+    *,
+    instances: str | None,
+    match: str,
+    match_threshold: float,
+    dilation: int,
+    min_volume: float,
+    protocol: str | None,
+) -> tuple[Any, InstanceSpec | None]:
+    """The evaluation's :class:`~segdice.evaluation._options.Options` adjusted for object scoring, and
+    the :class:`InstanceSpec` (``None`` without ``instances`` or ``protocol``).
+
+    A protocol fixes the regions (WT, TC, ET) and the metrics; instance label maps are scored as one
+    item, ``objects``, the foreground of both maps. Both refuse labels and regions of the caller.
+    """
+    from dataclasses import replace
+
+    from segdice.evaluation._scoring import Item
+
+    spec = instance_spec(
+        instances=instances,
+        match=match,
+        match_threshold=match_threshold,
+        dilation=dilation,
+        min_volume=min_volume,
+        protocol=protocol,
+        metrics=options.metrics,
+    )
+    if protocol is None and instances != "labels":
+        return options, spec
+    option = f"protocol={protocol!r}" if protocol else "instances='labels'"
+    if options.labels != "auto" or options.regions:
+        raise SegDiceError(f"labels/regions: {option} chooses what is scored; leave labels and regions out")
+    if instances == "labels":
+        return replace(options, labels=(1,), label_names={1: "objects"}), spec
+    from segdice.evaluation._options import DEFAULT_METRICS
+    from segdice.metrics import BRATS_REGIONS
+
+    if options.metrics != DEFAULT_METRICS:
+        raise SegDiceError(f"metrics: {option} sets the metrics; leave metrics out")
+    regions = tuple(Item(name=name, ids=ids, region=True) for name, ids in BRATS_REGIONS.items())
+    return replace(options, labels=(), regions=regions, metrics=PROTOCOL_METRICS), spec
+
+
+def add_object_summary(summary: dict, per_case: list[dict], spec: InstanceSpec, protocol: str | None) -> None:
+    """The object settings, their definition and the statistics of the object columns, in the summary."""
+    from segdice.evaluation._summary import summarize_rows
+
+    summary["inputs"]["instances"] = {"protocol": protocol, **vars(spec)}
+    summary["definitions"]["instances"] = INSTANCE_DEFINITIONS
+    columns = instance_columns(spec)
+    for name, values in summarize_rows(per_case, list(summary["results"]), columns).items():
+        summary["results"][name].update(values)
 
 
 def instance_columns(spec: InstanceSpec | None) -> list[str]:
