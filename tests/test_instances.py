@@ -467,7 +467,9 @@ def test_dilation_groups_equal_labelling_the_dilated_mask(seed, ndim, dilation):
     rng = np.random.default_rng(seed)
     shape = tuple(int(v) for v in rng.integers(6, 16, size=ndim))
     mask = rng.random(shape) < 0.03
-    grown = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(ndim, 2), iterations=dilation)
+    grown = ndimage.binary_dilation(
+        mask, structure=ndimage.generate_binary_structure(ndim, 2), iterations=dilation
+    )
     groups, _ = ndimage.label(grown, structure=np.ones((3,) * ndim))
     expected = np.where(mask, groups, 0)
     got = match_instances(mask, mask, method="brats", dilation=dilation).target_labels

@@ -104,6 +104,7 @@ def test_match_options_reach_the_matching(lesion_folders, tmp_path):
     assert merged.per_case[0]["objects_tp"] == 1 and merged.per_case[0]["objects_fn"] == 0
 
 
+@pytest.mark.slow
 def test_brats_protocol_equals_the_challenge_algorithm(tmp_path):
     from test_instances_peers import brats_like_case, brats_reference
 

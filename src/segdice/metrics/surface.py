@@ -15,6 +15,10 @@ Definitions (all distances in physical units, ``spacing`` in array axis order):
 * **ASSD** = the mean of ``d(P->T)`` and ``d(T->P)`` pooled together (MONAI ``symmetric=True``, medpy
   0.5.2 ``assd``). **MASD** = the mean of the two directed means (MetricsReloaded ``masd``, medpy 0.4
   ``assd``); the two differ when the surfaces have different sizes.
+* **Surfels** (``surface="surfels"`` for HD, HD percentiles, ASSD, MASD): DeepMind ``surface-distance``'s
+  surfaces on the voxel-corner grid (below), every distance weighted by its surfel's area; a percentile
+  is the first sorted distance whose cumulative area share reaches it (``compute_robust_hausdorff``,
+  the HD95 BraTS reports).
 * **NSD** (normalised surface Dice, Nikolov et al. 2021): surfaces sit on the voxel-corner grid, each
   corner weighted by the area (3D) or length (2D) of the marching-cubes surface piece through its cell;
   ``NSD = (area of T within tolerance of P + area of P within tolerance of T) / (area of T + area of P)``.
