@@ -216,7 +216,21 @@ def _pair_from_masks(
 
 
 def _directed_stat(d: np.ndarray, percentile: float | None) -> float:
-    return float(d.max()) if percentile is None else float(np.percentile(d, percentile))
+    return float(d.max()) if percentile is None else _linear_percentile(d, percentile)
+
+
+def _linear_percentile(d: np.ndarray, percentile: float) -> float:
+    """``np.percentile(d, percentile)`` (linear method), the same float, without its per-call overhead
+    (a third of the time of a small object's HD95): the two order statistics from one partition, then
+    NumPy's interpolation formula (``a + (b - a) t``, or ``b - (b - a)(1 - t)`` for ``t >= 0.5``)."""
+    virtual = (d.size - 1) * (percentile / 100)
+    if virtual >= d.size - 1:
+        return float(d.max())
+    lo = math.floor(virtual)
+    part = np.partition(d, (lo, lo + 1))
+    a, b = float(part[lo]), float(part[lo + 1])
+    t = virtual - lo
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 def _pair_metric(name: str, pair: _Pair, tolerance: float) -> float:
