@@ -255,6 +255,35 @@ def evaluate_command(
     resume: Annotated[bool, typer.Option(help="Skip cases already scored in OUT/per_case.csv.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit with code 1 when any case failed.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    instances: Annotated[
+        str | None,
+        typer.Option(
+            help="Object columns and lesions.csv: 'components' (connected components per label/region) "
+            "or 'labels' (instance label maps)."
+        ),
+    ] = None,
+    match: Annotated[
+        str, typer.Option(help="Object matching: iou, dice (optimal one-to-one), overlap or brats.")
+    ] = "iou",
+    match_threshold: Annotated[
+        float, typer.Option("--match-threshold", help="A pair matches when its IoU/Dice is above this.")
+    ] = 0.5,
+    dilation: Annotated[
+        int, typer.Option(help="Dilations that merge nearby ground-truth objects (BraTS).")
+    ] = 0,
+    min_volume: Annotated[
+        float,
+        typer.Option(
+            "--min-volume", help="Ground-truth objects of at most this volume (mm³) are not counted."
+        ),
+    ] = 0.0,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Score exactly as a challenge: brats2023-gli, brats2023-ssa, brats2023-men, "
+            "brats2023-ped or brats2023-met."
+        ),
+    ] = None,
 ) -> None:
     """Score predicted masks against ground truth; write per-case CSV, JSON summary and an HTML report.
 
@@ -283,6 +312,12 @@ def evaluate_command(
             gt_suffix=gt_suffix,
             resume=resume,
             progress=progress,
+            instances=instances,
+            match=match,
+            match_threshold=match_threshold,
+            dilation=dilation,
+            min_volume=min_volume,
+            protocol=protocol,
         )
     except SegDiceError as exc:
         raise _fail(str(exc)) from None
@@ -303,7 +338,10 @@ def _print_outcome(result: EvaluationResult, out: Path | None, strict: bool) -> 
         highlight=False,
     )
     if out is not None:
-        console.print(f"wrote {escape(str(out))}/per_case.csv, summary.json, report.html", highlight=False)
+        lesions = ", lesions.csv" if "lesions" in result.files else ""
+        console.print(
+            f"wrote {escape(str(out))}/per_case.csv, summary.json, report.html{lesions}", highlight=False
+        )
     if result.n_failed:
         for case, error in list(result.failed_cases.items())[:10]:
             err_console.print(f"failed: {escape(case)}: {escape(error)}", highlight=False)
