@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import math
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -437,3 +438,50 @@ def test_outputs_hold_every_number(evaluated, tmp_path):
         for key in ("mean_diff", "ci_low", "ci_high", "p_value", "p_corrected"):
             assert float(back[key]) == pytest.approx(row[key], nan_ok=True)
     assert (out / "comparison.html").is_file()
+
+
+# --- the HTML page -----------------------------------------------------------------------------------
+
+
+class _Page(HTMLParser):
+    """Collects the tags, attributes and text of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_hostile_names_are_text_in_the_html(tmp_path, template):
+    rng = np.random.default_rng(9)
+    base = rng.uniform(0.4, 0.8, 12)
+    # "$\\frac$" is invalid math text: drawing it fails unless names are drawn as plain text
+    hostile = ["<script>alert(1)</script>", "$\\frac$ & <b>bold</b>", "plain"]
+    folders = [
+        write_run(
+            tmp_path / f"r{k}",
+            template,
+            {"<img src=x onerror=alert(2)> $\\frac$": {"dice": base + 0.05 * k, "hd95": 5 - base}},
+        )
+        for k in range(3)
+    ]
+    compare(folders, names=hostile, out=tmp_path / "out", resamples=100)
+    page = _Page()
+    page.feed((tmp_path / "out" / "comparison.html").read_text(encoding="utf-8"))
+    tags = [tag for tag, _ in page.tags]
+    assert tags.count("script") == 1  # the page's own sorting script, nothing injected
+    assert "b" not in tags
+    images = [attrs for tag, attrs in page.tags if tag == "img"]
+    assert images and all(attrs["src"].startswith("data:image/png;base64,") for attrs in images)
+    assert not any("onerror" in attrs for _, attrs in page.tags)
+    text = "".join(page.text)
+    for name in hostile:
+        assert name in text
+    assert "<img src=x onerror=alert(2)> $\\frac$" in text
+    assert not any(attrs.get("href", "").startswith(("http:", "https:")) for _, attrs in page.tags)

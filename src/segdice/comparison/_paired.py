@@ -91,7 +91,8 @@ def bootstrap_means(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``[B, S]``; NaN where a resample drew no defined value of the series.
+        ``[B, S]``; NaN where a resample drew no defined value of the series. float32 when both inputs
+        are (exact for counts and half-integer ranks: their sums stay below 2**24).
 
     Examples
     --------
@@ -101,7 +102,7 @@ def bootstrap_means(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
     """
     n_cases = counts.shape[1]
     finite = np.isfinite(values)
-    out = np.empty((counts.shape[0], values.shape[1]), dtype=np.float64)
+    out = np.empty((counts.shape[0], values.shape[1]), dtype=np.result_type(counts, values))
     complete = finite.all(axis=0)
     full = np.flatnonzero(complete)
     part = np.flatnonzero(~complete)
@@ -110,7 +111,7 @@ def bootstrap_means(counts: np.ndarray, values: np.ndarray) -> np.ndarray:
         out[:, columns] = counts @ values[:, columns] / n_cases
     for start in range(0, part.size, _SERIES_BLOCK):
         columns = part[start : start + _SERIES_BLOCK]
-        weights = finite[:, columns].astype(np.float64)
+        weights = finite[:, columns].astype(out.dtype)
         sums = counts @ np.where(finite[:, columns], values[:, columns], 0.0)
         drawn = counts @ weights
         with np.errstate(invalid="ignore", divide="ignore"):

@@ -13,7 +13,7 @@ import numpy as np
 from segdice._checks import SegDiceError, check_choice, check_number
 from segdice._version import __version__
 from segdice.comparison import _paired, _ranking
-from segdice.comparison._runs import Run, check_same_ground_truth, load_run, run_names
+from segdice.comparison._runs import Run, case_order, check_same_ground_truth, load_run, run_names
 from segdice.comparison._worst import empty_prediction_rows
 from segdice.comparison.result import ComparisonResult, higher_is_better
 
@@ -99,36 +99,41 @@ def _paired_values(
     runs: Sequence[Run], items: Sequence[str], metrics: Sequence[str]
 ) -> tuple[list[str], dict[str, str], np.ndarray, np.ndarray, np.ndarray]:
     """Values ``[R, I, M, N]`` over the paired cases, with the worst-case flags ``missing``/``failed`` ``[R, I, N]``."""
+    first = runs[0]
     excluded: dict[str, str] = {}
     cases = []
-    for case in runs[0].cases:
+    for case in first.cases:
         if all(run.failed(case, item) for run in runs for item in items):
-            excluded[case] = runs[0].rows[case, items[0]]["error"]
+            excluded[case] = first.errors[case, items[0]]
         else:
             cases.append(case)
     if not cases:
         raise SegDiceError(
             f"runs: every case failed in every run ({len(excluded)} case(s)); nothing to compare"
         )
-    shape = (len(runs), len(items), len(cases))
-    values = np.full((*shape[:2], len(metrics), shape[2]), np.nan)
-    missing = np.zeros(shape, dtype=bool)
-    failed = np.zeros(shape, dtype=bool)
+    values = np.empty((len(runs), len(items), len(metrics), len(cases)))
+    missing = np.empty((len(runs), len(items), len(cases)), dtype=bool)
+    failed = np.zeros_like(missing)
     for r, run in enumerate(runs):
-        for n, case in enumerate(cases):
-            rescored = None
-            for i, item in enumerate(items):
-                row = run.rows[case, item]
-                if run.failed(case, item):
-                    if rescored is None:
-                        rescored = empty_prediction_rows(run, case)
-                    failed[r, i, n] = True
-                    row = rescored[item]
-                else:
-                    missing[r, i, n] = bool(row["missing_pred"])
-                for m, metric in enumerate(metrics):
-                    value = row.get(metric)
-                    values[r, i, m, n] = math.nan if value is None else float(value)
+        rows, cols, ms = (
+            case_order(run, cases),
+            [run.items.index(i) for i in items],
+            [run.metrics.index(m) for m in metrics],
+        )
+        mine = run.values[np.ix_(rows, cols, ms)]  # [N, I, M]
+        missing[r] = run.missing[np.ix_(rows, cols)].T
+        rescored_cases: dict[str, dict[str, dict]] = {}
+        for case, item in run.errors:
+            if item not in items or case in excluded:
+                continue
+            n, i = cases.index(case), list(items).index(item)
+            if case not in rescored_cases:  # one evaluate call scores every item of the case
+                rescored_cases[case] = empty_prediction_rows(run, case)
+            rescored = rescored_cases[case][item]
+            mine[n, i] = [math.nan if rescored.get(m) is None else float(rescored[m]) for m in metrics]
+            failed[r, i, n] = True
+            missing[r, i, n] = False
+        values[r] = np.moveaxis(mine, 0, -1)
     return cases, excluded, values, missing, failed
 
 
@@ -164,6 +169,8 @@ def _bootstrap(
     high = np.full_like(low, np.nan)
     rankings: list[dict] = [{} for _ in combos]
     counts = _paired.resample_counts(n_cases, n_resamples, seed)
+    # float32 sums of counts x half-integer ranks are exact below 2**24 (sum <= cases x runs)
+    counts32 = counts.astype(np.float32) if n_cases * n_runs < (1 << 23) else counts
     a_idx = np.array([a for a, _ in pairs], dtype=int)
     b_idx = np.array([b for _, b in pairs], dtype=int)
     for block in _blocks(len(combos), n_resamples, 2 * n_runs + len(pairs)):
@@ -174,13 +181,13 @@ def _bootstrap(
         run_means = _paired.bootstrap_means(counts, per_run.reshape(n_runs * k, n_cases).T).reshape(
             -1, n_runs, k
         )
-        diffs = per_run[a_idx] - per_run[b_idx]  # [P, K, N]
         # where both runs are defined on every case, the mean difference is the difference of the means
         complete = np.isfinite(per_run[a_idx]).all(axis=-1) & np.isfinite(per_run[b_idx]).all(axis=-1)
         boot = run_means[:, a_idx, :] - run_means[:, b_idx, :]
         p_part, k_part = np.nonzero(~complete)
         if p_part.size:
-            boot[:, p_part, k_part] = _paired.bootstrap_means(counts, diffs[p_part, k_part, :].T)
+            diffs = per_run[a_idx[p_part], k_part, :] - per_run[b_idx[p_part], k_part, :]  # [partial, N]
+            boot[:, p_part, k_part] = _paired.bootstrap_means(counts, diffs.T)
         lo, hi = _paired.percentile_interval(boot.reshape(n_resamples, -1), CONFIDENCE)
         low[:, ii, mm] = lo.reshape(len(pairs), k)
         high[:, ii, mm] = hi.reshape(len(pairs), k)
@@ -193,9 +200,9 @@ def _bootstrap(
         per_case = _ranking.case_ranks(np.moveaxis(per_run * sign[..., None], 0, -1))  # [K, N, R]
         full_mean_rank = _nanmean(np.moveaxis(per_case, 1, -1))  # [K, R]
         full_rta = _ranking.rank_scores(-full_mean_rank)
-        boot_mean_rank = _paired.bootstrap_means(
-            counts, np.moveaxis(per_case, 1, 0).reshape(n_cases, k * n_runs)
-        )
+        # ranks are half-integers: their resampled sums are exact in float32, at half the cost
+        case_ranks = np.moveaxis(per_case, 1, 0).reshape(n_cases, k * n_runs).astype(np.float32)
+        boot_mean_rank = _paired.bootstrap_means(counts32, case_ranks)
         boot_rta = _ranking.rank_scores(-boot_mean_rank.reshape(n_resamples, k, n_runs))
         freq_agg = _ranking.rank_frequencies(boot_agg)
         freq_rta = _ranking.rank_frequencies(boot_rta)

@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from segdice._checks import SegDiceError
 from segdice.report.tables import read_case_csv
 
-__all__ = ["Run", "check_same_ground_truth", "load_run", "run_names"]
+__all__ = ["Run", "case_order", "check_same_ground_truth", "load_run", "run_names"]
 
 # Columns a per-case CSV must have for its rows to be paired and checked.
 _REQUIRED_COLUMNS = ("case", "item", "labels", "gt_voxels", "missing_pred", "error", "gt_file")
@@ -22,19 +24,40 @@ _REQUIRED_COLUMNS = ("case", "item", "labels", "gt_voxels", "missing_pred", "err
 
 @dataclass(frozen=True)
 class Run:
-    """One evaluation run: its rows by ``(case, item)``, and what its summary says about how it was scored."""
+    """One evaluation run, as arrays over its cases (in CSV order), items and metrics.
+
+    Attributes
+    ----------
+    values
+        ``float64 [cases, items, metrics]``; NaN where the CSV cell is NaN or empty.
+    gt_voxels
+        ``float64 [cases, items]``; NaN where the row failed before counting.
+    missing
+        ``bool [cases, items]``: no prediction (evaluate scored an empty one).
+    errors
+        ``{(case, item): text}`` for the rows that failed (evaluate leaves them out of its statistics).
+    labels
+        Per item, the label ids as the CSV writes them (``"1"``, ``"1+2"``).
+    gt_files
+        Per case, the ground-truth file the run scored against.
+    """
 
     name: str
     path: Path
     summary: dict
-    rows: dict[tuple[str, str], dict]
     cases: tuple[str, ...]
     items: tuple[str, ...]
     metrics: tuple[str, ...]
+    values: np.ndarray
+    gt_voxels: np.ndarray
+    missing: np.ndarray
+    errors: dict[tuple[str, str], str]
+    labels: tuple[str, ...]
+    gt_files: dict[str, str]
 
     def failed(self, case: str, item: str) -> bool:
-        """Whether the row could not be scored cleanly (evaluate leaves such rows out of its statistics)."""
-        return bool(self.rows[case, item]["error"])
+        """Whether the row could not be scored cleanly."""
+        return (case, item) in self.errors
 
 
 def run_names(paths: Sequence[Path], names: Sequence[str] | None) -> list[str]:
@@ -112,37 +135,55 @@ def load_run(path: str | Path, name: str) -> Run:
         raise SegDiceError(
             f"run {name!r}: {csv_path} has no column(s) {missing}; expected the per_case.csv of segdice evaluate"
         )
-    by_key: dict[tuple[str, str], dict] = {}
-    cases: dict[str, None] = {}
+    items = tuple(str(item["name"]) for item in summary["items"])
+    metrics = tuple(m for m in summary["inputs"]["metrics"] if m in columns)
+    case_index: dict[str, int] = {}
     for row in rows:
-        key = (row["case"], row["item"])
-        if key in by_key:
-            raise SegDiceError(f"run {name!r}: {csv_path} has two rows for case {key[0]!r}, item {key[1]!r}")
-        by_key[key] = row
-        cases[row["case"]] = None
+        case_index.setdefault(row["case"], len(case_index))
     expected = summary["counts"].get("cases")
-    if expected != len(cases):
+    if expected != len(case_index):
         raise SegDiceError(
-            f"run {name!r}: {csv_path} holds {len(cases)} case(s) but summary.json counts {expected}; "
+            f"run {name!r}: {csv_path} holds {len(case_index)} case(s) but summary.json counts {expected}; "
             "the run is incomplete (interrupted?): finish it with segdice evaluate --resume"
         )
-    items = tuple(str(item["name"]) for item in summary["items"])
-    for case in cases:
-        for item in items:
-            if (case, item) not in by_key:
-                raise SegDiceError(f"run {name!r}: {csv_path} has no row for case {case!r}, item {item!r}")
-    metrics = tuple(m for m in summary["inputs"]["metrics"] if m in columns)
+    item_index = {item: i for i, item in enumerate(items)}
+    shape = (len(case_index), len(items))
+    values = np.full((*shape, len(metrics)), np.nan)
+    gt_voxels = np.full(shape, np.nan)
+    missing = np.zeros(shape, dtype=bool)
+    seen = np.zeros(shape, dtype=bool)
+    labels: list[str | None] = [None] * len(items)
+    errors: dict[tuple[str, str], str] = {}
+    gt_files: dict[str, str] = {}
+    for row in rows:
+        case, item = row["case"], row["item"]
+        if item not in item_index:
+            raise SegDiceError(
+                f"run {name!r}: {csv_path} has item {item!r}, which its summary.json does not list"
+            )
+        c, i = case_index[case], item_index[item]
+        if seen[c, i]:
+            raise SegDiceError(f"run {name!r}: {csv_path} has two rows for case {case!r}, item {item!r}")
+        seen[c, i] = True
+        values[c, i] = [math.nan if row[m] is None else row[m] for m in metrics]
+        if row["gt_voxels"] is not None:
+            gt_voxels[c, i] = row["gt_voxels"]
+        missing[c, i] = bool(row["missing_pred"])
+        if row["error"]:
+            errors[case, item] = row["error"]
+        if labels[i] is None:
+            labels[i] = row["labels"]
+        gt_files.setdefault(case, row["gt_file"])
+    if not seen.all():
+        c, i = np.argwhere(~seen)[0]
+        raise SegDiceError(
+            f"run {name!r}: {csv_path} has no row for case {list(case_index)[c]!r}, item {items[i]!r}"
+        )
     return Run(
-        name=name, path=path, summary=summary, rows=by_key, cases=tuple(cases), items=items, metrics=metrics
-    )
-
-
-def _same_count(a: object, b: object) -> bool:
-    if a is None or b is None:  # a row that failed before counting: nothing to compare
-        return True
-    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
-        return True
-    return a == b
+        name=name, path=path, summary=summary, cases=tuple(case_index), items=items, metrics=metrics,
+        values=values, gt_voxels=gt_voxels, missing=missing, errors=errors,
+        labels=tuple(str(x) for x in labels), gt_files=gt_files,
+    )  # fmt: skip
 
 
 def check_same_ground_truth(runs: Sequence[Run], items: Sequence[str]) -> None:
@@ -172,15 +213,30 @@ def check_same_ground_truth(runs: Sequence[Run], items: Sequence[str]) -> None:
                 f"case {case!r} is in {holder!r} but not in {lacker!r} "
                 f"({len(reference)} vs {len(mine)} cases); compare runs of the same ground-truth folder"
             )
-    for case in first.cases:
-        for item in items:
-            ref = first.rows[case, item]
-            for run in runs[1:]:
-                row = run.rows[case, item]
-                for column in ("labels", "gt_voxels"):
-                    if not _same_count(ref[column], row[column]):
-                        raise SegDiceError(
-                            f"runs {first.name!r} and {run.name!r} were not scored against the same ground "
-                            f"truth: case {case!r}, item {item!r} has {column} {ref[column]!r} in "
-                            f"{first.name!r} but {row[column]!r} in {run.name!r}"
-                        )
+    first_items = [first.items.index(item) for item in items]
+    for run in runs[1:]:
+        for i, item in zip(first_items, items, strict=True):
+            mine = run.labels[run.items.index(item)]
+            if mine != first.labels[i]:
+                raise SegDiceError(
+                    f"runs {first.name!r} and {run.name!r} were not scored against the same ground truth: "
+                    f"item {item!r} is label(s) {first.labels[i]!r} in {first.name!r} but {mine!r} in {run.name!r}"
+                )
+        order = case_order(run, first.cases)
+        theirs = run.gt_voxels[np.ix_(order, [run.items.index(item) for item in items])]
+        ours = first.gt_voxels[:, first_items]
+        # a row that failed before counting has no count to compare
+        differ = (ours != theirs) & ~np.isnan(ours) & ~np.isnan(theirs)
+        if differ.any():
+            c, i = np.argwhere(differ)[0]
+            raise SegDiceError(
+                f"runs {first.name!r} and {run.name!r} were not scored against the same ground truth: "
+                f"case {first.cases[c]!r}, item {items[i]!r} has gt_voxels {int(ours[c, i])} in "
+                f"{first.name!r} but {int(theirs[c, i])} in {run.name!r}"
+            )
+
+
+def case_order(run: Run, cases: Sequence[str]) -> np.ndarray:
+    """Indices into ``run``'s cases that put them in the order of ``cases``."""
+    index = {case: k for k, case in enumerate(run.cases)}
+    return np.array([index[case] for case in cases], dtype=np.intp)

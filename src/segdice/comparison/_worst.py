@@ -49,12 +49,13 @@ def empty_prediction_rows(run: Run, case: str) -> dict[str, dict]:
     SegDiceError
         If the case's ground-truth file cannot be read from here (moved, or on another machine).
     """
-    from segdice.evaluate import evaluate
+    from segdice.evaluation import evaluate
 
-    gt_file = next(run.rows[case, item]["gt_file"] for item in run.items)
+    gt_file = run.gt_files[case]
+    error = next(text for (failed, _), text in run.errors.items() if failed == case)
     if not gt_file or not Path(gt_file).is_file():
         raise SegDiceError(
-            f"run {run.name!r}: case {case!r} failed ({run.rows[case, run.items[0]]['error']}); counting it as the "
+            f"run {run.name!r}: case {case!r} failed ({error}); counting it as the "
             f"worst case means scoring an empty prediction against its ground truth {gt_file!r}, which is not a "
             "file here (run segdice compare where the ground truth is, or re-run segdice evaluate)"
         )

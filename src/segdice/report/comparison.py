@@ -191,6 +191,7 @@ def render_comparison_report(
         n_rows=len(rows),
         ranking_rows=ranking_rows,
         n_rankings=len(summary["rankings"]),
+        max_dots=plots.MAX_DOTS_PER_ROW,
     )
 
 

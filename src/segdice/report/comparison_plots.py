@@ -17,14 +17,19 @@ __all__ = ["difference_plot", "paired_scatter", "rank_stability_plot"]
 
 # Rows of the difference plot at most; the caption says which rows are shown.
 MAX_DIFFERENCE_ROWS = 40
+# Cases drawn as dots per row of the difference plot at most (a fixed random sample beyond).
+MAX_DOTS_PER_ROW = 300
+# Above this many points a paired-scatter panel becomes a density image (log10 count per bin).
+MAX_SCATTER_POINTS = 20000
+_DENSITY_BINS = 120
 _COLUMNS = 3
 
 
-def _new_figure(width: float, height: float):
+def _new_figure(width: float, height: float, *, constrained: bool = False):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(width, height), dpi=100)
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained" if constrained else None)
     FigureCanvasAgg(figure)
     return figure
 
@@ -41,6 +46,8 @@ def _short(text: str, limit: int = 28) -> str:
 
 def paired_scatter(values: Mapping[str, Sequence[float]], metric: str, lower_is_better: bool) -> bytes:
     """Every other run against the first, one dot per case and label/region, with the line of equality.
+
+    Beyond :data:`MAX_SCATTER_POINTS` points a panel shows their density (log10 count per bin) instead.
 
     Parameters
     ----------
@@ -66,20 +73,29 @@ def paired_scatter(values: Mapping[str, Sequence[float]], metric: str, lower_is_
     others = names[1:]
     n_cols = min(_COLUMNS, len(others))
     n_rows = math.ceil(len(others) / n_cols)
-    figure = _new_figure(3.0 * n_cols + 0.4, 3.0 * n_rows + 0.3)
+    figure = _new_figure(3.0 * n_cols + 0.4, 3.0 * n_rows + 0.3, constrained=True)
     finite = np.concatenate([np.asarray(values[n], dtype=float) for n in names])
     finite = finite[np.isfinite(finite)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     pad = 0.04 * (hi - lo or 1.0)
     better = "below" if lower_is_better else "above"
+    edges = np.linspace(lo - pad, hi + pad, _DENSITY_BINS + 1)
     for k, name in enumerate(others):
         axes = figure.add_subplot(n_rows, n_cols, k + 1)
         other = np.asarray(values[name], dtype=float)
         keep = np.isfinite(reference) & np.isfinite(other)
-        axes.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#999", lw=0.8, zorder=1)
-        axes.scatter(
-            reference[keep], other[keep], s=9, alpha=0.55, color="#2c6fbb", edgecolors="none", zorder=2
-        )
+        if keep.sum() > MAX_SCATTER_POINTS:  # a density image stays readable (and fast) for 10^5 points
+            density, _, _ = np.histogram2d(reference[keep], other[keep], bins=(edges, edges))
+            shown = np.ma.masked_equal(density.T, 0)
+            axes.imshow(
+                np.log10(shown), origin="lower", extent=(edges[0], edges[-1], edges[0], edges[-1]),
+                cmap="Blues", aspect="equal", interpolation="nearest",
+            )  # fmt: skip
+        else:
+            axes.scatter(
+                reference[keep], other[keep], s=9, alpha=0.55, color="#2c6fbb", edgecolors="none", zorder=2
+            )
+        axes.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#999", lw=0.8, zorder=3)
         axes.set_xlim(lo - pad, hi + pad)
         axes.set_ylim(lo - pad, hi + pad)
         axes.set_aspect("equal")
@@ -87,7 +103,6 @@ def paired_scatter(values: Mapping[str, Sequence[float]], metric: str, lower_is_
         axes.set_ylabel(f"{_short(name)}: {metric}", parse_math=False, fontsize=8)
         axes.set_title(f"{_short(name)} better {better} the line", parse_math=False, fontsize=8)
         axes.tick_params(labelsize=7)
-    figure.tight_layout()
     return _to_png(figure)
 
 
@@ -98,7 +113,8 @@ def difference_plot(rows: Sequence[Mapping], differences: Sequence[Sequence[floa
     ----------
     rows
         Comparison rows with ``run_a``, ``run_b``, ``item``, ``mean_diff``, ``ci_low``, ``ci_high`` and
-        ``significant`` (at most :data:`MAX_DIFFERENCE_ROWS` are drawn, in the order given).
+        ``significant`` (at most :data:`MAX_DIFFERENCE_ROWS` are drawn, in the order given; at most
+        :data:`MAX_DOTS_PER_ROW` dots per row, a fixed random sample of the cases beyond that).
     differences
         Per row, the per-case differences ``a - b`` (NaN left out).
     metric
@@ -119,24 +135,31 @@ def difference_plot(rows: Sequence[Mapping], differences: Sequence[Sequence[floa
     rows = list(rows)[:MAX_DIFFERENCE_ROWS]
     figure = _new_figure(7.5, 0.9 + 0.32 * len(rows))
     axes = figure.add_subplot()
-    rng = np.random.default_rng(0)  # fixed jitter: the same inputs draw the same picture
+    rng = np.random.default_rng(0)  # fixed jitter and sample: the same inputs draw the same picture
     positions = np.arange(len(rows))[::-1]
+    dots_x, dots_y = [], []
     for y, row, diff in zip(positions, rows, differences, strict=False):
         d = np.asarray(diff, dtype=float)
         d = d[np.isfinite(d)]
-        axes.scatter(d, y + rng.uniform(-0.18, 0.18, d.size), s=5, color="#bbb", edgecolors="none", zorder=1)
+        if d.size > MAX_DOTS_PER_ROW:
+            d = rng.choice(d, MAX_DOTS_PER_ROW, replace=False)
+        dots_x.append(d)
+        dots_y.append(y + rng.uniform(-0.18, 0.18, d.size))
         colour = "#c0392b" if row["significant"] else "#2c3e50"
         if math.isfinite(row["ci_low"]) and math.isfinite(row["ci_high"]):
             axes.plot([row["ci_low"], row["ci_high"]], [y, y], color=colour, lw=2.2, zorder=2)
         if math.isfinite(row["mean_diff"]):
             axes.plot([row["mean_diff"]], [y], "o", color=colour, ms=4.5, zorder=3)
+    if dots_x:  # one collection for every row: one draw call
+        axes.scatter(
+            np.concatenate(dots_x), np.concatenate(dots_y), s=5, color="#bbb", edgecolors="none", zorder=1
+        )
     axes.axvline(0.0, color="#777", lw=0.8, ls="--")
     labels = [f"{_short(r['run_a'], 18)} − {_short(r['run_b'], 18)} · {_short(r['item'], 18)}" for r in rows]
     axes.set_yticks(positions, labels=labels, parse_math=False, fontsize=7)
     axes.set_ylim(-0.7, len(rows) - 0.3)
     axes.set_xlabel(f"paired difference of {metric} (run a − run b)", parse_math=False, fontsize=8)
     axes.tick_params(axis="x", labelsize=7)
-    figure.tight_layout()
     return _to_png(figure)
 
 
@@ -190,5 +213,4 @@ def rank_stability_plot(
     axes.set_ylabel("rank (1 = best)", fontsize=8)
     axes.set_title(title, parse_math=False, fontsize=8)
     axes.tick_params(axis="y", labelsize=7)
-    figure.tight_layout()
     return _to_png(figure)
