@@ -6,6 +6,7 @@ import itertools
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -317,44 +318,114 @@ def compare(
     check_same_ground_truth(loaded, item_names)
     cases, excluded, values, missing, failed = _paired_values(loaded, item_names, metric_names)
 
-    n_runs, n_items, n_metrics, n_cases = values.shape
-    pairs = list(itertools.combinations(range(n_runs), 2))
-    directions = np.array([higher_is_better(m) for m in metric_names])
-    signs = np.where(directions, 1.0, -1.0)
-    low, high, ranking_data = _bootstrap(values, signs, pairs, int(resamples), int(seed))
+    paired = _Paired(loaded, item_names, metric_names, cases, excluded, values, missing, failed)
+    pairs = list(itertools.combinations(range(len(loaded)), 2))
+    low, high, ranking_data = _bootstrap(
+        values, np.where(paired.higher, 1.0, -1.0), pairs, int(resamples), int(seed)
+    )
+    rows = _comparison_rows(paired, pairs, low, high, test, correction, alpha, int(resamples), int(seed))
+    rankings = [
+        {
+            "item": item_names[k // len(metric_names)],
+            "metric": metric_names[k % len(metric_names)],
+            "direction": "higher" if paired.higher[k % len(metric_names)] else "lower",
+            "runs": [run.name for run in loaded],
+            **data,
+        }
+        for k, data in enumerate(ranking_data)
+    ]
+    settings = {
+        "items": list(item_names),
+        "metrics": list(metric_names),
+        "test": test,
+        "correction": correction,
+        "alpha": float(alpha),
+        "confidence": CONFIDENCE,
+        "n_resamples": int(resamples),
+        "seed": int(seed),
+        "n_tests": sum(1 for row in rows if math.isfinite(row["p_value"])),
+    }
+    result = ComparisonResult(
+        runs=[run.name for run in loaded],
+        comparisons=rows,
+        rankings=rankings,
+        summary=_summary(paired, settings, rows, rankings),
+        values={
+            run.name: {
+                item: {metric: values[r, i, m] for m, metric in enumerate(metric_names)}
+                for i, item in enumerate(item_names)
+            }
+            for r, run in enumerate(loaded)
+        },
+    )
+    if out is not None:
+        result.write(out)
+    return result
 
+
+@dataclass(frozen=True)
+class _Paired:
+    """The runs' values over the paired cases: ``values [R, I, M, N]``, worst-case flags ``[R, I, N]``."""
+
+    runs: Sequence[Run]
+    items: Sequence[str]
+    metrics: Sequence[str]
+    cases: list[str]
+    excluded: dict[str, str]
+    values: np.ndarray
+    missing: np.ndarray
+    failed: np.ndarray
+
+    @property
+    def higher(self) -> np.ndarray:
+        """Per metric, whether higher is better."""
+        return np.array([higher_is_better(m) for m in self.metrics])
+
+
+def _comparison_rows(
+    paired: _Paired,
+    pairs: list[tuple[int, int]],
+    low: np.ndarray,
+    high: np.ndarray,
+    test: str,
+    correction: str,
+    alpha: float,
+    resamples: int,
+    seed: int,
+) -> list[dict]:
+    """One row of ``comparison.csv`` per pair, item and metric (in that nesting order)."""
+    values = paired.values
+    n_cases = values.shape[-1]
     a = np.stack([values[i] for i, _ in pairs]).reshape(-1, n_cases)  # [P*I*M, N]
     b = np.stack([values[j] for _, j in pairs]).reshape(-1, n_cases)
     diff = a - b
     used = np.isfinite(diff)
     n_used = used.sum(axis=1)
-    with np.errstate(invalid="ignore"):
-        mean_a = np.where(n_used > 0, np.sum(np.where(used, a, 0.0), axis=1) / np.maximum(n_used, 1), np.nan)
-        mean_b = np.where(n_used > 0, np.sum(np.where(used, b, 0.0), axis=1) / np.maximum(n_used, 1), np.nan)
+    mean_a = _nanmean(np.where(used, a, np.nan))
+    mean_b = _nanmean(np.where(used, b, np.nan))
     median = np.full(diff.shape[0], np.nan)
     has = n_used > 0
     median[has] = [float(np.median(row[mask])) for row, mask in zip(diff[has], used[has], strict=True)]
-    statistic, pvalue = _paired.paired_pvalues(a, b, test, n_resamples=int(resamples), seed=int(seed))
+    statistic, pvalue = _paired.paired_pvalues(a, b, test, n_resamples=resamples, seed=seed)
     corrected = _paired.correct_pvalues(pvalue, correction)
     rbc = _paired.rank_biserial(diff)
     dz = _paired.cohens_dz(diff)
-    series_up = np.tile(directions, len(pairs) * n_items)  # series order: pair, item, metric
-    wins, ties, losses = _paired.wins_ties_losses(diff, series_up)
-
-    worst = missing | failed
+    wins, ties, losses = _paired.wins_ties_losses(
+        diff, np.tile(paired.higher, len(pairs) * len(paired.items))
+    )
+    worst = paired.missing | paired.failed
     rows = []
     s = 0
     for p, (ra, rb) in enumerate(pairs):
-        for i, item in enumerate(item_names):
-            for m, metric in enumerate(metric_names):
-                effect = rbc[s] if test == "wilcoxon" else dz[s]
+        for i, item in enumerate(paired.items):
+            for m, metric in enumerate(paired.metrics):
                 rows.append(
                     {
                         "item": item,
                         "metric": metric,
-                        "run_a": display[ra],
-                        "run_b": display[rb],
-                        "direction": "higher" if directions[m] else "lower",
+                        "run_a": paired.runs[ra].name,
+                        "run_b": paired.runs[rb].name,
+                        "direction": "higher" if paired.higher[m] else "lower",
                         "n": int(n_used[s]),
                         "n_undefined": int(n_cases - n_used[s]),
                         "worst_a": int(np.sum(worst[ra, i] & used[s])),
@@ -370,7 +441,7 @@ def compare(
                         "p_value": float(pvalue[s]),
                         "p_corrected": float(corrected[s]),
                         "significant": bool(corrected[s] < alpha),
-                        "effect_size": float(effect),
+                        "effect_size": float(rbc[s] if test == "wilcoxon" else dz[s]),
                         "rank_biserial": float(rbc[s]),
                         "cohens_dz": float(dz[s]),
                         "wins": int(wins[s]),
@@ -379,83 +450,48 @@ def compare(
                     }
                 )
                 s += 1
+    return rows
 
-    rankings = []
-    for k, data in enumerate(ranking_data):
-        i, m = divmod(k, n_metrics)
-        rankings.append(
-            {
-                "item": item_names[i],
-                "metric": metric_names[m],
-                "direction": "higher" if directions[m] else "lower",
-                "runs": list(display),
-                **data,
-            }
-        )
+
+def _summary(paired: _Paired, settings: dict, rows: list[dict], rankings: list[dict]) -> dict:
+    """The content of ``comparison.json``."""
     per_run = {
         run.name: {
             item: {
-                "n_missing": int(missing[r, i].sum()),
-                "n_failed": int(failed[r, i].sum()),
+                "n_missing": int(paired.missing[r, i].sum()),
+                "n_failed": int(paired.failed[r, i].sum()),
                 "metrics": {
                     metric: {
-                        "mean": float(_nanmean(values[r, i, m])),
-                        "n": int(np.isfinite(values[r, i, m]).sum()),
+                        "mean": float(_nanmean(paired.values[r, i, m])),
+                        "n": int(np.isfinite(paired.values[r, i, m]).sum()),
                     }
-                    for m, metric in enumerate(metric_names)
+                    for m, metric in enumerate(paired.metrics)
                 },
             }
-            for i, item in enumerate(item_names)
+            for i, item in enumerate(paired.items)
         }
-        for r, run in enumerate(loaded)
+        for r, run in enumerate(paired.runs)
     }
-    summary = {
+    inputs = [
+        {
+            "name": run.name,
+            "path": str(run.path),
+            "cases": len(run.cases),
+            "items": list(run.items),
+            "metrics": list(run.metrics),
+            "evaluated_with": run.summary.get("segdice_version"),
+            "evaluate_inputs": run.summary["inputs"],
+            "evaluate_definitions": run.summary["definitions"],
+        }
+        for run in paired.runs
+    ]
+    return {
         "segdice_version": __version__,
-        "inputs": {
-            "runs": [
-                {
-                    "name": run.name,
-                    "path": str(run.path),
-                    "cases": len(run.cases),
-                    "items": list(run.items),
-                    "metrics": list(run.metrics),
-                    "evaluated_with": run.summary.get("segdice_version"),
-                    "evaluate_inputs": run.summary["inputs"],
-                    "evaluate_definitions": run.summary["definitions"],
-                }
-                for run in loaded
-            ],
-        },
-        "settings": {
-            "items": list(item_names),
-            "metrics": list(metric_names),
-            "test": test,
-            "correction": correction,
-            "alpha": float(alpha),
-            "confidence": CONFIDENCE,
-            "n_resamples": int(resamples),
-            "seed": int(seed),
-            "n_tests": int(np.isfinite(pvalue).sum()),
-        },
+        "inputs": {"runs": inputs},
+        "settings": settings,
         "definitions": DEFINITIONS,
-        "cases": {"n_paired": n_cases, "paired": cases, "excluded": excluded},
+        "cases": {"n_paired": len(paired.cases), "paired": paired.cases, "excluded": paired.excluded},
         "runs": per_run,
         "comparisons": rows,
         "rankings": rankings,
     }
-    result = ComparisonResult(
-        runs=list(display),
-        comparisons=rows,
-        rankings=rankings,
-        summary=summary,
-        values={
-            name: {
-                item: {metric: values[r, i, m].tolist() for m, metric in enumerate(metric_names)}
-                for i, item in enumerate(item_names)
-            }
-            for r, name in enumerate(display)
-        },
-    )
-    if out is not None:
-        result.write(out)
-    return result

@@ -7,6 +7,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from segdice._checks import SegDiceError
 from segdice.metrics.surface import BOUNDARY_METRICS
 from segdice.report.tables import write_case_csv, write_summary_json
@@ -78,8 +80,8 @@ class ComparisonResult:
     summary
         The content of ``comparison.json``: the above plus the inputs, settings, definitions and cases.
     values
-        ``values[run][item][metric]``: the paired per-case values (worst cases substituted), in the order
-        of ``summary["cases"]["paired"]``.
+        ``values[run][item][metric]``: the paired per-case values (worst cases substituted) as a NumPy
+        array, in the order of ``summary["cases"]["paired"]``.
     out
         The output folder, or ``None`` when nothing was written.
     files
@@ -90,7 +92,7 @@ class ComparisonResult:
     comparisons: list[dict]
     rankings: list[dict]
     summary: dict
-    values: dict[str, dict[str, dict[str, list[float]]]]
+    values: dict[str, dict[str, dict[str, np.ndarray]]]
     out: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
 

@@ -11,7 +11,7 @@ import base64
 import itertools
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +100,7 @@ def _ranking_text(runs: list[str], ranks: list[int]) -> str:
 
 
 def render_comparison_report(
-    summary: Mapping, values: Mapping[str, Mapping[str, Mapping[str, list[float]]]]
+    summary: Mapping, values: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]]
 ) -> str:
     """Render the comparison page as a string.
 
@@ -125,7 +125,10 @@ def render_comparison_report(
     for metric in metrics:
         mine = [r for r in rows if r["metric"] == metric]
         lower = bool(mine) and mine[0]["direction"] == "lower"
-        scatter = {run: [v for item in items for v in values[run][item][metric]] for run in runs}
+        scatter = {
+            run: np.concatenate([np.asarray(values[run][item][metric], dtype=float) for item in items])
+            for run in runs
+        }
         ordered = sorted(
             mine,
             key=lambda r: (
@@ -197,7 +200,7 @@ def render_comparison_report(
 
 def write_comparison_report(
     summary: Mapping,
-    values: Mapping[str, Mapping[str, Mapping[str, list[float]]]],
+    values: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
     path: str | os.PathLike[str],
 ) -> Path:
     """Write :func:`render_comparison_report` to ``path`` (UTF-8) and return the path."""

@@ -86,9 +86,10 @@ def paired_scatter(values: Mapping[str, Sequence[float]], metric: str, lower_is_
         keep = np.isfinite(reference) & np.isfinite(other)
         if keep.sum() > MAX_SCATTER_POINTS:  # a density image stays readable (and fast) for 10^5 points
             density, _, _ = np.histogram2d(reference[keep], other[keep], bins=(edges, edges))
-            shown = np.ma.masked_equal(density.T, 0)
+            shown = np.full(density.shape, np.nan)  # empty bins stay blank (NaN is not drawn)
+            np.log10(density, out=shown, where=density > 0)
             axes.imshow(
-                np.log10(shown), origin="lower", extent=(edges[0], edges[-1], edges[0], edges[-1]),
+                shown.T, origin="lower", extent=(edges[0], edges[-1], edges[0], edges[-1]),
                 cmap="Blues", aspect="equal", interpolation="nearest",
             )  # fmt: skip
         else:
