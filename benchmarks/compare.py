@@ -15,6 +15,8 @@ vectorized=True, method="percentile")` of the mean difference, one call per comp
 few comparisons and extrapolated to all of them (the ratio says how much faster the shared-index-matrix
 bootstrap is on the same work, the CIs only, without tests or rankings).
 
+The timed stages run in a fresh child process, so its peak RSS is the comparison's own.
+
 Usage: ``python benchmarks/compare.py [--quick] [--runs R] [--cases N] [--items I] [--resamples B]``.
 """
 
@@ -27,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -43,13 +46,14 @@ def _template(folder: Path) -> tuple[list[str], dict, dict]:
     from segdice.io import save_mask
     from segdice.report.tables import read_case_csv
 
-    (folder / "gt").mkdir()
+    folder = folder / "template"
+    (folder / "gt").mkdir(parents=True)
     mask = np.zeros((8, 8), np.uint8)
     mask[2:6, 2:6] = 1
     save_mask(folder / "gt" / "a.npy", mask)
-    segdice.evaluate(folder / "gt", folder / "gt", out=folder / "run", metrics=",".join(METRICS), workers=1)
-    columns, rows = read_case_csv(folder / "run" / "per_case.csv")
-    summary = json.loads((folder / "run" / "summary.json").read_text())
+    segdice.evaluate(folder / "gt", folder / "gt", out=folder / "out", metrics=",".join(METRICS), workers=1)
+    columns, rows = read_case_csv(folder / "out" / "per_case.csv")
+    summary = json.loads((folder / "out" / "summary.json").read_text())
     return columns, rows[0], summary
 
 
@@ -135,6 +139,29 @@ class _Clock:
         self.seconds[name] = (time.perf_counter() - wall, time.process_time() - cpu)
 
 
+def _measure(paths: list[Path], n_resamples: int, out: Path) -> dict:
+    """Time the stages in this (fresh) process; its peak RSS is the comparison's own."""
+    import scipy.stats  # noqa: F401  (imported before timing: its import is not the comparison's cost)
+
+    from segdice.comparison import compare
+    from segdice.comparison._runs import check_same_ground_truth, load_run
+
+    clock = _Clock()
+    with clock("load"):
+        runs = [load_run(p, p.name) for p in paths]
+        check_same_ground_truth(runs, runs[0].items)
+    del runs
+    with clock("compare"):
+        result = compare(paths, resamples=n_resamples)
+    with clock("write"):
+        result.write(out)
+    return {
+        "seconds": clock.seconds,
+        "n_comparisons": len(result.comparisons),
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -147,14 +174,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--scipy-series", type=int, default=10, help="comparisons timed with scipy.stats.bootstrap"
     )
+    parser.add_argument("--child", nargs=2, metavar=("ROOT", "RESAMPLES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.child:
+        root = Path(args.child[0])
+        paths = sorted(p for p in root.iterdir() if p.name.startswith("run"))
+        print(json.dumps(_measure(paths, int(args.child[1]), root / "out")))
+        return
     if args.quick:
         args.runs, args.cases, args.items, args.resamples, args.scipy_series = 2, 200, 10, 1000, 3
-
-    import scipy.stats  # noqa: F401  (imported once before timing: its import is not the comparison's cost)
-
-    from segdice.comparison import compare
-    from segdice.comparison._runs import check_same_ground_truth, load_run
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -164,21 +192,17 @@ def main(argv: list[str] | None = None) -> None:
             f"wrote {args.runs} runs x {args.cases} cases x {args.items} labels in {time.perf_counter() - start:.1f} s",
             file=sys.stderr,
         )
-
-        clock = _Clock()
-        with clock("load"):
-            runs = [load_run(p, p.name) for p in paths]
-            check_same_ground_truth(runs, runs[0].items)
-        del runs
-        with clock("compare"):
-            result = compare(paths, resamples=args.resamples)
-        with clock("write"):
-            result.write(root / "out")
-
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", str(root), str(args.resamples)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        measured = json.loads(child.stdout.strip().splitlines()[-1])
         per_series, n_timed = _scipy_bootstrap_seconds(paths, args.resamples, args.scipy_series)
-    n_comparisons = len(result.comparisons)
+    seconds = measured["seconds"]
+    n_comparisons = measured["n_comparisons"]
     scipy_total = per_series * n_comparisons
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load = os.getloadavg()
     print(
         f"\n{args.runs} runs x {args.cases} cases x {args.items} labels x {len(METRICS)} metrics = "
@@ -186,7 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(
         f"python {platform.python_version()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
-        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, peak RSS {peak_mib:.0f} MiB\n"
+        f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, peak RSS of the comparison "
+        f"{measured['peak_mib']:.0f} MiB\n"
     )
     print("| stage | wall s | CPU s |")
     print("|---|---:|---:|")
@@ -195,12 +220,11 @@ def main(argv: list[str] | None = None) -> None:
         ("compare", "compare(): statistics, load included"),
         ("write", "write csv + json + html"),
     ):
-        wall, cpu = clock.seconds[key]
+        wall, cpu = seconds[key]
         print(f"| {label} | {wall:.2f} | {cpu:.2f} |")
-    wall, cpu = clock.seconds["compare"]
-    load_wall, load_cpu = clock.seconds["load"]
-    print(f"| statistics alone (compare minus load) | {wall - load_wall:.2f} | {cpu - load_cpu:.2f} |")
-    statistics_cpu = clock.seconds["compare"][1] - clock.seconds["load"][1]
+    statistics_wall = seconds["compare"][0] - seconds["load"][0]
+    statistics_cpu = seconds["compare"][1] - seconds["load"][1]
+    print(f"| statistics alone (compare minus load) | {statistics_wall:.2f} | {statistics_cpu:.2f} |")
     print(
         f"\nscipy.stats.bootstrap, paired, one call per comparison: {per_series:.3f} CPU s x {n_comparisons} = "
         f"{scipy_total:.0f} CPU s (extrapolated from {n_timed}) for the CIs alone; "

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import segdice
@@ -237,6 +239,27 @@ def test_paired_bootstrap_ci_covers_the_true_difference_at_its_nominal_rate(tmp_
     assert ((lo <= true_diff) & (true_diff <= hi)).mean() > 0.98
 
 
+def test_interval_agrees_with_scipy_paired_percentile_bootstrap(tmp_path, template):
+    """Same data, independent resamples: the two intervals differ only by Monte Carlo error."""
+    rng = np.random.default_rng(8)
+    base = rng.uniform(0.3, 0.9, 60)
+    a, b = base + rng.normal(0, 0.05, 60), base + 0.02 + rng.normal(0, 0.05, 60)
+    folders = [write_run(tmp_path / n, template, {"1": {"dice": v}}) for n, v in (("A", a), ("B", b))]
+    (row,) = compare(folders, resamples=20000, seed=5).comparisons
+    theirs = stats.bootstrap(
+        (a, b),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        paired=True,
+        vectorized=True,
+        n_resamples=20000,
+        method="percentile",
+        rng=np.random.default_rng(0),
+    ).confidence_interval
+    width = theirs.high - theirs.low
+    assert row["ci_low"] == pytest.approx(theirs.low, abs=0.05 * width)
+    assert row["ci_high"] == pytest.approx(theirs.high, abs=0.05 * width)
+
+
 def test_the_seed_fixes_the_interval(tmp_path, template):
     rng = np.random.default_rng(2)
     folders = [write_run(tmp_path / n, template, {"1": {"dice": rng.uniform(0, 1, 30)}}) for n in ("A", "B")]
@@ -293,6 +316,32 @@ def test_rank_frequencies_match_the_binomial_answer(tmp_path, template, metric):
     assert rta["rank"] == [2, 1]  # A wins one case of five
     assert rta["mean_rank"] == pytest.approx([1.8, 1.2])
     assert rta["rank_frequency"][0] == pytest.approx([p_rta, 1 - p_rta], abs=0.01)
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from([0.1, 0.5, 0.5, 0.9, np.nan]), min_size=2, max_size=6),
+        min_size=1,
+        max_size=5,
+    )
+)
+@settings(max_examples=60, deadline=None)
+def test_ranks_match_scipy_rankdata(table):
+    from segdice.comparison._ranking import case_ranks, rank_scores
+
+    width = min(len(row) for row in table)
+    scores = np.array([row[:width] for row in table])
+    for row, ours in zip(scores, rank_scores(scores), strict=True):
+        defined = ~np.isnan(row)
+        # competition ranks, best first: scipy's "min" method on the negated scores; NaN after all others
+        expected = np.full(width, defined.sum() + 1)
+        expected[defined] = stats.rankdata(-row[defined], method="min")
+        assert ours.tolist() == expected.tolist()
+    for row, ours in zip(scores, case_ranks(scores), strict=True):
+        if np.isnan(row).any():
+            assert np.isnan(ours).all()
+        else:
+            assert ours.tolist() == stats.rankdata(-row, method="average").tolist()
 
 
 def test_kendall_tau_matches_scipy_with_ties():
