@@ -52,6 +52,8 @@ def test_evaluate_writes_outputs_and_prints_the_summary(folders, tmp_path):
     ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["definitions"]["nsd_tolerance"] == 2.0
+    # the distances come from a surface search, not a distance transform: the definition must say so
+    assert "distance transform" not in summary["definitions"]["hd95"]
     assert summary["inputs"]["regions"] == {"all": [1, 2]}
     assert (out / "report.html").exists()
     liver = [r["dice"] for r in rows if r["item"] == "liver"]
@@ -115,6 +117,24 @@ def test_labels_none_scores_only_regions(folders):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "WT" in result.output
+
+
+def test_metrics_default_is_the_evaluators(folders, tmp_path):
+    # The command has no default of its own: without --metrics it scores segdice.evaluation's
+    # DEFAULT_METRICS, the set the documentation promises.
+    from segdice.evaluation import DEFAULT_METRICS
+
+    assert DEFAULT_METRICS == ("dice", "iou", "precision", "recall", "hd95", "assd", "nsd")
+    pred, gt = folders
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["evaluate", str(pred), str(gt), "--gt-suffix", "_seg", "-j", "1", "-o", str(out), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    columns, _ = read_case_csv(out / "per_case.csv")
+    assert columns[-len(DEFAULT_METRICS) :] == list(DEFAULT_METRICS)
+    assert json.loads((out / "summary.json").read_text())["inputs"]["metrics"] == list(DEFAULT_METRICS)
 
 
 def test_interrupt_exits_130_and_points_to_resume(folders, tmp_path, monkeypatch):
