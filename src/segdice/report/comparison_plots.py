@@ -2,7 +2,7 @@
 
 Every text that comes from the user (run, label and metric names) is drawn with ``parse_math=False``, so a
 name holding ``$`` is shown as written and never parsed as matplotlib math text. Figures are built on
-:class:`matplotlib.figure.Figure` with the ``Agg`` canvas, never through ``pyplot``.
+:func:`segdice.report.plots.new_figure` (the ``Agg`` canvas, never ``pyplot``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+
+from segdice.report.plots import new_figure
 
 __all__ = ["difference_plot", "paired_scatter", "rank_stability_plot"]
 
@@ -23,15 +25,6 @@ MAX_DOTS_PER_ROW = 300
 MAX_SCATTER_POINTS = 20000
 _DENSITY_BINS = 120
 _COLUMNS = 3
-
-
-def _new_figure(width: float, height: float, *, constrained: bool = False):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained" if constrained else None)
-    FigureCanvasAgg(figure)
-    return figure
 
 
 def _to_png(figure) -> bytes:
@@ -73,7 +66,7 @@ def paired_scatter(values: Mapping[str, Sequence[float]], metric: str, lower_is_
     others = names[1:]
     n_cols = min(_COLUMNS, len(others))
     n_rows = math.ceil(len(others) / n_cols)
-    figure = _new_figure(3.0 * n_cols + 0.4, 3.0 * n_rows + 0.3, constrained=True)
+    figure = new_figure(3.0 * n_cols + 0.4, 3.0 * n_rows + 0.3, constrained=True)
     finite = np.concatenate([np.asarray(values[n], dtype=float) for n in names])
     finite = finite[np.isfinite(finite)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -134,7 +127,7 @@ def difference_plot(rows: Sequence[Mapping], differences: Sequence[Sequence[floa
     b'\\x89PNG'
     """
     rows = list(rows)[:MAX_DIFFERENCE_ROWS]
-    figure = _new_figure(7.5, 0.9 + 0.32 * len(rows))
+    figure = new_figure(7.5, 0.9 + 0.32 * len(rows))
     axes = figure.add_subplot()
     rng = np.random.default_rng(0)  # fixed jitter and sample: the same inputs draw the same picture
     positions = np.arange(len(rows))[::-1]
@@ -192,7 +185,7 @@ def rank_stability_plot(
     """
     frequencies = np.asarray(frequencies, dtype=float)
     n_runs = len(runs)
-    figure = _new_figure(max(3.2, 0.65 * n_runs + 1.4), max(2.6, 0.42 * n_runs + 1.2))
+    figure = new_figure(max(3.2, 0.65 * n_runs + 1.4), max(2.6, 0.42 * n_runs + 1.2))
     axes = figure.add_subplot()
     x, y = np.meshgrid(np.arange(n_runs), np.arange(1, n_runs + 1), indexing="ij")
     shown = frequencies > 0
