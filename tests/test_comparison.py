@@ -87,9 +87,13 @@ def rows_by(result, item, metric, a, b):
 # --- p-values, effect sizes, differences --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("n_cases", [12, 80])
+@pytest.mark.parametrize(
+    ("n_cases", "grid"),
+    # continuous values; values on a coarse grid (ties and zero differences: SciPy's other methods)
+    [(12, 0.0), (80, 0.0), (12, 0.05), (30, 0.05), (80, 0.05)],
+)
 @pytest.mark.parametrize("test", ["wilcoxon", "ttest", "permutation"])
-def test_p_values_and_numbers_match_scipy_on_the_paired_values(tmp_path, template, n_cases, test):
+def test_p_values_and_numbers_match_scipy_on_the_paired_values(tmp_path, template, n_cases, grid, test):
     rng = np.random.default_rng(n_cases)
     base = rng.uniform(0.5, 0.9, n_cases)
     runs = {
@@ -97,6 +101,8 @@ def test_p_values_and_numbers_match_scipy_on_the_paired_values(tmp_path, templat
         "B": base + 0.03 + rng.normal(0, 0.05, n_cases),
         "C": base.copy(),
     }
+    if grid:
+        runs = {name: np.round(v / grid) * grid for name, v in runs.items()}
     runs["C"][3] = np.nan  # undefined in one run: that pair is left out of every A/C and B/C statistic
     hd = {name: 10 * (1 - v) for name, v in runs.items()}
     folders = [

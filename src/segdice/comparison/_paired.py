@@ -32,9 +32,10 @@ CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "fdr_bh", "none")
 _DRAW_BLOCK = 1000
 # Series per matrix product: bounds the (resamples x series) buffer.
 _SERIES_BLOCK = 256
-# SciPy decides between its exact and asymptotic Wilcoxon p-values per call, looking at the whole batch
-# at or below this size; such series are tested one by one so each gets the p-value of its own data.
+# SciPy's Wilcoxon uses its exact null distribution up to this size (without zeros or ties).
 _WILCOXON_EXACT_MAX = 50
+# With zeros or ties, SciPy's Wilcoxon switches to its (exact, 2**n sign flips) permutation test up to here.
+_WILCOXON_PERMUTATION_MAX = 13
 # Bytes of resampled data a vectorised permutation test may hold at once.
 _PERMUTATION_BYTES = 1 << 27
 
@@ -150,6 +151,50 @@ def _mask_groups(finite: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
     return groups
 
 
+def _wilcoxon_methods(d: np.ndarray) -> list[tuple[object, np.ndarray]]:
+    """The rows of ``d [S, n]`` grouped by the method ``scipy.stats.wilcoxon(row)`` picks for each one alone.
+
+    SciPy's default (``method="auto"``) looks at the whole batch when it decides, so rows are tested in
+    groups that each get the method of their own data: the exact null distribution for n <= 50 without
+    zeros or ties; with zeros or ties, the exact permutation distribution for n <= 13, else the normal
+    approximation (as for every n > 50).
+    """
+    rows = np.arange(d.shape[0])
+    n = d.shape[1]
+    if n > _WILCOXON_EXACT_MAX:
+        return [("asymptotic", rows)]
+    magnitudes = np.sort(np.abs(d), axis=1)
+    irregular = (magnitudes[:, 0] == 0) | np.any(magnitudes[:, 1:] == magnitudes[:, :-1], axis=1)
+    fallback = "permutation" if n <= _WILCOXON_PERMUTATION_MAX else "asymptotic"
+    groups = [("exact", rows[~irregular]), (fallback, rows[irregular])]
+    return [(method, members) for method, members in groups if members.size]
+
+
+def _signed_rank_permutation(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SciPy's Wilcoxon permutation p-value (n <= 13, with zeros or ties), all ``2**n`` sign flips at once.
+
+    ``scipy.stats.wilcoxon(row, method=PermutationMethod())`` enumerates the same ``2**n`` sign flips of
+    the differences (zeros dropped, ties at their mean rank) but recomputes the ranks for each flip, about a
+    second per row; the ranks do not change under a flip, so the null distribution of ``R+`` is one product
+    of the flip patterns with the ranks. The two-sided p-value and its relative tolerance (100 machine
+    epsilons) are those of :func:`scipy.stats.permutation_test`.
+    """
+    from scipy.stats import rankdata
+
+    n = d.shape[1]
+    ranks = rankdata(np.abs(d), axis=1) - np.sum(d == 0, axis=1, keepdims=True)
+    ranks = np.where(d != 0, ranks, 0.0)
+    plus = np.sum(np.where(d > 0, ranks, 0.0), axis=1)
+    minus = np.sum(np.where(d < 0, ranks, 0.0), axis=1)
+    # every subset of the cases counted positive: a flip of the others' signs
+    patterns = (np.arange(1 << n)[:, None] >> np.arange(n)) & 1
+    null = patterns.astype(np.float64) @ ranks.T  # [2**n, rows]
+    gamma = np.abs(np.finfo(np.float64).eps * 100 * plus)
+    less = np.mean(null <= plus + gamma, axis=0)
+    greater = np.mean(null >= plus - gamma, axis=0)
+    return np.minimum(plus, minus), np.clip(2 * np.minimum(less, greater), 0.0, 1.0)
+
+
 def _mean_difference(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
     return np.mean(x - y, axis=axis)
 
@@ -206,13 +251,13 @@ def paired_pvalues(
             continue
         x, y = a[np.ix_(series, cases)], b[np.ix_(series, cases)]
         if test == "wilcoxon":
-            if n <= _WILCOXON_EXACT_MAX:
-                results = [stats.wilcoxon(row) for row in d]
-                statistic[series] = [r.statistic for r in results]
-                pvalue[series] = [r.pvalue for r in results]
-            else:
-                result = stats.wilcoxon(d, axis=1)
-                statistic[series], pvalue[series] = result.statistic, result.pvalue
+            for method, rows in _wilcoxon_methods(d):
+                if method == "permutation":
+                    stat, p = _signed_rank_permutation(d[rows])
+                else:
+                    result = stats.wilcoxon(d[rows], axis=1, method=method)
+                    stat, p = result.statistic, result.pvalue
+                statistic[series[rows]], pvalue[series[rows]] = stat, p
         elif test == "ttest":
             result = stats.ttest_rel(x, y, axis=1)
             statistic[series], pvalue[series] = result.statistic, result.pvalue

