@@ -44,8 +44,9 @@ DEFINITIONS = {
         "matrix per call, shared by every item, metric and pair), 95% interval"
     ),
     "wilcoxon": (
-        "scipy.stats.wilcoxon on the differences: zero differences dropped, exact for n <= 50 without ties, "
-        "otherwise the normal approximation; effect size: matched-pairs rank-biserial correlation"
+        "scipy.stats.wilcoxon on the differences, its defaults: zero differences dropped; exact for n <= 50 "
+        "without zeros or ties, exact over all sign flips for n <= 13 with them, otherwise the normal "
+        "approximation; effect size: matched-pairs rank-biserial correlation"
     ),
     "permutation": (
         "scipy.stats.permutation_test of the mean difference, swapping run_a and run_b within pairs; exact "
