@@ -51,6 +51,8 @@ _START_ENV = "SEGDICE_POOL_START"
 _WATCHDOG_PERIOD_S = 0.5
 # How long an interrupted pool waits for a killed worker or its manager thread.
 _TEARDOWN_TIMEOUT_S = 5.0
+# Pools in a row that may break before finishing a task before the remaining tasks are given up.
+_MAX_FRUITLESS_POOLS = 3
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -243,38 +245,51 @@ class LocalPool:
         pending: dict[Future, int] = {}
         suspects: deque[int] = deque()  # tasks in flight when a worker died: retried one at a time
         alone = False  # whether the one task pending is such a retry
+        fruitless = 0  # pools in a row that broke before finishing any task
         while todo or pending or suspects:
-            if not pending:
-                alone = bool(suspects)
-                if alone:
-                    index = suspects.popleft()
-                    pending[self._submit(function, args[index])] = index
-            if not alone:
-                while todo and len(pending) < window:
-                    index = todo.popleft()
-                    pending[self._submit(function, args[index])] = index
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             broken = False
-            for future in done:
-                index = pending.pop(future)
-                try:
-                    result = future.result()
-                except BrokenProcessPool:
-                    broken = True
+            try:
+                if not pending:
+                    alone = bool(suspects)
                     if alone:
-                        yield index, TaskLost(self._death_reason())
-                    else:
-                        suspects.append(index)
-                    continue
-                yield index, result
+                        pending[self._submit(function, args[suspects[0]])] = suspects[0]
+                        suspects.popleft()
+                while not alone and todo and len(pending) < window:
+                    pending[self._submit(function, args[todo[0]])] = todo[0]
+                    todo.popleft()
+            except BrokenProcessPool:  # broken before we saw it: the task stays at the head of its queue
+                broken = True
+            if not broken:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    index = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        if alone:  # the culprit found: progress too
+                            fruitless = 0
+                            yield index, TaskLost(self._death_reason())
+                        else:
+                            suspects.append(index)
+                        continue
+                    fruitless = 0
+                    yield index, result
             if broken:
                 for future, index in pending.items():
                     if future.done() and future.exception() is None:
+                        fruitless = 0
                         yield index, future.result()
                     else:
                         suspects.append(index)
                 pending.clear()
                 self._teardown()
+                fruitless += 1
+                if fruitless > _MAX_FRUITLESS_POOLS:  # workers die at start-up: give up on the rest
+                    reason = "worker died: worker processes keep dying before finishing any task"
+                    for index in (*suspects, *todo):
+                        yield index, TaskLost(reason)
+                    return
                 if todo or suspects:
                     self._start(len(todo) + len(suspects))
 
