@@ -22,6 +22,7 @@ Fault handling of the local pool:
 
 from __future__ import annotations
 
+import concurrent.futures.process
 import contextlib
 import ctypes
 import multiprocessing
@@ -40,10 +41,16 @@ __all__ = ["POOL_START_COST_S", "LocalPool", "TaskLost", "set_parent_death_signa
 
 # Seconds from "start the pool" to the first result of a trivial task with 2 workers: the fork server
 # imports torch, SciPy and the scoring code, then forks the workers. Measured with
-# benchmarks/evaluate.py --pool-start on the 2-core CI machine: 1.9-2.6 s under a load average of 8-12
-# (1.3 s idle). The pool starts when the time it would save exceeds this by _START_MARGIN.
-POOL_START_COST_S = 6.0
+# `python benchmarks/evaluate.py --adaptive` on the shared 2-core machine: 8.5-11.2 s at a load
+# average of 9-11, 12.1-24.8 s at 13-15 (the imports alone: 8.8 s at load 10). It is set near the low
+# end of what was measured: overestimating it only delays the pool on big jobs by a little, while
+# underestimating it makes small jobs slower with -j 2 than with -j 1. The pool starts when the time
+# it would save exceeds this by _START_MARGIN.
+POOL_START_COST_S = 10.0
 _START_MARGIN = 1.5
+# Tasks timed in this process before the pool may start: the first also pays for lazy imports (SciPy's
+# ndimage on the first distance metric) and cold caches, so one sample alone overestimates a task.
+_MIN_SAMPLES = 2
 # How the pool starts: "adaptive" (the rule above) or "always" (as soon as there are 2 workers; tests
 # and benchmarks use it to exercise the pool on small inputs). Not a user option.
 _START_ENV = "SEGDICE_POOL_START"
@@ -176,24 +183,29 @@ class LocalPool:
         else:
             self._teardown()
 
-    def worth_starting(self, remaining: int, seconds_per_task: float | None) -> bool:
+    def worth_starting(
+        self, remaining: int, seconds_per_task: float | None, samples: int = _MIN_SAMPLES
+    ) -> bool:
         """Whether a pool would finish ``remaining`` tasks sooner than this process, start-up included.
 
         Here they take ``remaining * t``; in ``w = min(workers, remaining)`` workers about
         ``POOL_START_COST_S + remaining * t / w``. Start when the saving, ``remaining * t * (1 - 1/w)``,
-        exceeds the start-up cost by the margin. One task left never pays.
+        exceeds the start-up cost by the margin. One task left never pays; nor does anything before
+        ``_MIN_SAMPLES`` tasks have been timed here (``samples``).
 
         Examples
         --------
         >>> pool = LocalPool(workers=2)
-        >>> pool.worth_starting(1, 100.0), pool.worth_starting(10, 0.05), pool.worth_starting(10, 1.0)
+        >>> pool.worth_starting(1, 100.0), pool.worth_starting(10, 0.05), pool.worth_starting(10, 5.0)
         (False, False, True)
+        >>> pool.worth_starting(10, 5.0, samples=1)  # the first task alone may have paid for imports
+        False
         """
         if self.workers <= 1 or remaining < 1 or self._executor is not None:
             return False
         if self._always:
             return True
-        if seconds_per_task is None:
+        if seconds_per_task is None or samples < _MIN_SAMPLES:
             return False
         share = min(self.workers, remaining)
         saving = remaining * seconds_per_task * (1.0 - 1.0 / share)
@@ -207,13 +219,15 @@ class LocalPool:
         """
         todo = deque(range(len(args)))
         fastest: float | None = None
-        while todo and self._executor is None and not self.worth_starting(len(todo), fastest):
+        timed = 0
+        while todo and self._executor is None and not self.worth_starting(len(todo), fastest, timed):
             index = todo.popleft()
             began = time.perf_counter()
             result = function(*args[index])
             # the fastest task so far: the first one also pays for lazy imports and cold caches
             elapsed = time.perf_counter() - began
             fastest = elapsed if fastest is None else min(fastest, elapsed)
+            timed += 1
             yield index, result
         if todo:
             if self._executor is None:
@@ -316,6 +330,10 @@ class LocalPool:
         manager = getattr(executor, "_executor_manager_thread", None)
         if manager is not None:  # it ends once it sees its workers gone
             manager.join(_TEARDOWN_TIMEOUT_S)
+            if manager.is_alive():
+                # still stuck (on a queue lock a killed worker held): the interpreter joins every
+                # manager thread without a bound at exit, so take this one off that list
+                getattr(concurrent.futures.process, "_threads_wakeups", {}).pop(manager, None)
 
     def _kill_left(self) -> None:
         processes, self._processes = list(self._processes.values()), {}

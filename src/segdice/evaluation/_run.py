@@ -85,7 +85,10 @@ def evaluate(
         Overlap metrics when prediction and ground truth are both empty: ``"nan"`` (left out of
         statistics, counted in ``n_nan``), ``"0"`` or ``"1"``.
     workers
-        Worker processes; ``None`` uses every core, ``1`` runs in this process.
+        Worker processes; ``None`` uses every core, ``1`` runs in this process. The first cases are
+        always scored in this process; the workers start only when the cases left pay for their
+        start-up (see ``EvaluationResult.workers_started``). A case whose worker dies is retried once,
+        then gets an error row.
     pred_suffix, gt_suffix
         Stripped from file stems before pairing (e.g. ``"_pred"``, ``"_seg"``).
     resume
@@ -102,8 +105,9 @@ def evaluate(
     Raises
     ------
     SegDiceError
-        For invalid arguments, missing inputs, no labels to evaluate, or a ``per_case.csv`` that cannot
-        be resumed. Problems with single cases never raise: they become rows with an ``error``.
+        For invalid arguments, missing inputs, no labels to evaluate, a ``per_case.csv`` that cannot
+        be resumed, an ``out`` that is a file, cannot be written, fills the disk or is in use by another
+        run (its lock, ``out/.segdice.lock``). Problems with single cases never raise: they become rows with an ``error``.
 
     Examples
     --------
