@@ -18,7 +18,8 @@ markdown table; ratios are against segdice with 1 worker from the same run.
 instead: the pool's start-up (fork server and 2 workers, to the first result of a trivial task), and
 cases/s of ``-j 1``, ``-j 2`` (adaptive: the pool starts only when the rest of the work pays for it) and
 ``-j 2`` with the pool always started (the behaviour before), on small cases (48x48x32, 3 labels, Dice +
-HD95: about 50 ms each on an idle core). Each run is a fresh interpreter, so every pool starts cold.
+HD95: 0.2-0.26 s each at a load average of 13-15 on the shared 2-core machine). Each run is a fresh
+interpreter, so every pool starts cold.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ __all__ = ["POOL_START_COST_S", "LocalPool", "TaskLost", "set_parent_death_signa
 # Seconds from "start the pool" to the first result of a trivial task with 2 workers: the fork server
 # imports torch, SciPy and the scoring code, then forks the workers. Measured with
 # `python benchmarks/evaluate.py --adaptive` on the shared 2-core machine: 8.5-11.2 s at a load
-# average of 9-11, 12.1-24.8 s at 13-15 (the imports alone: 8.8 s at load 10). It is set near the low
+# average of 9-11, 12.1-24.8 s at 13-15 (the imports alone: 8.8 s at load 10; no unloaded machine was at hand to
+# measure on, where it is surely shorter). It is set near the low
 # end of what was measured: overestimating it only delays the pool on big jobs by a little, while
 # underestimating it makes small jobs slower with -j 2 than with -j 1. The pool starts when the time
 # it would save exceeds this by _START_MARGIN.
