@@ -140,7 +140,7 @@ def test_many_labels_collapse_to_the_mean_and_the_worst(tmp_path):
     assert "25 labels/regions" in result.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["evaluate"], ["demo"], ["info"]])
+@pytest.mark.parametrize("command", [[], ["evaluate"], ["demo"], ["info"], ["compare"]])
 def test_help_is_complete_in_plain_words(command):
     proc = _segdice(*command, "--help", timeout=60)
     assert proc.returncode == 0, proc.stderr
