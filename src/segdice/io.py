@@ -194,6 +194,12 @@ def read_mask(path: str | os.PathLike[str], *, max_voxels: int = DEFAULT_MAX_VOX
     if not suffix:
         raise SegDiceError(f"{path}: unsupported file type; expected one of {', '.join(SUPPORTED_SUFFIXES)}")
     if not path.is_file():
+        if path.is_symlink() and not path.exists():
+            raise SegDiceError(
+                f"{path}: a symbolic link to {os.readlink(path)}, which does not exist; expected a mask file"
+            )
+        if path.is_dir():
+            raise SegDiceError(f"{path}: a folder, not a mask file; expected a file")
         raise SegDiceError(f"{path}: no such file")
     reader = _READERS[suffix]
     try:
