@@ -65,7 +65,7 @@ def make_dataset(folder: Path, n_cases: int, shape: tuple[int, int, int], seed: 
 
 
 def run_segdice(pred_dir: Path, gt_dir: Path, workers: int, out: Path | None) -> tuple[float, dict]:
-    from segdice import evaluate
+    from segdice.evaluation import evaluate
 
     start = time.perf_counter()
     result = evaluate(

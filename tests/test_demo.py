@@ -19,12 +19,12 @@ from scipy import ndimage
 from typer.testing import CliRunner
 
 from segdice import SegDiceError
-from segdice._demo.data import make_synthetic_dataset
-from segdice._demo.model import TinyUNet
-from segdice._demo.plots import pick_examples
-from segdice._demo.scoring import _lesions_found
 from segdice.cli import app
 from segdice.demo import DemoConfig, demo_story, demo_table, run_demo
+from segdice.demo._data import make_synthetic_dataset
+from segdice.demo._model import TinyUNet
+from segdice.demo._plots import pick_examples
+from segdice.demo._scores import _lesions_found
 
 runner = CliRunner()
 TINY = DemoConfig(size=32, n_train=16, n_val=8, epochs=1, batch_size=8)
@@ -342,10 +342,10 @@ def test_quick_run_evaluate_report_agrees_with_the_demo_table(quick_run):
 @pytest.mark.parametrize(
     "module",
     [
-        "segdice._demo.data",
-        "segdice._demo.model",
-        pytest.param("segdice.demo", marks=pytest.mark.slow),  # tiny demo runs
-        pytest.param("segdice._demo.summary", marks=pytest.mark.slow),
+        "segdice.demo._data",
+        "segdice.demo._model",
+        pytest.param("segdice.demo._run", marks=pytest.mark.slow),  # tiny demo runs
+        pytest.param("segdice.demo._text", marks=pytest.mark.slow),
     ],
 )
 def test_docstring_examples_run(module):

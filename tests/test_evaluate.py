@@ -1,6 +1,5 @@
 """segdice.evaluate: values against independent references, pairing, failures, statistics, resume."""
 
-import importlib
 import json
 import math
 import statistics
@@ -15,12 +14,10 @@ from hypothesis.extra import numpy as hnp
 
 from _evaluate_reference import boundary, diagonal, overlap
 from segdice import SegDiceError, evaluate
-from segdice._summary import bootstrap_ci, describe_values
+from segdice.evaluation import _run as evaluate_run
+from segdice.evaluation._summary import bootstrap_ci, describe_values
 from segdice.io import save_mask
 from segdice.report.tables import read_case_csv
-
-# The package re-exports the function under the module's name, so fetch the module itself.
-evaluate_module = importlib.import_module("segdice.evaluate")
 
 ALL = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "hd", "hd95", "assd", "masd", "nsd")
 OVERLAP = ("dice", "iou", "precision", "recall", "specificity", "accuracy")
@@ -271,7 +268,7 @@ def test_duplicate_case_names_are_a_usage_error(tmp_path):
     g = np.ones((2, 2), np.uint8)
     save_mask(tmp_path / "gt" / "c.nii.gz", g)
     save_mask(tmp_path / "gt" / "c.npy", g)
-    with pytest.raises(SegDiceError, match=r"gt: two files give the case name 'c'"):
+    with pytest.raises(SegDiceError, match=r"gt: 2 files give the case name 'c': c.nii.gz, c.npy; choose which files are masks with --gt-glob"):
         evaluate(tmp_path / "pred", tmp_path / "gt", workers=1)
 
 
@@ -353,7 +350,7 @@ def test_resume_scores_only_the_cases_not_yet_written(tmp_path, monkeypatch):
     out = tmp_path / "out"
     scored = []
     interrupt = {"armed": True}
-    real_score = evaluate_module.score_case
+    real_score = evaluate_run.score_case
 
     def spy(pair, spec):
         scored.append(pair.name)
@@ -361,7 +358,7 @@ def test_resume_scores_only_the_cases_not_yet_written(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # Ctrl-C in the middle of a run
         return real_score(pair, spec)
 
-    monkeypatch.setattr(evaluate_module, "score_case", spy)
+    monkeypatch.setattr(evaluate_run, "score_case", spy)
     with pytest.raises(KeyboardInterrupt):
         evaluate(pred, gt, out=out, metrics=("dice", "hd95"), labels=[1], workers=1)
     _, rows = read_case_csv(out / "per_case.csv")
@@ -388,8 +385,8 @@ def test_resume_rescores_failed_cases(tmp_path, monkeypatch):
     assert first.n_failed == 1
     save_mask(pred / "b.npy", g)  # fixed
     calls = []
-    real_score = evaluate_module.score_case
-    monkeypatch.setattr(evaluate_module, "score_case", lambda p, s: calls.append(p.name) or real_score(p, s))
+    real_score = evaluate_run.score_case
+    monkeypatch.setattr(evaluate_run, "score_case", lambda p, s: calls.append(p.name) or real_score(p, s))
     second = evaluate(pred, gt, out=tmp_path / "out", metrics="dice", workers=1, resume=True)
     assert calls == ["b"] and second.n_failed == 0
 

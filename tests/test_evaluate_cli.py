@@ -1,6 +1,5 @@
 """`segdice evaluate` on the command line: options, outputs, exit codes."""
 
-import importlib
 import json
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from segdice.cli import app
+from segdice.evaluation import _run as evaluate_run
 from segdice.io import save_mask
 from segdice.report.tables import read_case_csv
 
@@ -119,12 +119,11 @@ def test_labels_none_scores_only_regions(folders):
 
 def test_interrupt_exits_130_and_points_to_resume(folders, tmp_path, monkeypatch):
     pred, gt = folders
-    module = importlib.import_module("segdice.evaluate")
 
     def interrupted(pair, spec):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(module, "score_case", interrupted)
+    monkeypatch.setattr(evaluate_run, "score_case", interrupted)
     result = runner.invoke(
         app,
         [

@@ -520,6 +520,65 @@ def test_modules_equal_their_functional_twins(cls, fn, kwargs):
     assert getattr(segdice, cls.__name__) is cls and getattr(segdice, fn.__name__) is fn
 
 
+@pytest.mark.parametrize(
+    "cls,fn",
+    [
+        (DiceLoss, dice_loss),
+        (JaccardLoss, jaccard_loss),
+        (TverskyLoss, tversky_loss),
+        (GeneralizedDiceLoss, generalized_dice_loss),
+        (DiceCELoss, dice_ce_loss),
+        (DiceFocalLoss, dice_focal_loss),
+    ],
+)
+def test_settings_assigned_after_construction_take_effect(cls, fn):
+    """kornia/MONAI style: a setting is a plain attribute that forward reads at every call."""
+    x, t = make("multiclass", b=2, c=3, seed=23)
+    module = cls("multiclass")
+    before = module(x, t)
+    module.smooth = 100.0
+    module.per_image = True
+    after = module(x, t)
+    expected = fn(x, t, "multiclass", smooth=100.0, per_image=True)
+    torch.testing.assert_close(after, expected)
+    assert not torch.allclose(before, after)  # the assignment changed the number
+    assert "smooth=100.0" in repr(module) and "per_image=True" in repr(module)
+    module.smooth = -1.0  # validated by the function at the next call
+    with pytest.raises(SegDiceError, match="smooth"):
+        module(x, t)
+
+
+def test_dice_loss_setting_matches_the_hand_computed_value():
+    # one image, two pixels, probabilities given: I = [0.8, 0.6], P = [1.2, 0.8], G = [1, 1]
+    p = torch.tensor([[[[0.8, 0.4]], [[0.2, 0.6]]]])
+    t = torch.tensor([[[0, 1]]])
+    loss = DiceLoss("multiclass", from_logits=False)
+    loss.smooth = 1.0
+    expected = ((1 - (2 * 0.8 + 1) / (1.2 + 1 + 1)) + (1 - (2 * 0.6 + 1) / (0.8 + 1 + 1))) / 2
+    assert loss(p, t).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_module_repr_lists_its_settings_in_signature_order():
+    assert repr(DiceLoss("multiclass")) == (
+        "DiceLoss(mode='multiclass', from_logits=True, smooth=1e-05, squared=False, per_image=False, "
+        "include_background=True, ignore_index=None, log=False, reduction='mean', distributed=False)"
+    )
+
+
+def test_dice_focal_alpha_is_checked_before_any_work():
+    x, t = make("multiclass", b=2, c=3, seed=24)
+    with pytest.raises(
+        SegDiceError, match=r"alpha: got a tensor of shape \(2,\).*expected 3 non-negative weights"
+    ):
+        dice_focal_loss(x, t, "multiclass", alpha=[0.5, 0.5])
+    with pytest.raises(SegDiceError, match=r"alpha: got 1.5; expected a value <= 1"):
+        DiceFocalLoss("binary", alpha=1.5)  # at construction, not at the first forward
+    with pytest.raises(
+        SegDiceError, match=r"alpha: got \[0.5\] in mode 'binary'; expected a number in \[0, 1\]"
+    ):
+        dice_focal_loss(torch.randn(2, 1, 4, 4), torch.zeros(2, 1, 4, 4), "binary", alpha=[0.5])
+
+
 # ---------------------------------------------------------------------------------------------------
 # errors: silent no-ops become SegDiceError
 # ---------------------------------------------------------------------------------------------------

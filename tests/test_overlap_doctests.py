@@ -6,7 +6,10 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module", ["segdice.stats", "segdice.metrics.overlap", "segdice.metrics.streaming"])
+@pytest.mark.parametrize(
+    "module",
+    ["segdice.stats.soft", "segdice.stats.counts", "segdice.metrics.overlap", "segdice.metrics.streaming"],
+)
 def test_docstring_examples(module):
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 0

@@ -13,9 +13,7 @@ from segdice._checks import (
     check_choice,
     check_finite,
     check_mode,
-    check_ndim,
     check_number,
-    check_same_shape,
     describe,
 )
 
@@ -78,18 +76,6 @@ def test_describe_reports_shape_dtype_and_range():
     assert describe(np.array([True, False])) == "an array of shape (2,), dtype bool, values in [0, 1]"
     assert describe(torch.zeros(0, 3)) == "a tensor of shape (0, 3), dtype torch.float32"
     assert describe([1, 2]) == "list [1, 2]"
-
-
-def test_shape_and_ndim_checks_name_both_arguments():
-    with pytest.raises(
-        SegDiceError, match=r"pred and target must have the same shape: got pred \(2, 3\) and target \(2, 4\)"
-    ):
-        check_same_shape("pred", torch.zeros(2, 3), "target", torch.zeros(2, 4))
-    with pytest.raises(
-        SegDiceError,
-        match=r"input: got a tensor of shape \(3,\), dtype torch.float32; expected \[B, C, \*spatial\]",
-    ):
-        check_ndim("input", torch.zeros(3), range(3, 10), "[B, C, *spatial]")
 
 
 def test_check_finite_counts_bad_values():

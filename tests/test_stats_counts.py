@@ -302,7 +302,7 @@ def test_prediction_at_ignored_voxels_is_not_checked():
 )
 def test_accelerator_path_on_cpu_tensors(seed, batch, size, num_classes, ignore):
     """The torch.bincount path used for CUDA tensors, run on CPU tensors (no GPU needed)."""
-    from segdice.stats import _counts_torch
+    from segdice.stats.counts import _counts_torch
 
     rng = np.random.default_rng(seed)
     target = rng.integers(0, num_classes, (batch, size))
@@ -320,7 +320,7 @@ def test_accelerator_path_on_cpu_tensors(seed, batch, size, num_classes, ignore)
 
 
 def test_accelerator_path_rejects_bad_labels():
-    from segdice.stats import _counts_torch
+    from segdice.stats.counts import _counts_torch
 
     with pytest.raises(SegDiceError, match="num_classes=3"):
         _counts_torch(torch.tensor([[0, 3]]), torch.tensor([[0, 1]]), 3, None)

@@ -5,7 +5,7 @@ The public API is re-exported here; see the documentation for the formulas and c
 
 from segdice._checks import SegDiceError
 from segdice._version import __version__
-from segdice.evaluate import EvaluationResult, evaluate
+from segdice.evaluation import EvaluationResult, evaluate
 from segdice.losses import (
     DiceCELoss,
     DiceFocalLoss,

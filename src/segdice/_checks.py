@@ -8,7 +8,7 @@ received (shape, dtype, value range) and what is expected, so a user never has t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -19,11 +19,14 @@ __all__ = [
     "REDUCTIONS",
     "SegDiceError",
     "check_choice",
+    "check_distributed",
+    "check_empty_value",
     "check_finite",
+    "check_ignore_index",
+    "check_include_background",
     "check_mode",
-    "check_ndim",
     "check_number",
-    "check_same_shape",
+    "check_spacing",
     "describe",
 ]
 
@@ -153,23 +156,18 @@ def check_number(
     return value
 
 
-def check_ndim(
-    name: str, x: torch.Tensor | np.ndarray, allowed: Sequence[int] | range, expected: str
-) -> None:
-    """Raise if ``x.ndim`` is not in ``allowed``; ``expected`` says the layout, e.g. ``"[B, C, *spatial]"``."""
-    if x.ndim not in allowed:
-        raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected {expected}")
+def check_ignore_index(ignore_index: Any) -> int | None:
+    """Validate an ``ignore_index`` argument: ``None`` or an integer label value (e.g. 255 or -100).
 
-
-def check_same_shape(
-    name_a: str, a: torch.Tensor | np.ndarray, name_b: str, b: torch.Tensor | np.ndarray
-) -> None:
-    """Raise if two arrays differ in shape, naming both."""
-    if tuple(a.shape) != tuple(b.shape):
-        raise SegDiceError(
-            f"{name_a} and {name_b} must have the same shape: got {name_a} {tuple(a.shape)} "
-            f"and {name_b} {tuple(b.shape)}"
-        )
+    Examples
+    --------
+    >>> check_ignore_index(255), check_ignore_index(None)
+    (255, None)
+    """
+    if ignore_index is None:
+        return None
+    check_number("ignore_index", ignore_index, integer=True)
+    return int(ignore_index)
 
 
 def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
@@ -185,3 +183,120 @@ def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
         raise SegDiceError(
             f"{name}: got {describe(x, values=False)} with {n_bad} NaN/inf value(s); expected finite values"
         )
+
+
+def check_empty_value(empty_value: Any) -> float:
+    """Validate ``empty_value``, the score of a class absent from both masks: NaN or a value in [0, 1].
+
+    Examples
+    --------
+    >>> check_empty_value(1)
+    1.0
+    """
+    if isinstance(empty_value, bool) or not isinstance(empty_value, (int, float, np.integer, np.floating)):
+        raise SegDiceError(
+            f"empty_value: got {empty_value!r} ({type(empty_value).__name__}); expected float('nan'), 0 or 1"
+        )
+    value = float(empty_value)
+    if not math.isnan(value) and not 0.0 <= value <= 1.0:
+        raise SegDiceError(
+            f"empty_value: got {empty_value!r}; expected NaN or a value in [0, 1] (usually 0 or 1)"
+        )
+    return value
+
+
+def check_include_background(include_background: Any, mode: str) -> None:
+    """Raise if ``include_background=False`` is asked for outside ``mode="multiclass"`` (it means nothing there).
+
+    Examples
+    --------
+    >>> check_include_background(False, "multiclass")
+    """
+    if not include_background and mode != "multiclass":
+        raise SegDiceError(
+            f"include_background: got False in mode {mode!r}; expected True (only 'multiclass' has a background "
+            "channel to drop; in binary/multilabel every channel is a foreground)"
+        )
+
+
+def check_distributed(distributed: Any, per_image: Any) -> None:
+    """Raise if ``distributed=True`` comes with ``per_image=True``: only batch statistics are pooled over ranks.
+
+    Examples
+    --------
+    >>> check_distributed(True, False)
+    """
+    if distributed and per_image:
+        raise SegDiceError(
+            "distributed: got True with per_image=True; expected per_image=False (pooling statistics over ranks "
+            "is the global batch Dice; per-image scores need no communication)"
+        )
+
+
+def check_spacing(
+    name: str, spacing: Any, ndim: int, *, where: str | None = None, shape: tuple[int, ...] | None = None
+) -> tuple[float, ...]:
+    """Validate a voxel spacing: one finite value > 0 per array axis, in array axis order.
+
+    Parameters
+    ----------
+    name
+        The argument's name, as the user wrote it.
+    spacing
+        ``None`` (1 per axis), a number (the same for every axis), or a sequence, array or tensor with one
+        value per axis.
+    ndim
+        The number of array axes.
+    where
+        What the spacing belongs to (e.g. a file path), put in front of every message.
+    shape
+        The array's shape, named in the message when the number of values is wrong.
+
+    Returns
+    -------
+    tuple of float
+        One value per axis.
+
+    Raises
+    ------
+    SegDiceError
+        If the values are not numbers, their count is not ``ndim``, or one is not finite and > 0.
+
+    Examples
+    --------
+    >>> check_spacing("spacing", [2, 0.5], 2)
+    (2.0, 0.5)
+    >>> check_spacing("spacing", 0.8, 3)
+    (0.8, 0.8, 0.8)
+    """
+    prefix = f"{where}: " if where is not None else ""
+    if spacing is None:
+        return (1.0,) * ndim
+    if isinstance(spacing, torch.Tensor):
+        spacing = spacing.detach().cpu().numpy()
+    if isinstance(spacing, (int, float, np.integer, np.floating)) and not isinstance(spacing, bool):
+        values = [spacing] * ndim
+    else:
+        try:
+            values = list(np.asarray(spacing, dtype=np.float64).reshape(-1))
+        except (TypeError, ValueError):
+            raise SegDiceError(
+                f"{prefix}{name}: got {spacing!r}; expected {ndim} positive numbers in array axis order"
+            ) from None
+        if len(values) != ndim:
+            what = (
+                f"an array of shape {tuple(shape)}"
+                if shape is not None
+                else f"masks with {ndim} dimension(s)"
+            )
+            raise SegDiceError(
+                f"{prefix}{name}: got {len(values)} value(s) {tuple(float(v) for v in values)} for {what}; "
+                f"expected one per axis ({ndim} positive numbers in array axis order)"
+            )
+    for v in values:
+        if not (math.isfinite(float(v)) and float(v) > 0):
+            raise SegDiceError(
+                f"{prefix}{name}: got {tuple(float(v) for v in values)}; expected finite values > 0 "
+                "(voxel size per array axis)"
+            )
+    return tuple(float(v) for v in values)

@@ -201,7 +201,7 @@ def evaluate_command(
     Exit codes: 0 every case scored (or failures without --strict), 1 some cases failed with --strict,
     2 usage errors, 130 interrupted (computed rows are kept; rerun with --resume).
     """
-    from segdice.evaluate import evaluate
+    from segdice.evaluation import evaluate
 
     try:
         if labels.strip().lower() == "auto":

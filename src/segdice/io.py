@@ -46,7 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segdice._checks import SegDiceError, check_number, describe
+from segdice._checks import SegDiceError, check_number, check_spacing, describe
 
 __all__ = [
     "DEFAULT_MAX_VOXELS",
@@ -210,7 +210,7 @@ def read_mask(path: str | os.PathLike[str], *, max_voxels: int = DEFAULT_MAX_VOX
         raise SegDiceError(f"{path}: cannot read the file ({type(exc).__name__}: {exc})") from exc
     array = _as_label_map(array, path)
     if spacing is not None:
-        spacing = _check_spacing(spacing, array, path)
+        spacing = check_spacing("spacing", spacing, array.ndim, where=str(path), shape=array.shape)
     return Mask(array=array, spacing=spacing, path=path, geometry=geometry)
 
 
@@ -256,7 +256,7 @@ def save_mask(
         )
     array = _as_label_map(np.asarray(array), path)
     if spacing is not None:
-        spacing = _check_spacing(spacing, array, path)
+        spacing = check_spacing("spacing", spacing, array.ndim, where=str(path), shape=array.shape)
     if suffix in (".nii", ".nii.gz"):
         import nibabel as nib
 
@@ -814,15 +814,3 @@ def _smallest_int(array: np.ndarray) -> np.ndarray:
         if info.min <= lo and hi <= info.max:
             return array.astype(dtype)
     return array.astype(np.int64)
-
-
-def _check_spacing(spacing: Sequence[float], array: np.ndarray, path: Path) -> tuple[float, ...]:
-    values = tuple(float(s) for s in spacing)
-    if len(values) != array.ndim:
-        raise SegDiceError(
-            f"{path}: spacing {values} has {len(values)} value(s) for an array of shape {array.shape}; "
-            "expected one per axis"
-        )
-    if not all(np.isfinite(v) and v > 0 for v in values):
-        raise SegDiceError(f"{path}: spacing {values}; expected finite values > 0")
-    return values

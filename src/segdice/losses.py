@@ -19,13 +19,23 @@ Conventions shared by every loss (see ``docs/losses.md`` for the long form):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segdice._checks import REDUCTIONS, SegDiceError, check_choice, check_mode, check_number, describe
+from segdice._checks import (
+    REDUCTIONS,
+    SegDiceError,
+    check_choice,
+    check_distributed,
+    check_include_background,
+    check_mode,
+    check_number,
+    describe,
+)
 from segdice.stats import SoftStats, pool_soft_stats, soft_stats
 
 __all__ = [
@@ -50,20 +60,71 @@ ClassWeights = Sequence[float] | Tensor | None
 # ------------------------------------------------------------------------------------------------------
 
 
-def _check_common(mode, smooth, reduction, include_background, per_image, distributed) -> str:
+# One _validate_<loss>_args per loss: the module calls it in __init__ (errors at construction) and the
+# function at every call (so a setting changed on the module after construction is checked too).
+
+
+def _validate_common_args(mode, smooth, reduction, include_background, per_image, distributed) -> str:
+    """The checks of the arguments every loss shares; returns the mode."""
     mode = check_mode(mode)
     check_number("smooth", smooth, minimum=0.0)
     check_choice("reduction", reduction, REDUCTIONS)
-    if not include_background and mode != "multiclass":
-        raise SegDiceError(
-            f"include_background: got False in mode {mode!r}; expected True (only 'multiclass' has a background "
-            "channel to drop; in binary/multilabel every channel is a foreground)"
-        )
-    if distributed and per_image:
-        raise SegDiceError(
-            "distributed: got True with per_image=True; expected per_image=False (only batch statistics are "
-            "pooled over ranks)"
-        )
+    check_include_background(include_background, mode)
+    check_distributed(distributed, per_image)
+    return mode
+
+
+def _validate_overlap_args(mode, *, smooth, reduction, include_background, per_image, distributed) -> str:
+    """Dice and Jaccard losses: the shared arguments only."""
+    return _validate_common_args(mode, smooth, reduction, include_background, per_image, distributed)
+
+
+def _validate_tversky_args(
+    mode, *, alpha, beta, smooth, reduction, include_background, per_image, distributed
+) -> str:
+    check_number("alpha", alpha, minimum=0.0)
+    check_number("beta", beta, minimum=0.0)
+    return _validate_common_args(mode, smooth, reduction, include_background, per_image, distributed)
+
+
+def _validate_generalized_dice_args(
+    mode, *, weight, smooth, reduction, include_background, per_image, distributed
+) -> str:
+    check_choice("weight", weight, _GDL_WEIGHTS)
+    return _validate_common_args(mode, smooth, reduction, include_background, per_image, distributed)
+
+
+def _validate_dice_ce_args(
+    mode, *, loss, from_logits, dice_weight, ce_weight, label_smoothing, smooth, reduction, include_background,
+    per_image, distributed,
+) -> str:  # fmt: skip
+    """``loss``: the name the messages give (the function's or the module's)."""
+    _check_compound(from_logits, reduction, loss)
+    check_number("dice_weight", dice_weight, minimum=0.0)
+    check_number("ce_weight", ce_weight, minimum=0.0)
+    check_number("label_smoothing", label_smoothing, minimum=0.0, maximum=1.0, strict_max=True)
+    if dice_weight == 0 and ce_weight == 0:
+        raise SegDiceError("dice_weight and ce_weight: got both 0; expected at least one positive weight")
+    return _validate_common_args(mode, smooth, reduction, include_background, per_image, distributed)
+
+
+def _validate_dice_focal_args(
+    mode, *, loss, from_logits, gamma, alpha, dice_weight, focal_weight, smooth, reduction, include_background,
+    per_image, distributed,
+) -> str:  # fmt: skip
+    """``loss``: the name the messages give. A multiclass ``alpha`` is checked against the input's channel
+    count by :func:`_softmax_focal_alpha`, once the input is known."""
+    _check_compound(from_logits, reduction, loss)
+    check_number("gamma", gamma, minimum=0.0)
+    check_number("dice_weight", dice_weight, minimum=0.0)
+    check_number("focal_weight", focal_weight, minimum=0.0)
+    if dice_weight == 0 and focal_weight == 0:
+        raise SegDiceError("dice_weight and focal_weight: got both 0; expected at least one positive weight")
+    mode = _validate_common_args(mode, smooth, reduction, include_background, per_image, distributed)
+    if mode != "multiclass" and alpha is not None:
+        if not isinstance(alpha, (int, float)):
+            raise SegDiceError(f"alpha: got {alpha!r} in mode {mode!r}; expected a number in [0, 1] or None")
+        check_number("alpha", alpha, minimum=0.0, maximum=1.0)
     return mode
 
 
@@ -90,7 +151,7 @@ def _channels_stats(stats: SoftStats, include_background: bool) -> tuple[Tensor,
     return stats.tp[..., 1:], stats.pred[..., 1:], stats.target[..., 1:]
 
 
-def _ratio(num: Tensor, den: Tensor, smooth: float, den_nonnegative: bool = False) -> Tensor:
+def _smoothed_ratio(num: Tensor, den: Tensor, smooth: float, den_nonnegative: bool = False) -> Tensor:
     """``(num + s) / (den + s)``, with 0/0 defined as 1 (an empty class predicted empty is perfect).
 
     ``den_nonnegative``: ``den`` is a sum of non-negative terms (``P + G``), so with ``smooth > 0`` the
@@ -131,56 +192,13 @@ def _stats(input, target, mode, from_logits, squared, ignore_index, per_image, d
     return stats, pooled
 
 
-_PEER_NOTES = """
-    Formulas: ``I = sum(p g)``, ``P = sum(p)``, ``G = sum(g)`` per class over an image (``per_image=True``)
-    or the batch (``per_image=False``); float targets use ``I = (P + G - sum|p - g|) / 2``, which equals
-    ``sum(p g)`` on 0/1 targets and is minimised at ``p = g`` on soft ones; ``squared=True`` uses
-    ``sum(p**2)``, ``sum(g**2)`` and ``I = sum(p g)``. Statistics are summed in float32 for fp16/bf16 input.
-    ``ignore_index`` pixels are removed from ``I``, ``P`` and ``G`` after the activation.
-
-    Empty classes: a class absent from the target stays in the mean with loss ``P / (P + s)`` (0 when the
-    prediction is empty too); ``smooth=0`` with ``P + G = 0`` gives loss 0, never NaN.
-
-    Distributed (``distributed=True``, ``per_image=False``): the per-class sums are all-reduced over the
-    ranks before the ratio is formed, so every rank returns the global-batch loss. The all-reduce's backward
-    sums the incoming gradients over ranks, so a rank's logits gradient is ``world_size`` times its partial
-    derivative of the global loss; after DDP averages parameter gradients over ranks, they equal the
-    gradients of the global-batch loss computed in one process.
-
-    Arguments of other libraries for the same number (``C`` channels; ``w`` class weights):
-
-    ===========================  ==============================================  ===================================
-    library                      their call                                      ours
-    ===========================  ==============================================  ===================================
-    MONAI ``DiceLoss``           ``softmax=True, to_onehot_y=True, batch=False`` ``mode="multiclass", per_image=True``
-    MONAI                        ``batch=True``                                  ``per_image=False`` (our default)
-    MONAI                        ``sigmoid=True``                                ``mode="binary"``/``"multilabel"``
-    MONAI                        ``smooth_nr=s, smooth_dr=s``                    ``smooth=s`` (both 1e-5 by default)
-    MONAI                        ``squared_pred=True``                           ``squared=True``
-    MONAI                        ``jaccard=True`` (smoothing ``s``)              :class:`JaccardLoss` with ``smooth=s/2``
-    MONAI                        ``weight=w`` (multiplies, then mean over C)     ``class_weights=w`` gives
-                                                                                 ``MONAI * C / sum(w)``
-    MONAI                        ``soft_label=True``                             a float target (automatic)
-    smp ``DiceLoss``             ``mode, from_logits=True, smooth=0``            ``per_image=False, smooth=0`` (smp
-                                                                                 zeroes absent classes; we keep
-                                                                                 their ``P/(P+s)`` loss)
-    smp                          ``classes=[...]``                               ``include_background`` /
-                                                                                 ``class_weights`` with zeros
-    kornia ``dice_loss``         ``average="macro"``                             ``per_image=True``
-    nnU-Net                      ``MemoryEfficientSoftDiceLoss(batch_dice=True,  ``per_image=False,
-                                 do_bg=False)``, returns ``-dice``               include_background=False`` minus 1
-    nnU-Net                      ``DC_and_CE_loss``                              :class:`DiceCELoss` (+1 offset)
-    ===========================  ==============================================  ===================================
-"""
-
-
 # ------------------------------------------------------------------------------------------------------
 # Dice, Jaccard, Tversky
 # ------------------------------------------------------------------------------------------------------
 
 
 def _overlap_loss(
-    kind: str,
+    kind: str,  # "dice", "jaccard" or "tversky"; mode already validated
     input: Tensor,
     target: Tensor,
     mode: str,
@@ -199,19 +217,18 @@ def _overlap_loss(
     beta: float = 0.5,
     gamma: float | Sequence[float] | Tensor = 1.0,
 ) -> Tensor:
-    mode = _check_common(mode, smooth, reduction, include_background, per_image, distributed)
     _, pooled = _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed)
     w = _weights(class_weights, input.shape[1], input)
     if w is not None and not include_background:
         w = w[1:]
     tp, pred, tgt = _channels_stats(pooled, include_background)
     if kind == "dice":
-        values = _from_ratio(_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log)
+        values = _from_ratio(_smoothed_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log)
     elif kind == "jaccard":
-        values = _from_ratio(_ratio(tp, pred + tgt - tp, smooth), log)
+        values = _from_ratio(_smoothed_ratio(tp, pred + tgt - tp, smooth), log)
     else:
         fp, fn = pred - tp, tgt - tp
-        values = _from_ratio(_ratio(tp, tp + alpha * fp + beta * fn, smooth), log)
+        values = _from_ratio(_smoothed_ratio(tp, tp + alpha * fp + beta * fn, smooth), log)
         g = _gamma(gamma, tp.shape[-1], tp)
         if g is not None:
             # gamma per class, before the class mean (focal Tversky as in Abraham & Khan 2019)
@@ -294,7 +311,38 @@ def dice_loss(
 
     Notes
     -----
-    {notes}
+    Formulas: ``I = sum(p g)``, ``P = sum(p)``, ``G = sum(g)`` per class over an image (``per_image=True``)
+    or the batch (``per_image=False``); float targets use ``I = (P + G - sum|p - g|) / 2``, which equals
+    ``sum(p g)`` on 0/1 targets and is minimised at ``p = g`` on soft ones; ``squared=True`` uses
+    ``sum(p**2)``, ``sum(g**2)`` and ``I = sum(p g)``. Statistics are summed in float32 for fp16/bf16 input.
+    ``ignore_index`` pixels are removed from ``I``, ``P`` and ``G`` after the activation.
+
+    Empty classes: a class absent from the target stays in the mean with loss ``P / (P + s)`` (0 when the
+    prediction is empty too); ``smooth=0`` with ``P + G = 0`` gives loss 0, never NaN.
+
+    Distributed (``distributed=True``, ``per_image=False``): the per-class sums are all-reduced over the
+    ranks before the ratio is formed, so every rank returns the global-batch loss. The all-reduce's backward
+    sums the incoming gradients over ranks, so a rank's logits gradient is ``world_size`` times its partial
+    derivative of the global loss; after DDP averages parameter gradients over ranks, they equal the
+    gradients of the global-batch loss computed in one process.
+
+    Arguments of other libraries for the same number (``C`` channels; ``w`` class weights):
+
+    | library | their call | ours |
+    |---|---|---|
+    | MONAI ``DiceLoss`` | ``softmax=True, to_onehot_y=True, batch=False`` | ``mode="multiclass", per_image=True`` |
+    | MONAI | ``batch=True`` | ``per_image=False`` (our default) |
+    | MONAI | ``sigmoid=True`` | ``mode="binary"``/``"multilabel"`` |
+    | MONAI | ``smooth_nr=s, smooth_dr=s`` | ``smooth=s`` (both 1e-5 by default) |
+    | MONAI | ``squared_pred=True`` | ``squared=True`` |
+    | MONAI | ``jaccard=True`` (smoothing ``s``) | :class:`JaccardLoss` with ``smooth=s/2`` |
+    | MONAI | ``weight=w`` (multiplies, then mean over C) | ``class_weights=w`` gives ``MONAI * C / sum(w)`` |
+    | MONAI | ``soft_label=True`` | a float target (automatic) |
+    | smp ``DiceLoss`` | ``mode, from_logits=True, smooth=0`` | ``per_image=False, smooth=0`` (smp zeroes absent classes; we keep their ``P/(P+s)`` loss) |
+    | smp | ``classes=[...]`` | ``include_background`` / ``class_weights`` with zeros |
+    | kornia ``dice_loss`` | ``average="macro"`` | ``per_image=True`` |
+    | nnU-Net | ``MemoryEfficientSoftDiceLoss(batch_dice=True, do_bg=False)``, returns ``-dice`` | ``per_image=False, include_background=False`` minus 1 |
+    | nnU-Net | ``DC_and_CE_loss`` | :class:`DiceCELoss` (+1 offset) |
 
     Examples
     --------
@@ -305,6 +353,10 @@ def dice_loss(
     >>> dice_loss(logits, labels, "multiclass", per_image=True, reduction="none").shape
     torch.Size([1, 2])
     """
+    mode = _validate_overlap_args(
+        mode, smooth=smooth, reduction=reduction, include_background=include_background, per_image=per_image,
+        distributed=distributed,
+    )  # fmt: skip
     return _overlap_loss(
         "dice", input, target, mode, from_logits=from_logits, smooth=smooth, squared=squared,
         per_image=per_image, include_background=include_background, ignore_index=ignore_index,
@@ -358,6 +410,10 @@ class_weights, log, reduction, distributed
     >>> jaccard_loss(probs, labels, "multiclass", from_logits=False).item()
     0.0
     """
+    mode = _validate_overlap_args(
+        mode, smooth=smooth, reduction=reduction, include_background=include_background, per_image=per_image,
+        distributed=distributed,
+    )  # fmt: skip
     return _overlap_loss(
         "jaccard", input, target, mode, from_logits=from_logits, smooth=smooth, squared=squared,
         per_image=per_image, include_background=include_background, ignore_index=ignore_index,
@@ -427,8 +483,10 @@ class_weights, log, reduction, distributed
     >>> bool(fp_heavy > fn_heavy)
     True
     """
-    check_number("alpha", alpha, minimum=0.0)
-    check_number("beta", beta, minimum=0.0)
+    mode = _validate_tversky_args(
+        mode, alpha=alpha, beta=beta, smooth=smooth, reduction=reduction, include_background=include_background,
+        per_image=per_image, distributed=distributed,
+    )  # fmt: skip
     return _overlap_loss(
         "tversky", input, target, mode, from_logits=from_logits, smooth=smooth, squared=squared,
         per_image=per_image, include_background=include_background, ignore_index=ignore_index,
@@ -506,8 +564,10 @@ reduction, distributed
     >>> generalized_dice_loss(probs, labels, "multiclass", from_logits=False).item()
     0.0
     """
-    check_choice("weight", weight, _GDL_WEIGHTS)
-    mode = _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+    mode = _validate_generalized_dice_args(
+        mode, weight=weight, smooth=smooth, reduction=reduction, include_background=include_background,
+        per_image=per_image, distributed=distributed,
+    )  # fmt: skip
     _, pooled = _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed)
     cw = _weights(class_weights, input.shape[1], input)
     if cw is not None and not include_background:
@@ -517,7 +577,7 @@ reduction, distributed
     if cw is not None:
         w = w * cw.to(w.dtype)
         w = w / w.sum(-1, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny)
-    values = 1.0 - _ratio(2.0 * (w * tp).sum(-1), (w * (pred + tgt)).sum(-1), smooth)
+    values = 1.0 - _smoothed_ratio(2.0 * (w * tp).sum(-1), (w * (pred + tgt)).sum(-1), smooth)
     if reduction == "none":
         return values
     return values.mean() if reduction == "mean" else values.sum()
@@ -629,13 +689,11 @@ class_weights, log, distributed
     >>> round(dice_ce_loss(logits, labels, "multiclass").item(), 4)
     0.0049
     """
-    _check_compound(from_logits, reduction, "dice_ce_loss")
-    check_number("dice_weight", dice_weight, minimum=0.0)
-    check_number("ce_weight", ce_weight, minimum=0.0)
-    check_number("label_smoothing", label_smoothing, minimum=0.0, maximum=1.0, strict_max=True)
-    if dice_weight == 0 and ce_weight == 0:
-        raise SegDiceError("dice_weight and ce_weight: got both 0; expected at least one positive weight")
-    mode = _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+    mode = _validate_dice_ce_args(
+        mode, loss="dice_ce_loss", from_logits=from_logits, dice_weight=dice_weight, ce_weight=ce_weight,
+        label_smoothing=label_smoothing, smooth=smooth, reduction=reduction, include_background=include_background,
+        per_image=per_image, distributed=distributed,
+    )  # fmt: skip
     w_all = _weights(class_weights, input.shape[1], input)
     index_target = not target.is_floating_point() and tuple(target.shape) != tuple(input.shape)
     # The kernel fuses the CE for integer labels (softmax) and for binary/multilabel (sigmoid).
@@ -646,7 +704,9 @@ class_weights, log, distributed
     w_dice = w_all[1:] if (w_all is not None and not include_background) else w_all
     tp, pred, tgt = _channels_stats(pooled, include_background)
     dice = _reduce(
-        _from_ratio(_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log), reduction, w_dice
+        _from_ratio(_smoothed_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log),
+        reduction,
+        w_dice,
     )
     if fused:
         batch = pooled if not per_image else pool_soft_stats(stats, distributed=False)
@@ -778,71 +838,87 @@ class_weights, log, distributed
     >>> round(dice_focal_loss(logits, mask, "binary").item(), 4)
     0.0475
     """
-    _check_compound(from_logits, reduction, "dice_focal_loss")
-    check_number("gamma", gamma, minimum=0.0)
-    check_number("dice_weight", dice_weight, minimum=0.0)
-    check_number("focal_weight", focal_weight, minimum=0.0)
-    if dice_weight == 0 and focal_weight == 0:
-        raise SegDiceError("dice_weight and focal_weight: got both 0; expected at least one positive weight")
-    dice = dice_loss(
-        input, target, mode, from_logits=True, smooth=smooth, squared=squared, per_image=per_image,
+    mode = _validate_dice_focal_args(
+        mode, loss="dice_focal_loss", from_logits=from_logits, gamma=gamma, alpha=alpha, dice_weight=dice_weight,
+        focal_weight=focal_weight, smooth=smooth, reduction=reduction, include_background=include_background,
+        per_image=per_image, distributed=distributed,
+    )  # fmt: skip
+    class_alpha = _softmax_focal_alpha(alpha, input) if mode == "multiclass" else None
+    dice = _overlap_loss(
+        "dice", input, target, mode, from_logits=True, smooth=smooth, squared=squared, per_image=per_image,
         include_background=include_background, ignore_index=ignore_index, class_weights=class_weights,
         log=log, reduction=reduction, distributed=distributed,
     )  # fmt: skip
-    focal = _focal(input, target, mode, float(gamma), alpha, ignore_index, reduction)
-    return dice_weight * dice + focal_weight * focal
-
-
-def _focal(input, target, mode, gamma, alpha, ignore_index, reduction) -> Tensor:
     x = _upcast(input)
-    c = x.shape[1]
-    bshape = (1, c, *([1] * (x.ndim - 2)))
     if mode == "multiclass":
-        a = None
-        if alpha is not None:
-            a = torch.as_tensor(alpha, dtype=x.dtype, device=x.device)
-            if a.ndim != 1 or a.numel() != c or bool((a < 0).any()):
-                raise SegDiceError(
-                    f"alpha: got {describe(a)} in mode 'multiclass'; expected {c} non-negative weights, one per class"
-                )
-        logp = torch.log_softmax(x, 1)
-        if not target.is_floating_point() and target.shape != input.shape:
-            t = target.reshape(x.shape[0], 1, *x.shape[2:]).long()
-            valid = (t != ignore_index) if ignore_index is not None else None
-            t_safe = t.masked_fill(~valid, 0) if valid is not None else t
-            logpt = torch.gather(logp, 1, t_safe)
-            per = -((1.0 - logpt.exp()).clamp_min(0).pow(gamma)) * logpt
-            if a is not None:
-                per = per * a[t_safe]
-        else:
-            g = target.to(x.dtype)
-            valid = (target != ignore_index).all(1, keepdim=True) if ignore_index is not None else None
-            if valid is not None:
-                g = g.masked_fill(~valid, 0.0)
-            per = -(g * (1.0 - logp.exp()).clamp_min(0).pow(gamma) * logp)
-            if a is not None:
-                per = per * a.view(bshape)
-            per = per.sum(1, keepdim=True)
+        per, valid = _softmax_focal(x, target, float(gamma), class_alpha, ignore_index)
     else:
-        if alpha is not None and not isinstance(alpha, (int, float)):
-            raise SegDiceError(f"alpha: got {alpha!r} in mode {mode!r}; expected a number in [0, 1] or None")
-        if alpha is not None:
-            check_number("alpha", alpha, minimum=0.0, maximum=1.0)
-        t = target.reshape(x.shape)
-        valid = (t != ignore_index) if ignore_index is not None else None
-        g = t.to(x.dtype) if valid is None else t.to(x.dtype).masked_fill(~valid, 0.0)
-        bce = F.binary_cross_entropy_with_logits(x, g, reduction="none")
-        p = torch.sigmoid(x)
-        p_t = p * g + (1.0 - p) * (1.0 - g)
-        per = bce * (1.0 - p_t).clamp_min(0).pow(gamma)
-        if alpha is not None:
-            per = per * (alpha * g + (1.0 - alpha) * (1.0 - g))
+        per, valid = _sigmoid_focal(x, target, float(gamma), alpha, ignore_index)
+    return dice_weight * dice + focal_weight * _kept_mean(per, valid, reduction)
+
+
+def _kept_mean(per: Tensor, valid: Tensor | None, reduction: str) -> Tensor:
+    """The mean (or sum) of ``per`` over the kept elements (``valid``; None: all of them)."""
     if valid is not None:
         per = per * valid
     if reduction == "sum":
         return per.sum()
-    n = valid.sum() if valid is not None else torch.tensor(per.numel(), device=x.device)
+    n = valid.sum() if valid is not None else torch.tensor(per.numel(), device=per.device)
     return per.sum() / n.clamp_min(1)
+
+
+def _softmax_focal_alpha(alpha, input) -> Tensor | None:
+    """Multiclass ``alpha`` as a tensor of one non-negative weight per channel (checked before any work)."""
+    if alpha is None or not isinstance(input, Tensor) or not input.is_floating_point() or input.ndim < 2:
+        return None  # no weights, or an input that the Dice term's checks reject with their own message
+    x = _upcast(input)
+    c = x.shape[1]
+    a = torch.as_tensor(alpha, dtype=x.dtype, device=x.device)
+    if a.ndim != 1 or a.numel() != c or bool((a < 0).any()):
+        raise SegDiceError(
+            f"alpha: got {describe(a)} in mode 'multiclass'; expected {c} non-negative weights, one per class"
+        )
+    return a
+
+
+def _softmax_focal(
+    x: Tensor, target: Tensor, gamma: float, a: Tensor | None, ignore_index
+) -> tuple[Tensor, Tensor | None]:
+    """Per-pixel softmax focal loss ``[B, 1, *spatial]`` and the kept-pixel mask (None: all kept)."""
+    logp = torch.log_softmax(x, 1)
+    if not target.is_floating_point() and target.shape != x.shape:
+        t = target.reshape(x.shape[0], 1, *x.shape[2:]).long()
+        valid = (t != ignore_index) if ignore_index is not None else None
+        t_safe = t.masked_fill(~valid, 0) if valid is not None else t
+        logpt = torch.gather(logp, 1, t_safe)
+        per = -((1.0 - logpt.exp()).clamp_min(0).pow(gamma)) * logpt
+        if a is not None:
+            per = per * a[t_safe]
+        return per, valid
+    g = target.to(x.dtype)
+    valid = (target != ignore_index).all(1, keepdim=True) if ignore_index is not None else None
+    if valid is not None:
+        g = g.masked_fill(~valid, 0.0)
+    per = -(g * (1.0 - logp.exp()).clamp_min(0).pow(gamma) * logp)
+    if a is not None:
+        per = per * a.view(1, x.shape[1], *([1] * (x.ndim - 2)))
+    return per.sum(1, keepdim=True), valid
+
+
+def _sigmoid_focal(
+    x: Tensor, target: Tensor, gamma: float, alpha: float | None, ignore_index
+) -> tuple[Tensor, Tensor | None]:
+    """Per-element sigmoid focal loss (Lin et al.) of the input's shape and the kept-element mask."""
+    t = target.reshape(x.shape)
+    valid = (t != ignore_index) if ignore_index is not None else None
+    g = t.to(x.dtype) if valid is None else t.to(x.dtype).masked_fill(~valid, 0.0)
+    bce = F.binary_cross_entropy_with_logits(x, g, reduction="none")
+    p = torch.sigmoid(x)
+    p_t = p * g + (1.0 - p) * (1.0 - g)
+    per = bce * (1.0 - p_t).clamp_min(0).pow(gamma)
+    if alpha is not None:
+        per = per * (alpha * g + (1.0 - alpha) * (1.0 - g))
+    return per, valid
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -851,11 +927,16 @@ def _focal(input, target, mode, gamma, alpha, ignore_index, reduction) -> Tensor
 
 
 class _LossModule(nn.Module):
-    """Stores the arguments of a functional loss; ``class_weights`` is a buffer so ``.to(device)`` moves it."""
+    """A functional loss with its settings as plain attributes, which :meth:`forward` reads at every call.
 
-    _fn = staticmethod(dice_loss)
+    ``loss.smooth = 0.1`` therefore takes effect (and is validated by the function at the next call).
+    ``class_weights`` is a buffer, so ``.to(device)`` moves it.
+    """
 
-    def __init__(self, mode: str, class_weights: ClassWeights = None, **kwargs) -> None:
+    _fn: Callable[..., Tensor]  # the functional twin, set by each subclass
+    _settings: tuple[str, ...]  # the attributes forward passes to it, in repr order
+
+    def __init__(self, mode: str, class_weights: ClassWeights = None, **settings: Any) -> None:
         super().__init__()
         self.mode = check_mode(mode)
         if class_weights is not None:
@@ -863,14 +944,17 @@ class _LossModule(nn.Module):
             self.register_buffer("class_weights", w, persistent=False)
         else:
             self.class_weights = None
-        self._kwargs = kwargs
+        for name, value in settings.items():
+            setattr(self, name, value)
+        self._settings = tuple(settings)
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Compute the loss of ``input`` (logits ``[B, C, *spatial]``) against ``target``."""
-        return type(self)._fn(input, target, self.mode, class_weights=self.class_weights, **self._kwargs)
+        settings = {name: getattr(self, name) for name in self._settings}
+        return type(self)._fn(input, target, self.mode, class_weights=self.class_weights, **settings)
 
     def extra_repr(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._kwargs.items())
+        args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._settings)
         return f"mode={self.mode!r}, {args}"
 
 
@@ -904,7 +988,10 @@ class DiceLoss(_LossModule):
         reduction: str = "mean",
         distributed: bool = False,
     ) -> None:
-        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        _validate_overlap_args(
+            mode, smooth=smooth, reduction=reduction, include_background=include_background, per_image=per_image,
+            distributed=distributed,
+        )  # fmt: skip
         super().__init__(
             mode, class_weights, from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
             include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
@@ -938,7 +1025,10 @@ class JaccardLoss(_LossModule):
         reduction: str = "mean",
         distributed: bool = False,
     ) -> None:
-        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
+        _validate_overlap_args(
+            mode, smooth=smooth, reduction=reduction, include_background=include_background, per_image=per_image,
+            distributed=distributed,
+        )  # fmt: skip
         super().__init__(
             mode, class_weights, from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
             include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
@@ -976,9 +1066,10 @@ class TverskyLoss(_LossModule):
         reduction: str = "mean",
         distributed: bool = False,
     ) -> None:
-        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
-        check_number("alpha", alpha, minimum=0.0)
-        check_number("beta", beta, minimum=0.0)
+        _validate_tversky_args(
+            mode, alpha=alpha, beta=beta, smooth=smooth, reduction=reduction, include_background=include_background,
+            per_image=per_image, distributed=distributed,
+        )  # fmt: skip
         super().__init__(
             mode, class_weights, alpha=alpha, beta=beta, gamma=gamma, from_logits=from_logits, smooth=smooth,
             squared=squared, per_image=per_image, include_background=include_background,
@@ -1013,8 +1104,10 @@ class GeneralizedDiceLoss(_LossModule):
         reduction: str = "mean",
         distributed: bool = False,
     ) -> None:
-        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
-        check_choice("weight", weight, _GDL_WEIGHTS)
+        _validate_generalized_dice_args(
+            mode, weight=weight, smooth=smooth, reduction=reduction, include_background=include_background,
+            per_image=per_image, distributed=distributed,
+        )  # fmt: skip
         super().__init__(
             mode, class_weights, weight=weight, from_logits=from_logits, smooth=smooth, squared=squared,
             per_image=per_image, include_background=include_background, ignore_index=ignore_index,
@@ -1054,8 +1147,11 @@ class DiceCELoss(_LossModule):
         reduction: str = "mean",
         distributed: bool = False,
     ) -> None:
-        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
-        _check_compound(from_logits, reduction, "DiceCELoss")
+        _validate_dice_ce_args(
+            mode, loss="DiceCELoss", from_logits=from_logits, dice_weight=dice_weight, ce_weight=ce_weight,
+            label_smoothing=label_smoothing, smooth=smooth, reduction=reduction,
+            include_background=include_background, per_image=per_image, distributed=distributed,
+        )  # fmt: skip
         super().__init__(
             mode, class_weights, dice_weight=dice_weight, ce_weight=ce_weight, label_smoothing=label_smoothing,
             from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
@@ -1095,15 +1191,14 @@ class DiceFocalLoss(_LossModule):
         reduction: str = "mean",
         distributed: bool = False,
     ) -> None:
-        _check_common(mode, smooth, reduction, include_background, per_image, distributed)
-        _check_compound(from_logits, reduction, "DiceFocalLoss")
+        _validate_dice_focal_args(
+            mode, loss="DiceFocalLoss", from_logits=from_logits, gamma=gamma, alpha=alpha, dice_weight=dice_weight,
+            focal_weight=focal_weight, smooth=smooth, reduction=reduction, include_background=include_background,
+            per_image=per_image, distributed=distributed,
+        )  # fmt: skip
         super().__init__(
             mode, class_weights, gamma=gamma, alpha=alpha, dice_weight=dice_weight, focal_weight=focal_weight,
             from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
             include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
             distributed=distributed,
         )  # fmt: skip
-
-
-for _f in (dice_loss,):
-    _f.__doc__ = _f.__doc__.replace("{notes}", _PEER_NOTES.strip("\n").lstrip())

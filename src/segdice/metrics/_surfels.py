@@ -16,17 +16,12 @@ tables for every code and spacing (checked in the tests), which is what makes ou
 
 from __future__ import annotations
 
-import itertools
 import math
 from functools import lru_cache
 
 import numpy as np
 
 __all__ = ["code_measure_table", "corner_codes"]
-
-
-def _corners(ndim: int) -> list[tuple[int, ...]]:
-    return list(itertools.product((0, 1), repeat=ndim))
 
 
 def _bit(corner: tuple[int, ...]) -> int:

@@ -21,16 +21,16 @@ per image first and then the NaN-ignoring mean over images.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from segdice._checks import SegDiceError, check_choice, check_number
+from segdice._checks import check_choice, check_empty_value, check_number
+from segdice.metrics._formulas import AVERAGES, METRICS, class_average, ratio_from_counts
 from segdice.stats import confusion
 
 __all__ = [
     "AVERAGES",
+    "METRICS",
     "accuracy",
     "dice_score",
     "fbeta_score",
@@ -41,56 +41,7 @@ __all__ = [
     "specificity",
 ]
 
-AVERAGES: tuple[str, ...] = ("none", "macro", "micro", "weighted")
-METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy", "fbeta")
-
 Array = torch.Tensor | np.ndarray
-
-
-def _check_empty_value(empty_value: float) -> float:
-    if isinstance(empty_value, bool) or not isinstance(empty_value, (int, float, np.integer, np.floating)):
-        raise SegDiceError(
-            f"empty_value: got {empty_value!r} ({type(empty_value).__name__}); expected float('nan'), 0 or 1"
-        )
-    value = float(empty_value)
-    if not math.isnan(value) and not 0.0 <= value <= 1.0:
-        raise SegDiceError(
-            f"empty_value: got {empty_value!r}; expected NaN or a value in [0, 1] (usually 0 or 1)"
-        )
-    return value
-
-
-def _ratio(
-    metric: str,
-    tp: torch.Tensor,
-    fp: torch.Tensor,
-    fn: torch.Tensor,
-    tn: torch.Tensor,
-    empty_value: float,
-    beta: float,
-) -> torch.Tensor:
-    tp, fp, fn, tn = (t.to(torch.float64) for t in (tp, fp, fn, tn))
-    if metric == "dice":
-        num, den = 2 * tp, 2 * tp + fp + fn
-    elif metric == "iou":
-        num, den = tp, tp + fp + fn
-    elif metric == "precision":
-        num, den = tp, tp + fp
-    elif metric == "recall":
-        num, den = tp, tp + fn
-    elif metric == "fbeta":
-        b2 = beta * beta
-        num, den = (1 + b2) * tp, (1 + b2) * tp + b2 * fn + fp
-    elif metric == "specificity":
-        num, den = tn, tn + fp
-    else:  # accuracy
-        num, den = tp + tn, tp + fp + fn + tn
-    defined = den > 0
-    value = torch.where(defined, num / torch.where(defined, den, torch.ones_like(den)), torch.zeros_like(den))
-    empty = (tp + fp + fn) == 0
-    if metric == "specificity":
-        empty |= (tn + fp + fn) == 0
-    return value.masked_fill(empty, empty_value)
 
 
 def score_from_counts(
@@ -143,42 +94,17 @@ def score_from_counts(
     """
     check_choice("metric", metric, METRICS)
     check_choice("average", average, AVERAGES)
-    empty_value = _check_empty_value(empty_value)
+    empty_value = check_empty_value(empty_value)
     check_number("beta", beta, minimum=0)
     if average == "none":
-        return _ratio(metric, tp, fp, fn, tn, empty_value, beta)
-    value = _class_average(metric, tp, fp, fn, tn, empty_value, beta, average)
+        return ratio_from_counts(metric, tp, fp, fn, tn, empty_value, beta)
+    value = class_average(metric, tp, fp, fn, tn, empty_value, beta, average)
     if value.ndim:
         value = torch.nanmean(value, dim=0)
     return value
 
 
-def _class_average(
-    metric: str,
-    tp: torch.Tensor,
-    fp: torch.Tensor,
-    fn: torch.Tensor,
-    tn: torch.Tensor,
-    empty_value: float,
-    beta: float,
-    average: str,
-) -> torch.Tensor:
-    """Average over the last (class) axis: ``[..., C]`` -> ``[...]``."""
-    if average == "micro":
-        pooled = [t.sum(-1, keepdim=True) for t in (tp, fp, fn, tn)]
-        return _ratio(metric, *pooled, empty_value, beta)[..., 0]
-    per_class = _ratio(metric, tp, fp, fn, tn, empty_value, beta)
-    if average == "macro":
-        return torch.nanmean(per_class, dim=-1)
-    # weighted by the support, the target voxel count of each class; NaN classes carry no weight
-    known = ~torch.isnan(per_class)
-    weight = torch.where(known, (tp + fn).to(torch.float64), torch.zeros_like(per_class))
-    total = weight.sum(-1)
-    weighted = (torch.where(known, per_class, torch.zeros_like(per_class)) * weight).sum(-1)
-    return torch.where(total > 0, weighted / torch.where(total > 0, total, 1.0), math.nan)
-
-
-def _metric(
+def _score_arrays(
     name: str,
     pred: Array,
     target: Array,
@@ -193,7 +119,7 @@ def _metric(
     beta: float = 1.0,
 ) -> torch.Tensor:
     check_choice("average", average, AVERAGES)
-    empty_value = _check_empty_value(empty_value)
+    empty_value = check_empty_value(empty_value)
     check_number("beta", beta, minimum=0)
     tp, fp, fn, tn = confusion(
         pred,
@@ -271,7 +197,7 @@ def dice_score(
     >>> float(dice_score(pred, target, num_classes=2)[0, 1])
     0.0
     """
-    return _metric(
+    return _score_arrays(
         "dice",
         pred,
         target,
@@ -320,7 +246,7 @@ def iou_score(
     >>> iou_score(np.array([[0, 1, 1, 1]]), np.array([[0, 0, 1, 1]]), num_classes=2).tolist()
     [[0.5, 0.6666666666666666]]
     """
-    return _metric(
+    return _score_arrays(
         "iou",
         pred,
         target,
@@ -372,7 +298,7 @@ def precision(
     >>> precision(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]), mode="binary").tolist()
     [[0.5]]
     """
-    return _metric(
+    return _score_arrays(
         "precision",
         pred,
         target,
@@ -424,7 +350,7 @@ def recall(
     >>> recall(torch.tensor([[1, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0]]), mode="binary").tolist()
     [[0.5]]
     """
-    return _metric(
+    return _score_arrays(
         "recall",
         pred,
         target,
@@ -476,7 +402,7 @@ def specificity(
     >>> specificity(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]), mode="binary").tolist()
     [[0.6666666666666666]]
     """
-    return _metric(
+    return _score_arrays(
         "specificity",
         pred,
         target,
@@ -528,7 +454,7 @@ def accuracy(
     >>> accuracy(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[1, 0, 0, 0]]), mode="binary").tolist()
     [[0.75]]
     """
-    return _metric(
+    return _score_arrays(
         "accuracy",
         pred,
         target,
@@ -583,7 +509,7 @@ def fbeta_score(
     >>> fbeta_score(pred, target, mode="binary", beta=2.0).tolist()
     [[0.8333333333333334]]
     """
-    return _metric(
+    return _score_arrays(
         "fbeta",
         pred,
         target,

@@ -21,9 +21,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from segdice._checks import SegDiceError, check_choice, check_mode, check_number
-from segdice.metrics.overlap import METRICS, _check_empty_value, _class_average, _ratio, score_from_counts
-from segdice.stats import _check_ignore_index, confusion
+from segdice._checks import (
+    SegDiceError,
+    check_choice,
+    check_empty_value,
+    check_ignore_index,
+    check_mode,
+    check_number,
+)
+from segdice.metrics._formulas import METRICS, class_average, ratio_from_counts
+from segdice.metrics.overlap import score_from_counts
+from segdice.stats import confusion
 
 __all__ = ["SegmentationMetrics"]
 
@@ -115,8 +123,8 @@ class SegmentationMetrics:
                 f"include_background=False: only meaningful in mode='multiclass'; got mode={mode!r}"
             )
         self.include_background = include_background
-        self.ignore_index = _check_ignore_index(ignore_index)
-        self.empty_value = _check_empty_value(empty_value)
+        self.ignore_index = check_ignore_index(ignore_index)
+        self.empty_value = check_empty_value(empty_value)
         check_number("beta", beta, minimum=0)
         self.beta = float(beta)
         first = 0 if include_background else 1
@@ -223,10 +231,10 @@ class SegmentationMetrics:
         self._counts += torch.stack([tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)])
         self._n_images += tp.shape[0]
         for i, name in enumerate(self.metrics):
-            per_class = _ratio(name, tp, fp, fn, tn, self.empty_value, self.beta)
+            per_class = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta)
             self._accumulate(per_class, self._sum[i], self._n[:, i])
             per_image = torch.stack(
-                [_class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, avg) for avg in _AVERAGES],
+                [class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, avg) for avg in _AVERAGES],
                 1,
             )
             self._accumulate(per_image, self._agg_sum[i], self._agg_n[:, i])
@@ -319,7 +327,7 @@ class SegmentationMetrics:
         sums, agg_sums = self._sum.cpu(), self._agg_sum.cpu()
         result: dict[str, Any] = {}
         for i, name in enumerate(self.metrics):
-            pooled = _ratio(name, tp, fp, fn, tn, self.empty_value, self.beta)
+            pooled = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta)
             entry: dict[str, Any] = {"per_class": {}}
             for c, cname in enumerate(self.class_names):
                 entry["per_class"][cname] = {
@@ -348,7 +356,7 @@ class SegmentationMetrics:
                 else torch.zeros(0, 4, len(self.class_names), dtype=torch.int64)
             )
             result["per_case"] = {
-                name: _ratio(
+                name: ratio_from_counts(
                     name, cases[:, 0], cases[:, 1], cases[:, 2], cases[:, 3], self.empty_value, self.beta
                 )
                 for name in self.metrics

@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from segdice._checks import SegDiceError, check_number, describe
+from segdice._arrays import to_numpy
+from segdice._checks import SegDiceError, check_number, check_spacing, describe
 from segdice.metrics._distances import nearest_distances, pad_width, within_tolerance
 from segdice.metrics._surfels import code_measure_table, corner_codes
 
@@ -64,16 +65,8 @@ _PERCENTILE_NAME = re.compile(r"^hd(\d+(?:\.\d+)?)$")
 # --- input handling -----------------------------------------------------------------------------
 
 
-def _to_numpy(name: str, x: Any) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    raise SegDiceError(f"{name}: got {describe(x)}; expected a NumPy array or a torch tensor")
-
-
 def _check_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
-    p, t = _to_numpy("pred", pred), _to_numpy("target", target)
+    p, t = to_numpy("pred", pred), to_numpy("target", target)
     if p.shape != t.shape:
         raise SegDiceError(
             f"pred and target must have the same shape: got pred {p.shape} and target {t.shape}"
@@ -105,34 +98,6 @@ def _as_labels(name: str, x: np.ndarray) -> np.ndarray:
             raise SegDiceError(f"{name}: got {describe(x)}; expected a label map with integer values")
         return x.astype(np.int64)
     raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected an integer label map or a mask")
-
-
-def _check_spacing(spacing: Any, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, torch.Tensor):
-        spacing = spacing.detach().cpu().numpy()
-    if isinstance(spacing, (int, float, np.integer, np.floating)) and not isinstance(spacing, bool):
-        values = [spacing] * ndim
-    else:
-        try:
-            values = list(np.asarray(spacing, dtype=np.float64).reshape(-1))
-        except (TypeError, ValueError):
-            raise SegDiceError(
-                f"spacing: got {spacing!r}; expected {ndim} positive numbers in array axis order"
-            ) from None
-        if len(values) != ndim:
-            raise SegDiceError(
-                f"spacing: got {len(values)} value(s) {tuple(float(v) for v in values)} for masks with "
-                f"{ndim} dimension(s); expected {ndim} positive numbers in array axis order"
-            )
-    for v in values:
-        if not (math.isfinite(float(v)) and float(v) > 0):
-            raise SegDiceError(
-                f"spacing: got {tuple(float(v) for v in values)}; expected finite values > 0 "
-                "(voxel size per array axis)"
-            )
-    return tuple(float(v) for v in values)
 
 
 def _worst_case(worst_case: Any, shape: tuple[int, ...], spacing: tuple[float, ...]) -> float:
@@ -237,7 +202,7 @@ def _directed_stat(d: np.ndarray, percentile: float | None) -> float:
     return float(d.max()) if percentile is None else float(np.percentile(d, percentile))
 
 
-def _metric(name: str, pair: _Pair, tolerance: float) -> float:
+def _pair_metric(name: str, pair: _Pair, tolerance: float) -> float:
     if name == "nsd":
         return pair.surface_dice(tolerance)
     d_pt, d_tp = pair.distances()
@@ -251,7 +216,7 @@ def _metric(name: str, pair: _Pair, tolerance: float) -> float:
 
 def _prepare_binary(pred: Any, target: Any, spacing: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     p, t = _check_pair(pred, target)
-    return _as_binary("pred", p), _as_binary("target", t), _check_spacing(spacing, p.ndim)
+    return _as_binary("pred", p), _as_binary("target", t), check_spacing("spacing", spacing, p.ndim)
 
 
 def _empty_value(p: np.ndarray, t: np.ndarray, worst: float) -> float | None:
@@ -379,7 +344,7 @@ def average_surface_distance(
     pair = _pair_from_masks(p, t, spc)
     if not symmetric:
         return float(pair.distances()[0].mean())
-    return _metric("assd", pair, 0.0)
+    return _pair_metric("assd", pair, 0.0)
 
 
 def mean_average_surface_distance(
@@ -424,7 +389,7 @@ def mean_average_surface_distance(
     empty = _empty_value(p, t, _worst_case(worst_case, p.shape, spc))
     if empty is not None:
         return empty
-    return _metric("masd", _pair_from_masks(p, t, spc), 0.0)
+    return _pair_metric("masd", _pair_from_masks(p, t, spc), 0.0)
 
 
 def surface_distances(
@@ -704,7 +669,7 @@ def boundary_metrics(
     """
     p, t = _check_pair(pred, target)
     p, t = _as_labels("pred", p), _as_labels("target", t)
-    spc = _check_spacing(spacing, p.ndim)
+    spc = check_spacing("spacing", spacing, p.ndim)
     names = _check_metrics(metrics)
     tol = float(check_number("nsd_tolerance", nsd_tolerance, minimum=0))
     if "nsd" in names and p.ndim not in (2, 3):
@@ -732,5 +697,5 @@ def boundary_metrics(
         pair = _Pair(
             _padded(_member_mask(p[box], members), pad), _padded(_member_mask(t[box], members), pad), spc
         )
-        results[key] = {n: _metric(n, pair, tol) for n in names}
+        results[key] = {n: _pair_metric(n, pair, tol) for n in names}
     return results

@@ -17,7 +17,7 @@ import numpy as np
 from segdice.report import plots
 
 if TYPE_CHECKING:
-    from segdice.evaluate import EvaluationResult
+    from segdice.evaluation import EvaluationResult
 
 __all__ = ["render_report", "write_report"]
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from contextlib import AbstractContextManager, nullcontext
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -31,9 +32,19 @@ __all__ = ["all_reduce_sum", "dense_stats", "index_stats", "is_hard_target", "si
 # stays a handful of small-op launches per slab.
 _N_SLABS = 8
 _MIN_SLAB = 1 << 19  # below ~2 MiB per slab the launch overhead outweighs the memory saved
-# The sigmoid/hard-target kernel converts integer targets into one reused slab buffer, so smaller slabs
+# The sigmoid_hard kernel converts integer targets into one reused slab buffer, so smaller slabs
 # mean fewer fresh pages per call; its passes are few, so 1 MiB slabs still cost little in launches.
-_MIN_LEAN_SLAB = 1 << 18
+_MIN_SIGMOID_HARD_SLAB = 1 << 18
+
+
+class _KernelCfg(NamedTuple):
+    """The non-tensor arguments of a kernel call, kept on ``ctx`` for the backward."""
+
+    activation: str  # "softmax", "sigmoid" or "none"
+    squared: bool
+    ignore_index: float | None
+    with_nll: bool
+    soft: bool = False  # dense kernel only: a float target takes the semimetric intersection
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -91,7 +102,7 @@ class _IndexStats(torch.autograd.Function):
             )
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)  # unused outputs give None: their gradient terms are skipped
-        ctx.cfg = (activation, squared, ignore_index, with_nll)
+        ctx.cfg = _KernelCfg(activation, squared, ignore_index, with_nll)
         # Kept as attributes, not saved tensors: backward overwrites p in place (it becomes the gradient).
         ctx.p, ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored = p, pt, t_safe, t_dump, ignored
         ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "softmax"))
@@ -101,7 +112,7 @@ class _IndexStats(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
-        activation, squared, ignore_index, with_nll = ctx.cfg
+        activation, squared, ignore_index, with_nll, _ = ctx.cfg
         with _no_autocast(x):
             acc = _acc_dtype(x)
             if ctx.p is None:  # a second backward (retain_graph=True): the first one consumed the buffer
@@ -165,7 +176,6 @@ def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor |
 def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
     p = state.pop("p")
     pt = state.pop("pt")
-    c = p.shape[1]
     q = g_p.to(p.dtype) if g_p is not None else None
     # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
     r = _gather_table(g_i, t_dump, p)
@@ -176,61 +186,73 @@ def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, s
         e_t = _gather_table(g_n, t_dump, p)
         r = e_t.neg_() if r is None else r.sub_(e_t)
         del e_t
-
     if activation == "softmax":
-        # d/dz_c = p_c * (h_c - s) + [c == t] * r with h_c = q_c (or 2 q_c p_c) and s = sum_c p_c h_c + r.
-        if q is not None and not squared:
-            s = (
-                torch.bmm(q.unsqueeze(1), p)
-                if r is None
-                else torch.baddbmm(r.unsqueeze(1), q.unsqueeze(1), p)
-            )
-            s = s.squeeze(1)
-        else:
-            s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
-            if q is not None:
-                sq = torch.empty_like(s)
-                for k in range(c):
-                    torch.mul(p[:, k], p[:, k], out=sq)
-                    s.addcmul_(sq, q[:, k : k + 1], value=2.0)
-                del sq
-        # r is not kept: after the loop sum_c p_c (h_c - s) = sum_c p_c h_c - s = -r (softmax rows sum to 1,
-        # ignored pixels are 0), so it is recovered from the gradient itself and never coexists with the
-        # group buffer. Two channel groups (C >= 4): each op is a parallel region, and their count dominates
-        # when other processes contend for the cores; the buffer stays at most half the logits.
+        s = _softmax_shift(p, q, r, squared)
+        # r is not kept: after _softmax_grad_, sum_c p_c (h_c - s) = sum_c p_c h_c - s = -r (softmax rows
+        # sum to 1, ignored pixels are 0), so it is recovered from the gradient itself and never coexists
+        # with the group buffer.
         has_r = r is not None
         del r
-        gsize = -(-c // 2) if c >= 4 else 1
-        s3 = s.unsqueeze(1)
-        buf = torch.empty(p.shape[0], gsize, p.shape[2], dtype=p.dtype, device=p.device)
-        for k0 in range(0, c, gsize):
-            pg = p[:, k0 : k0 + gsize]
-            bg = buf[:, : pg.shape[1]]
-            qg = q[:, k0 : k0 + gsize].unsqueeze(2) if q is not None else None
-            if qg is None:
-                torch.neg(s3.expand_as(bg), out=bg)
-            elif squared:
-                torch.mul(pg, 2.0 * qg, out=bg).sub_(s3)
-            else:
-                torch.sub(qg, s3, out=bg)
-            pg.mul_(bg)
-        del buf, s, s3
-        r = p.sum(1).neg_() if has_r else None
-        grad = p
+        grad = _softmax_grad_(p, q, s, squared)
+        del s
+        r = grad.sum(1).neg_() if has_r else None
     else:
-        # Probabilities given: d/dp_c = h_c + [c == t] * a_t, zero at ignored pixels.
-        if q is None:
-            p.zero_()
-        elif squared:
-            p.mul_(2.0 * q.unsqueeze(2))
-        else:
-            p.copy_(q.unsqueeze(2).expand_as(p))
-        if ignored is not None:
-            p.masked_fill_(ignored.unsqueeze(1), 0.0)
-        grad = p
+        grad = _prob_grad_(p, q, ignored, squared)
     if r is not None:
         grad.scatter_add_(1, t_safe.unsqueeze(1), r.unsqueeze(1))
     return grad
+
+
+def _softmax_shift(p: Tensor, q: Tensor | None, r: Tensor | None, squared: bool) -> Tensor:
+    """``s = sum_c p_c h_c + r`` per pixel, ``[B, N]``, with ``h_c = q_c`` (or ``2 q_c p_c`` when squared)."""
+    if q is not None and not squared:
+        s = torch.bmm(q.unsqueeze(1), p) if r is None else torch.baddbmm(r.unsqueeze(1), q.unsqueeze(1), p)
+        return s.squeeze(1)
+    s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
+    if q is not None:
+        sq = torch.empty_like(s)
+        for k in range(p.shape[1]):
+            torch.mul(p[:, k], p[:, k], out=sq)
+            s.addcmul_(sq, q[:, k : k + 1], value=2.0)
+    return s
+
+
+def _softmax_grad_(p: Tensor, q: Tensor | None, s: Tensor, squared: bool) -> Tensor:
+    """Overwrite the softmax probabilities ``p`` with ``p_c * (h_c - s)``: the gradient less its target term.
+
+    The softmax gradient is ``d/dz_c = p_c * (h_c - s) + [c == t] * r``; the caller adds the last term.
+    Two channel groups (C >= 4): each op is a parallel region, and their count dominates when other
+    processes contend for the cores; the buffer stays at most half the logits.
+    """
+    c = p.shape[1]
+    gsize = -(-c // 2) if c >= 4 else 1
+    s3 = s.unsqueeze(1)
+    buf = torch.empty(p.shape[0], gsize, p.shape[2], dtype=p.dtype, device=p.device)
+    for k0 in range(0, c, gsize):
+        pg = p[:, k0 : k0 + gsize]
+        bg = buf[:, : pg.shape[1]]
+        qg = q[:, k0 : k0 + gsize].unsqueeze(2) if q is not None else None
+        if qg is None:
+            torch.neg(s3.expand_as(bg), out=bg)
+        elif squared:
+            torch.mul(pg, 2.0 * qg, out=bg).sub_(s3)
+        else:
+            torch.sub(qg, s3, out=bg)
+        pg.mul_(bg)
+    return p
+
+
+def _prob_grad_(p: Tensor, q: Tensor | None, ignored: Tensor | None, squared: bool) -> Tensor:
+    """Probabilities given: overwrite ``p`` with ``d/dp_c = h_c``, zero at ignored pixels (no target term)."""
+    if q is None:
+        p.zero_()
+    elif squared:
+        p.mul_(2.0 * q.unsqueeze(2))
+    else:
+        p.copy_(q.unsqueeze(2).expand_as(p))
+    if ignored is not None:
+        p.masked_fill_(ignored.unsqueeze(1), 0.0)
+    return p
 
 
 def index_stats(
@@ -275,7 +297,7 @@ class _DenseStats(torch.autograd.Function):
             stats = _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
-        ctx.cfg = (activation, squared, ignore_index, with_nll, soft)
+        ctx.cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft)
         ctx.p = p
         ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "sigmoid"))
         return stats
@@ -404,12 +426,12 @@ def dense_stats(
 
 
 # --------------------------------------------------------------------------------------------------------
-# sigmoid against a hard 0/1 target (binary/multilabel Dice): the lean path
+# sigmoid against a hard 0/1 target (binary/multilabel Dice): the sigmoid_hard kernel
 # --------------------------------------------------------------------------------------------------------
 #
 # Per element the gradient is sigma'(x) (q + a g) with q = dL/dP, a = dL/dI per (image, channel). The dense
 # kernel above builds that from per-slab temporaries; here the work is a few fused passes:
-#   forward   p = sigmoid(x) (the one kept buffer), P = sum p, G = sum g, I = einsum(p, g)
+#   forward   p = sigmoid(x) (the one kept buffer), P = sum p, G = sum g, I = sum(p * g) by _rowdot (bmm)
 #   backward  p <- q p (1 - p) (aten's sigmoid_backward, in place), then p <- p + (a / q) p g (addcmul_)
 # A float target costs no temporary at all; an integer target is converted slab by slab (a mixed-dtype
 # op would convert the whole tensor in a hidden temporary), so the peak stays ~1.5x the logits.
@@ -434,7 +456,7 @@ def _float_slabs(t: Tensor, like: Tensor, *, split: bool = False):
     if t.dtype == like.dtype and not split:
         yield (slice(0, b), slice(0, n)), t
         return
-    slabs = _slabs(b, c, n, min_slab=_MIN_LEAN_SLAB)
+    slabs = _slabs(b, c, n, min_slab=_MIN_SIGMOID_HARD_SLAB)
     if t.dtype == like.dtype:
         for bs, ns in slabs:
             yield (bs, ns), t[bs, :, ns]

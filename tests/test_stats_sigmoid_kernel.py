@@ -1,4 +1,4 @@
-"""The lean sigmoid kernel (binary/multilabel logits against hard 0/1 targets) against a float64 autograd
+"""The sigmoid_hard kernel (binary/multilabel logits against hard 0/1 targets) against a float64 autograd
 reference written here: values, gradients, every backward branch, slabs, validation and peak memory."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from segdice import SegDiceError, dice_loss, jaccard_loss, tversky_loss
-from segdice._soft import _MIN_LEAN_SLAB, is_hard_target, sigmoid_hard_stats
 from segdice.stats import soft_stats
+from segdice.stats._kernels import _MIN_SIGMOID_HARD_SLAB, is_hard_target, sigmoid_hard_stats
 
 
 def reference_dice(x, g, per_image, smooth=1e-5):
@@ -139,7 +139,7 @@ def test_integer_target_out_of_range_names_the_values(bad):
     # The bad value sits in the last slab: the check covers every slab of the converted copy.
     x, g = case((12, 1, 256, 256), torch.int64, seed=6)
     g[-1, 0, -1, -1] = bad
-    assert g.numel() > 2 * _MIN_LEAN_SLAB
+    assert g.numel() > 2 * _MIN_SIGMOID_HARD_SLAB
     with pytest.raises(SegDiceError, match=rf"target: .*int64.*values in \[{min(bad, 0)}, {max(bad, 1)}\]"):
         dice_loss(x, g, "binary")
 

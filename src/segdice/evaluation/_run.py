@@ -1,9 +1,4 @@
-"""Score folders of predicted masks against ground truth: pairing, workers, aggregation, reports.
-
-Data flows one way: files -> :mod:`segdice.io` -> :mod:`segdice.metrics` (in worker processes, one
-case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.json`` and
-``report.html``. See :func:`evaluate`.
-"""
+"""The body of :func:`segdice.evaluation.evaluate`: options, pairing, labels, scoring, summary, outputs."""
 
 from __future__ import annotations
 
@@ -18,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from segdice._checks import SegDiceError, check_number
-from segdice._pairing import CasePair, pair_cases
-from segdice._scoring import (
+from segdice._version import __version__
+from segdice.evaluation._pairing import CasePair, pair_cases
+from segdice.evaluation._scoring import (
     BOUNDARY_METRICS,
     OVERLAP_METRICS,
     Item,
@@ -28,8 +24,7 @@ from segdice._scoring import (
     gt_label_set,
     score_case,
 )
-from segdice._summary import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, summarize_rows
-from segdice._version import __version__
+from segdice.evaluation._summary import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, summarize_rows
 from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "EvaluationResult", "evaluate"]
@@ -168,7 +163,7 @@ def _executor(workers: int, n_tasks: int) -> Iterator[ProcessPoolExecutor | None
     if "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         # SciPy's ndimage and spatial are imported lazily by the boundary metrics: preload them too
-        context.set_forkserver_preload(["segdice._scoring", "scipy.ndimage", "scipy.spatial"])
+        context.set_forkserver_preload(["segdice.evaluation._scoring", "scipy.ndimage", "scipy.spatial"])
     else:
         context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(

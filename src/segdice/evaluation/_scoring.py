@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from segdice._checks import SegDiceError
-from segdice._pairing import CasePair
+from segdice.evaluation._pairing import CasePair
 from segdice.io import read_mask
 
 __all__ = [

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from segdice._demo.data import SyntheticSlices
-from segdice._demo.model import TinyUNet
+from segdice.demo._data import SyntheticSlices
+from segdice.demo._model import TinyUNet
 
 __all__ = ["History", "TrainConfig", "predict", "train_model"]
 

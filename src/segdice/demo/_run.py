@@ -1,18 +1,4 @@
-"""``segdice demo``: on imbalanced segmentation, pixel accuracy lies and Dice tells the truth.
-
-The demo generates a deterministic synthetic dataset of MRI-like slices whose small lesions cover 0.1-1%
-of the pixels, trains a tiny U-Net on the CPU with cross-entropy, :class:`segdice.DiceLoss` and
-:class:`segdice.DiceCELoss`, scores them and the trivial "all background" predictor with segdice's
-metrics, and writes a report folder: ``results.json``, PNG plots and the HTML report of
-:func:`segdice.evaluate` for the best model's validation predictions.
-
-Only the loss differs between the trained models: same initial weights, same batches, same schedule.
-With PyTorch's default initialisation and this short budget, cross-entropy (a mean over pixels that are
-99.7% background) typically settles on "background everywhere" and scores like the trivial predictor,
-while both Dice-based losses find most lesions. Cross-entropy is not hopeless: in our trials, initialising
-the output bias to the lesion prior (as the focal-loss paper does) let it find lesions too. The demo keeps
-the default initialisation because that is what a newcomer's first model uses.
-"""
+"""The body of :func:`segdice.demo.run_demo`: check the configuration, train, score, write the report."""
 
 from __future__ import annotations
 
@@ -30,18 +16,18 @@ import numpy as np
 import torch
 
 from segdice._checks import SegDiceError, check_number, describe
-from segdice._demo.data import SyntheticSlices, make_synthetic_dataset
-from segdice._demo.plots import pick_examples, plot_examples, plot_training_curves
-from segdice._demo.runtime import Progress, check_device, reproducible
-from segdice._demo.scoring import COLUMNS, score_predictions, validation_scores
-from segdice._demo.summary import demo_story, demo_table
-from segdice._demo.training import TrainConfig, predict, train_model
 from segdice._version import __version__
+from segdice.demo._data import SyntheticSlices, make_synthetic_dataset
+from segdice.demo._plots import pick_examples, plot_examples, plot_training_curves
+from segdice.demo._runtime import Progress, check_device, reproducible
+from segdice.demo._scores import COLUMNS, score_predictions, validation_scores
+from segdice.demo._training import TrainConfig, predict, train_model
+from segdice.evaluation import evaluate
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["DemoConfig", "DemoResult", "demo_story", "demo_table", "run_demo"]
+__all__ = ["DemoConfig", "DemoResult", "run_demo"]
 
 
 @dataclass(frozen=True)
@@ -316,8 +302,6 @@ def _write_report(
     best: str,
     trivial: dict[str, Any],
 ) -> dict[str, Path]:
-    from segdice import evaluate
-
     names = {key: METHODS[key][0] for key in predictions}
     files = {
         "training_curves": plot_training_curves(

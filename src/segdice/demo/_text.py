@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from segdice._demo.scoring import COLUMNS
+from segdice.demo._scores import COLUMNS
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -1,0 +1,350 @@
+"""Soft overlap statistics for the losses: validation, then dispatch to the fused kernels.
+
+Per class ``c`` and reduction group (image or batch)::
+
+    I = sum(p * g)      P = sum(p)      G = sum(g)        (squared=True: sum(p**2), sum(g**2))
+
+The autograd kernels live in :mod:`segdice.stats._kernels`; this module checks the inputs, picks a kernel
+and pools the result.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from segdice._checks import SegDiceError, check_distributed, check_ignore_index, check_mode, describe
+from segdice.stats import _kernels
+
+__all__ = ["SoftStats", "pool_soft_stats", "soft_stats"]
+
+
+class SoftStats(NamedTuple):
+    """Differentiable per-class statistics, float32 (float64 for float64 input).
+
+    Each field has shape ``[B, C]`` (``per_image=True``) or ``[C]`` (pooled over the batch).
+
+    Attributes
+    ----------
+    tp
+        ``I``: ``sum(p * g)``; for float targets the semimetric form ``(sum p + sum g - sum |p - g|) / 2``
+        (equal to ``sum(p * g)`` on 0/1 targets, minimised at ``p = g`` on soft ones).
+    pred
+        ``P = sum(p)`` (``sum(p**2)`` with ``squared=True``).
+    target
+        ``G = sum(g)`` (``sum(g**2)`` with ``squared=True``); for index targets, the pixel count per class.
+    nll
+        Sum of the cross-entropy per class (``with_nll=True`` only, zeros otherwise): multiclass, the sum of
+        ``-log p_target`` over the pixels of each target class; binary/multilabel, the sum of the
+        binary cross-entropy with logits over each channel.
+    n_valid
+        Number of elements counted (pixels not equal to ``ignore_index``), per image and channel.
+    """
+
+    tp: Tensor
+    pred: Tensor
+    target: Tensor
+    nll: Tensor
+    n_valid: Tensor
+
+
+def _is_compiling() -> bool:
+    return bool(torch.compiler.is_compiling())
+
+
+def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index, expected: str) -> None:
+    """Raise if values of ``x`` (ignoring ``ignore_index``) fall outside ``[lo_ok, hi_ok]``."""
+    if _is_compiling() or x.numel() == 0:
+        return  # data-dependent checks would break the graph; eager runs check them
+    lo, hi = torch.aminmax(x.detach())
+    _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected)
+
+
+def _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected) -> None:
+    """Raise unless ``[lo, hi]`` (the extremes of ``x``) lies in ``[lo_ok, hi_ok]``."""
+    if lo_ok <= float(lo) and float(hi) <= hi_ok:
+        return
+    if ignore_index is not None:
+        kept = x.detach()[x.detach() != ignore_index]
+        if kept.numel() == 0:
+            return
+        lo, hi = torch.aminmax(kept)
+        if lo_ok <= float(lo) and float(hi) <= hi_ok:
+            return
+    extra = f" besides ignore_index={ignore_index}" if ignore_index is not None else ""
+    raise SegDiceError(
+        f"{name}: got {describe(x, values=False)} with values in [{float(lo):.6g}, {float(hi):.6g}]{extra}; "
+        f"expected {expected}"
+    )
+
+
+def _check_binary_range(target: Tensor, mode: str, lo: float, hi: float) -> None:
+    # Called by the sigmoid_hard kernel with the extremes of its float copy of an integer target.
+    _raise_out_of_range("target", target, lo, hi, 0.0, 1.0, None, f"values in [0, 1] in mode {mode!r}")
+
+
+def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
+    expected = f"class indices in [0, {c - 1}] (input has C={c} channels)"
+    _check_range("target", target, 0, c - 1, ignore_index, expected)
+
+
+Kernel = Literal["index", "dense", "sigmoid_hard"]
+Activation = Literal["softmax", "sigmoid", "none"]
+
+
+class _Plan(NamedTuple):
+    """What :func:`soft_stats` runs: the reshaped tensors, the kernel and the activation it applies."""
+
+    x: Tensor  # the input as [B, C, N]
+    t: Tensor  # index kernel: int64 labels [B, N]; otherwise the target as [B, C, N]
+    kernel: Kernel
+    activation: Activation
+    soft: bool  # a float target: the intersection takes the semimetric form
+
+
+def _prepare(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    from_logits: bool,
+    ignore_index,
+    allow_sigmoid_hard: bool = False,
+) -> _Plan:
+    """Validate and reshape the inputs and choose the kernel.
+
+    ``allow_sigmoid_hard``: the caller may use the ``"sigmoid_hard"`` kernel (plain sums, no ignore_index);
+    it is chosen for logits of the accumulation dtype against an integer target (range-checked inside the
+    kernel, on its float copy) or a float target whose values are all 0/1.
+    """
+    mode = _check_soft_inputs(input, target, mode, from_logits, ignore_index)
+    if mode == "multiclass":
+        return _plan_multiclass(input, target, from_logits, ignore_index)
+    return _plan_sigmoid(input, target, mode, from_logits, ignore_index, allow_sigmoid_hard)
+
+
+def _check_soft_inputs(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index) -> str:
+    """The checks every mode shares: types, dimensions, device, ``ignore_index``, probability range."""
+    mode = check_mode(mode)
+    if not isinstance(input, torch.Tensor) or not input.is_floating_point():
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)}; expected a floating-point tensor [B, C, *spatial]"
+        )
+    if not isinstance(target, torch.Tensor):
+        raise SegDiceError(f"target: got {describe(target, values=False)}; expected a torch tensor")
+    if input.ndim < 3:
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)}; expected [B, C, *spatial] with at least one spatial dim"
+        )
+    if target.device != input.device:
+        raise SegDiceError(
+            f"target is on {target.device} but input is on {input.device}; expected one device"
+        )
+    check_ignore_index(ignore_index)
+    if not from_logits:
+        _check_range(
+            "input",
+            input,
+            0.0,
+            1.0,
+            None,
+            "probabilities in [0, 1] with from_logits=False (logits need from_logits=True)",
+        )
+    return mode
+
+
+def _plan_multiclass(input: Tensor, target: Tensor, from_logits: bool, ignore_index) -> _Plan:
+    """Multiclass: an integer index map takes the index kernel, a target of the input's shape the dense one."""
+    b, c = input.shape[:2]
+    spatial = tuple(input.shape[2:])
+    x = input.reshape(b, c, -1)
+    int_target = not target.is_floating_point()
+    activation: Activation = "softmax" if from_logits else "none"
+    if c < 2:
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)} in mode 'multiclass'; a softmax over one channel "
+            "is constant 1: expected C >= 2 channels, or mode='binary' for one foreground channel"
+        )
+    index_shapes = ((b, *spatial), (b, 1, *spatial))
+    if int_target and tuple(target.shape) in index_shapes and tuple(target.shape) != tuple(input.shape):
+        if target.dtype == torch.bool:
+            target = target.to(torch.int64)
+        if target.device.type != "cpu":
+            # On CPU the kernel's gather raises on a bad label and soft_stats turns that into this check;
+            # on accelerators an out-of-range gather is a fatal device assert, so check first.
+            _check_soft_labels(target, c, ignore_index)
+        t = target.reshape(b, -1).to(torch.int64)
+        return _Plan(x, t, "index", activation, False)
+    if tuple(target.shape) == tuple(input.shape):
+        _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
+        return _Plan(x, target.reshape(b, c, -1), "dense", activation, not int_target)
+    raise SegDiceError(
+        f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
+        f"'multiclass'; expected an integer index map {list(index_shapes[0])} or {list(index_shapes[1])}, "
+        f"or a float one-hot/soft target {list(input.shape)}"
+    )
+
+
+def _plan_sigmoid(
+    input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index, allow_sigmoid_hard: bool
+) -> _Plan:
+    """Binary and multilabel: the dense kernel, or the sigmoid_hard kernel for hard targets when allowed."""
+    b, c = input.shape[:2]
+    spatial = tuple(input.shape[2:])
+    x = input.reshape(b, c, -1)
+    int_target = not target.is_floating_point()
+    if mode == "binary" and c != 1:
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)} in mode 'binary'; expected one channel [B, 1, *spatial] "
+            "(use mode='multiclass' or 'multilabel' for several channels)"
+        )
+    if mode == "binary" and tuple(target.shape) == (b, *spatial):
+        target = target.unsqueeze(1)
+    if tuple(target.shape) != tuple(input.shape):
+        expected = f"{list(input.shape)}" + (f" or {[b, *spatial]}" if mode == "binary" else "")
+        raise SegDiceError(
+            f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
+            f"{mode!r}; expected {expected}"
+        )
+    t = target.reshape(b, c, -1)
+    sigmoid_hard = (
+        allow_sigmoid_hard
+        and from_logits
+        and x.dtype in (torch.float32, torch.float64)
+        and not _is_compiling()
+    )
+    if sigmoid_hard and int_target:
+        return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
+    _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
+    if sigmoid_hard and t.dtype == x.dtype and _kernels.is_hard_target(t):
+        return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
+    return _Plan(x, t, "dense", "sigmoid" if from_logits else "none", not int_target)
+
+
+def soft_stats(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    from_logits: bool = True,
+    squared: bool = False,
+    ignore_index: int | None = None,
+    per_image: bool = True,
+    distributed: bool = False,
+    with_nll: bool = False,
+) -> SoftStats:
+    """Per-class soft overlap statistics ``I, P, G`` of predictions against a target, differentiable.
+
+    One fused autograd node applies the activation (softmax for ``"multiclass"``, sigmoid otherwise, none
+    with ``from_logits=False``), masks ``ignore_index`` pixels out of every sum and computes the sums; its
+    backward is analytic and writes the gradient into the buffer of the probabilities, so forward + backward
+    keep one logits-sized tensor alive. Index targets never become one-hot tensors.
+
+    Parameters
+    ----------
+    input
+        Logits (or probabilities with ``from_logits=False``) ``[B, C, *spatial]``, any float dtype.
+    target
+        Multiclass: an integer index map ``[B, *spatial]`` or ``[B, 1, *spatial]``, or a float one-hot/soft
+        target ``[B, C, *spatial]``. Binary: ``[B, 1, *spatial]`` or ``[B, *spatial]`` in ``[0, 1]``.
+        Multilabel: ``[B, C, *spatial]`` in ``[0, 1]``. Integer targets are hard, float targets soft.
+    mode
+        ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+    from_logits
+        Apply the mode's activation first.
+    squared
+        Use ``sum(p**2)`` and ``sum(g**2)`` for ``P`` and ``G`` (V-Net form); ``I = sum(p * g)``.
+    ignore_index
+        Target value whose elements are left out of every sum, after the activation. For dense targets an
+        element is ignored where the target equals it (set every channel of a pixel to ignore the pixel).
+    per_image
+        ``True``: shapes ``[B, C]``; ``False``: summed over the batch, ``[C]``.
+    distributed
+        With ``per_image=False``, sum the statistics over all ``torch.distributed`` ranks (differentiable).
+    with_nll
+        Also return the per-class cross-entropy sums (``nll``) the compound losses use.
+
+    Returns
+    -------
+    SoftStats
+        ``(tp, pred, target, nll, n_valid)``, float32 whatever the input dtype (float64 for float64 input).
+
+    Raises
+    ------
+    SegDiceError
+        On a bad mode, shape, label range, value range, or ``distributed`` without a process group.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[4.0, -4.0]], [[-4.0, 4.0]]]])  # [B=1, C=2, 1, 2]
+    >>> labels = torch.tensor([[[0, 1]]])
+    >>> st = soft_stats(logits, labels, "multiclass")
+    >>> [round(v, 4) for v in st.tp[0].tolist()], st.target[0].tolist()
+    ([0.9997, 0.9997], [1.0, 1.0])
+    """
+    check_distributed(distributed, per_image)
+    allow_sigmoid_hard = not squared and ignore_index is None and not with_nll
+    x, t, kernel, activation, soft = _prepare(
+        input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
+    )
+    if kernel == "sigmoid_hard":
+        check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
+        out = _kernels.sigmoid_hard_stats(x, t, check)
+    elif kernel == "index":
+        try:
+            out = _kernels.index_stats(
+                x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll
+            )
+        except RuntimeError:
+            _check_soft_labels(target, x.shape[1], ignore_index)  # a label out of range: say which
+            raise
+    else:
+        out = _kernels.dense_stats(
+            x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll, soft=soft
+        )
+    stats = SoftStats(*out)
+    if not per_image:
+        stats = pool_soft_stats(stats, distributed=distributed)
+    return stats
+
+
+def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats:
+    """Sum ``[B, C]`` statistics over the batch (and over ranks with ``distributed=True``) to ``[C]``.
+
+    Parameters
+    ----------
+    stats
+        Per-image statistics from :func:`soft_stats` with ``per_image=True``.
+    distributed
+        Also sum over every rank of the default ``torch.distributed`` process group, in one all-reduce whose
+        backward sums the gradients over ranks (see the losses' Notes on DDP).
+
+    Returns
+    -------
+    SoftStats
+        The same fields with shape ``[C]``.
+
+    Raises
+    ------
+    SegDiceError
+        If ``distributed=True`` and no process group is initialised.
+
+    Examples
+    --------
+    >>> st = SoftStats(*(torch.ones(2, 3) for _ in range(5)))
+    >>> pool_soft_stats(st).tp.tolist()
+    [2.0, 2.0, 2.0]
+    """
+    stacked = torch.stack(tuple(stats)).sum(1)  # [5, C]
+    if distributed:
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise SegDiceError(
+                "distributed: got True but torch.distributed has no initialised process group; expected "
+                "torch.distributed.init_process_group(...) before the loss is called"
+            )
+        stacked = _kernels.all_reduce_sum(stacked)
+    return SoftStats(*stacked.unbind(0))
