@@ -239,11 +239,11 @@ def test_cli_label_options(tmp_path):
         [*args, "--label-names", str(tmp_path / "dataset.json"), "--region", "TC=2-3", "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
-    header, *lines = (out / "per_case.csv").read_text().splitlines()
+    _, *lines = (out / "per_case.csv").read_text().splitlines()
     assert [line.split(",")[1:3] for line in lines] == [["liver", "1"], ["2", "2"], ["3", "3"], ["TC", "2+3"]]
     bad = runner.invoke(app, [*args, "--region", "TC=3-2"])
     assert bad.exit_code == 2
-    assert "--region: the range '3-2' is empty or spans more than 65536 labels" in bad.output
+    assert "regions['TC']: the range '3-2' is empty or spans more than 65536 labels" in bad.output
 
 
 # --- layouts --------------------------------------------------------------------------------------
@@ -260,7 +260,10 @@ def test_an_nnunet_output_folder_with_npz_beside_each_case(tmp_path):
         (pred_dir / f"{case}.pkl").write_bytes(b"\x80\x04K\x01.")
     result = evaluate(pred_dir, gt_dir, metrics="dice", workers=1)
     assert result.failed_cases == {}
-    assert {r["pred_file"] for r in result.per_case} == {str(pred_dir / "a.nii.gz"), str(pred_dir / "b.nii.gz")}
+    assert {r["pred_file"] for r in result.per_case} == {
+        str(pred_dir / "a.nii.gz"),
+        str(pred_dir / "b.nii.gz"),
+    }
     # A ground truth of another format leaves the choice open: the message names the files and the option.
     npy_gt = tmp_path / "gt_npy"
     npy_gt.mkdir()
@@ -325,7 +328,8 @@ def test_ground_truth_entries_that_are_not_files_become_error_rows(tmp_path):
     }
     assert rows_by(result, "good")["1"]["dice"] == 1.0
     cli = runner.invoke(
-        app, ["evaluate", str(pred_dir), str(gt_dir), "-j", "1", "--no-progress", "--metrics", "dice", "--strict"]
+        app,
+        ["evaluate", str(pred_dir), str(gt_dir), "-j", "1", "--no-progress", "--metrics", "dice", "--strict"],
     )
     assert cli.exit_code == 1
     assert "3 case(s): 1 scored, 2 failed" in cli.output

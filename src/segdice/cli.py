@@ -94,18 +94,6 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=2)
 
 
-def _int_list(option: str, text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise SegDiceError(
-            f"{option}: got {text!r}; expected integers separated by commas, e.g. 1,2,3"
-        ) from None
-    if not values:
-        raise SegDiceError(f"{option}: got {text!r}; expected integers separated by commas, e.g. 1,2,3")
-    return values
-
-
 def _named(option: str, text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
@@ -152,16 +140,46 @@ def evaluate_command(
     ] = None,
     labels: Annotated[
         str,
-        typer.Option(help="Labels to score: 'auto' (every label in the ground truth), '1,2,3', or 'none'."),
+        typer.Option(
+            help="Labels to score: 'auto' (every label in any ground truth or prediction), '1,2,3' or '1-3' "
+            "(other values count as background), or 'none'."
+        ),
     ] = "auto",
     label_names: Annotated[
-        str | None, typer.Option("--label-names", help="Display names, e.g. liver=1,tumour=2.")
+        str | None,
+        typer.Option(
+            "--label-names",
+            help="Display names: liver=1,tumour=2, or a CSV file of value,name rows, or an nnU-Net "
+            "dataset.json (its label lists become regions).",
+        ),
     ] = None,
     region: Annotated[
         list[str] | None,
         typer.Option(
-            "--region", help="A named union of labels scored as one mask, e.g. WT=1,2,3 (repeatable)."
+            "--region",
+            help="A named union of labels scored as one mask, e.g. WT=1,2,3 or WT=1-3 (repeatable).",
         ),
+    ] = None,
+    binarize: Annotated[
+        bool,
+        typer.Option("--binarize", help="Every value > 0 is one foreground class (0/255 or instance masks)."),
+    ] = False,
+    reorient: Annotated[
+        bool,
+        typer.Option(
+            "--reorient", help="Undo axis permutations and flips between prediction and ground truth grids."
+        ),
+    ] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="Search sub-folders (e.g. BraTS: one folder per case).")
+    ] = False,
+    pred_glob: Annotated[
+        str | None,
+        typer.Option("--pred-glob", help="Only prediction files matching this pattern, e.g. '*.nii.gz'."),
+    ] = None,
+    gt_glob: Annotated[
+        str | None,
+        typer.Option("--gt-glob", help="Only ground-truth files matching this pattern, e.g. '*-seg.nii.gz'."),
     ] = None,
     ignore_label: Annotated[
         int | None, typer.Option("--ignore-label", help="Ground-truth label left out of every count.")
@@ -209,16 +227,13 @@ def evaluate_command(
         elif labels.strip().lower() == "none":
             label_list = []
         else:
-            label_list = _int_list("--labels", labels)
-        names: dict[str, int] = {}
-        for part in (label_names or "").split(","):
-            if part.strip():
-                name, value = _named("--label-names", part)
-                names[name] = _int_list("--label-names", value)[0]
-        regions: dict[str, list[int]] = {}
+            label_list = labels  # integers and ranges, parsed by evaluate()
+        # Inline pairs, a CSV or a dataset.json: evaluate() tells them apart.
+        names = label_names.strip() if label_names and label_names.strip() else None
+        regions: dict[str, str] = {}
         for text in region or []:
             name, value = _named("--region", text)
-            regions[name] = _int_list("--region", value)
+            regions[name] = value
         spacing_values = None
         if spacing is not None:
             try:
@@ -232,7 +247,7 @@ def evaluate_command(
             gt,
             out=out,
             labels=label_list,
-            label_names=names or None,
+            label_names=names,
             regions=regions or None,
             ignore_label=ignore_label,
             metrics=metrics,
@@ -244,6 +259,11 @@ def evaluate_command(
             gt_suffix=gt_suffix,
             resume=resume,
             progress=progress,
+            reorient=reorient,
+            binarize=binarize,
+            recursive=recursive,
+            pred_glob=pred_glob,
+            gt_glob=gt_glob,
         )
     except SegDiceError as exc:
         raise _fail(str(exc)) from None

@@ -84,8 +84,8 @@ def _reoriented(mask: Mask, transform: np.ndarray) -> tuple[np.ndarray, tuple[fl
 
 def align_prediction(
     gt: Mask, pred: Mask, *, reorient: bool = False, compare_headers: bool = True
-) -> tuple[np.ndarray, str]:
-    """The prediction's labels on the ground truth's voxel grid, and a note saying what was done.
+) -> tuple[np.ndarray, tuple[float, ...] | None, str]:
+    """The prediction's labels on the ground truth's voxel grid, its spacing, and what was done.
 
     Parameters
     ----------
@@ -102,6 +102,8 @@ def align_prediction(
     -------
     array : numpy.ndarray
         The prediction, reoriented if needed.
+    spacing : tuple of float or None
+        The prediction's spacing, in the order of the returned array's axes.
     note : str
         ``""``, or what was done, e.g. ``"reoriented the prediction from LPS to RAS"``.
 
@@ -121,7 +123,7 @@ def align_prediction(
     >>> truth = np.arange(8).reshape(2, 2, 2)
     >>> flipped = np.eye(4); flipped[0, 0], flipped[0, 3] = -1.0, 1.0  # axis 0 stored backwards
     >>> eye = tuple(map(tuple, np.eye(4)))
-    >>> array, note = align_prediction(
+    >>> array, spacing, note = align_prediction(
     ...     mask(truth, eye), mask(truth[::-1], tuple(map(tuple, flipped))), reorient=True)
     >>> bool((array == truth).all()), note
     (True, 'reoriented the prediction from LAS to RAS')
@@ -143,7 +145,7 @@ def align_prediction(
             f"{after}shape mismatch: prediction {tuple(array.shape)} vs ground truth {gt.array.shape}{hint}"
         )
     if not compare_headers:
-        return array, note
+        return array, spacing, note
     if (
         gt.spacing is not None
         and spacing is not None
@@ -154,7 +156,7 @@ def align_prediction(
             f"(override with --spacing if intended){hint}"
         )
     if gt.geometry is None or geometry is None:
-        return array, note
+        return array, spacing, note
     # A ten-thousandth of a voxel, so that an origin at 0 still has a tolerance.
     atol = GEOMETRY_RTOL * max(gt.spacing or (1.0,))
     if not np.allclose(geometry.origin, gt.geometry.origin, rtol=GEOMETRY_RTOL, atol=atol):
@@ -168,4 +170,4 @@ def align_prediction(
             f"{after}direction mismatch: prediction {_rounded(geometry.direction)} vs ground truth "
             f"{_rounded(gt.geometry.direction)} (a unit vector per array axis, RAS+){hint}"
         )
-    return array, note
+    return array, spacing, note

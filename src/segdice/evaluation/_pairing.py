@@ -190,11 +190,11 @@ def pair_cases(
         )
     gt_index = _index_folder(gt, gt_suffix, "gt", gt_glob, recursive)
     if not gt_index:
+        where = f"the folder {gt} and its sub-folders hold" if recursive else f"the folder {gt} holds"
         matching = f" matching {gt_glob!r}" if gt_glob else ""
-        searched = " or its sub-folders" if recursive else " (pass --recursive to search sub-folders)"
+        hint = "" if recursive else " (pass --recursive to search sub-folders)"
         raise SegDiceError(
-            f"gt: the folder {gt}{searched} holds no mask file{matching}; expected files ending in "
-            f"{', '.join(SUPPORTED_SUFFIXES)}"
+            f"gt: {where} no mask file{matching}{hint}; expected files ending in {', '.join(SUPPORTED_SUFFIXES)}"
         )
     for name, paths in gt_index.items():
         if len(paths) > 1:
