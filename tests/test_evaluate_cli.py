@@ -117,6 +117,24 @@ def test_labels_none_scores_only_regions(folders):
     assert "WT" in result.output
 
 
+def test_metrics_default_is_the_evaluators(folders, tmp_path):
+    # The command has no default of its own: without --metrics it scores segdice.evaluation's
+    # DEFAULT_METRICS, the set the documentation promises.
+    from segdice.evaluation import DEFAULT_METRICS
+
+    assert DEFAULT_METRICS == ("dice", "iou", "precision", "recall", "hd95", "assd", "nsd")
+    pred, gt = folders
+    out = tmp_path / "o"
+    result = runner.invoke(
+        app,
+        ["evaluate", str(pred), str(gt), "--gt-suffix", "_seg", "-j", "1", "-o", str(out), "--no-progress"],
+    )
+    assert result.exit_code == 0, result.output
+    columns, _ = read_case_csv(out / "per_case.csv")
+    assert columns[-len(DEFAULT_METRICS) :] == list(DEFAULT_METRICS)
+    assert json.loads((out / "summary.json").read_text())["inputs"]["metrics"] == list(DEFAULT_METRICS)
+
+
 def test_interrupt_exits_130_and_points_to_resume(folders, tmp_path, monkeypatch):
     pred, gt = folders
 

@@ -1,15 +1,20 @@
 """The ``segdice`` command: ``segdice evaluate | demo | info``.
 
 Each subcommand is a thin layer over the Python API: it parses options, calls the library, and turns
-:class:`~segdice.SegDiceError` into a clean message with exit code 2 instead of a traceback.
+:class:`~segdice.SegDiceError` into a clean message with exit code 2 instead of a traceback. Defaults
+come from the library (:data:`segdice.evaluation.DEFAULT_METRICS`), never from here.
+
+The library is imported inside the commands, not at the top: ``segdice --help`` and ``segdice
+--version`` must answer without importing torch (about a second on its own).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 try:
     import typer
@@ -21,8 +26,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the cli 
         "The segdice command needs the 'cli' extra (typer, rich): pip install 'segdice[cli]'"
     ) from exc
 
-from segdice import __version__
-from segdice._checks import SegDiceError
+from typer.core import TyperCommand
+
+from segdice._version import __version__
+
+if TYPE_CHECKING:
+    from segdice.evaluation import EvaluationResult
 
 app = typer.Typer(
     name="segdice",
@@ -95,13 +104,50 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _named(option: str, text: str) -> tuple[str, str]:
+    from segdice._checks import SegDiceError
+
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
         raise SegDiceError(f"{option}: got {text!r}; expected NAME=VALUE, e.g. WT=1,2,3")
     return name.strip(), value.strip()
 
 
-def _summary_table(result) -> Table:
+def _parse_label_options(
+    labels: str, label_names: str | None, region: list[str] | None
+) -> tuple[str | list[int], str | None, dict[str, str]]:
+    """``--labels``, ``--label-names`` and ``--region`` as :func:`segdice.evaluate` takes them.
+
+    Label lists and region members stay text (``"1,2"``, ``"1-3"``) and label names stay inline pairs
+    or a file path: :func:`segdice.evaluate` parses them, so the API and the command line accept the
+    same forms.
+    """
+    if labels.strip().lower() == "auto":
+        label_list: str | list[int] = "auto"
+    elif labels.strip().lower() == "none":
+        label_list = []
+    else:
+        label_list = labels
+    names = label_names.strip() if label_names and label_names.strip() else None
+    regions: dict[str, str] = {}
+    for text in region or []:
+        name, value = _named("--region", text)
+        regions[name] = value
+    return label_list, names, regions
+
+
+def _parse_spacing(spacing: str | None) -> list[float] | None:
+    """``--spacing 0.8,0.8,3`` as a list of numbers (checked further by :func:`segdice.evaluate`)."""
+    from segdice._checks import SegDiceError
+
+    if spacing is None:
+        return None
+    try:
+        return [float(v) for v in spacing.split(",")]
+    except ValueError:
+        raise SegDiceError(f"--spacing: got {spacing!r}; expected numbers separated by commas") from None
+
+
+def _summary_table(result: EvaluationResult) -> Table:
     summary = result.summary
     table = Table(title="segdice evaluate: statistics over cases", show_header=True)
     for name in ("label / region", "metric"):
@@ -110,7 +156,7 @@ def _summary_table(result) -> Table:
         table.add_column(name, justify="right")
 
     def fmt(value: float) -> str:
-        return "–" if value != value else f"{value:.4g}"  # NaN != NaN
+        return "–" if math.isnan(value) else f"{value:.4g}"
 
     for item in summary["items"]:
         for k, metric in enumerate(summary["inputs"]["metrics"]):
@@ -130,7 +176,22 @@ def _summary_table(result) -> Table:
     return table
 
 
-@app.command("evaluate")
+class _EvaluateCommand(TyperCommand):
+    """``segdice evaluate``, whose ``--metrics`` default and help are filled in from
+    :mod:`segdice.evaluation` when the command is used: the metric names have their one home there, and
+    building the app for ``segdice --help`` must not import the evaluator (and torch)."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        from segdice.evaluation import ALL_METRICS, DEFAULT_METRICS
+
+        for param in self.params:
+            if param.name == "metrics":
+                param.default = ",".join(DEFAULT_METRICS)
+                param.help = f"Comma-separated, from: {', '.join(ALL_METRICS)}."
+        return super().make_context(info_name, args, parent, **extra)
+
+
+@app.command("evaluate", cls=_EvaluateCommand)
 def evaluate_command(
     pred: Annotated[Path, typer.Argument(help="Predicted mask file or folder.", show_default=False)],
     gt: Annotated[Path, typer.Argument(help="Ground-truth mask file or folder.", show_default=False)],
@@ -185,11 +246,9 @@ def evaluate_command(
         int | None, typer.Option("--ignore-label", help="Ground-truth label left out of every count.")
     ] = None,
     metrics: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated: dice, iou, precision, recall, specificity, accuracy, hd, hd95, assd, masd, nsd."
-        ),
-    ] = "dice,iou,precision,recall,hd95,assd,nsd",
+        str | None,
+        typer.Option(help="Comma-separated metric names (default and choices: segdice.evaluation)."),
+    ] = None,
     nsd_tolerance: Annotated[
         float, typer.Option("--nsd-tolerance", help="Surface Dice tolerance, in physical units.")
     ] = 1.0,
@@ -219,29 +278,11 @@ def evaluate_command(
     Exit codes: 0 every case scored (or failures without --strict), 1 some cases failed with --strict,
     2 usage errors, 130 interrupted (computed rows are kept; rerun with --resume).
     """
-    from segdice.evaluation import evaluate
+    from segdice._checks import SegDiceError
+    from segdice.evaluation import DEFAULT_METRICS, evaluate
 
     try:
-        if labels.strip().lower() == "auto":
-            label_list: str | list[int] = "auto"
-        elif labels.strip().lower() == "none":
-            label_list = []
-        else:
-            label_list = labels  # integers and ranges, parsed by evaluate()
-        # Inline pairs, a CSV or a dataset.json: evaluate() tells them apart.
-        names = label_names.strip() if label_names and label_names.strip() else None
-        regions: dict[str, str] = {}
-        for text in region or []:
-            name, value = _named("--region", text)
-            regions[name] = value
-        spacing_values = None
-        if spacing is not None:
-            try:
-                spacing_values = [float(v) for v in spacing.split(",")]
-            except ValueError:
-                raise SegDiceError(
-                    f"--spacing: got {spacing!r}; expected numbers separated by commas"
-                ) from None
+        label_list, names, regions = _parse_label_options(labels, label_names, region)
         result = evaluate(
             pred,
             gt,
@@ -250,9 +291,9 @@ def evaluate_command(
             label_names=names,
             regions=regions or None,
             ignore_label=ignore_label,
-            metrics=metrics,
+            metrics=metrics if metrics is not None else DEFAULT_METRICS,
             nsd_tolerance=nsd_tolerance,
-            spacing=spacing_values,
+            spacing=_parse_spacing(spacing),
             empty=empty,
             workers=workers,
             pred_suffix=pred_suffix,
@@ -271,7 +312,11 @@ def evaluate_command(
         where = f"; the finished cases are in {out / 'per_case.csv'}, rerun with --resume" if out else ""
         err_console.print(f"interrupted{escape(where)}", highlight=False)
         raise typer.Exit(code=130) from None
+    _print_outcome(result, out, strict)
 
+
+def _print_outcome(result: EvaluationResult, out: Path | None, strict: bool) -> None:
+    """The statistics table, the counts, the files written and the failed cases; exit 1 with ``strict``."""
     console.print(_summary_table(result))
     counts = result.summary["counts"]
     console.print(
@@ -304,6 +349,7 @@ def demo(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show progress bars.")] = True,
 ) -> None:
     """Pixel accuracy vs Dice on synthetic lesions: train a tiny U-Net with 3 losses, in minutes on a CPU."""
+    from segdice._checks import SegDiceError
     from segdice.demo import demo_story, demo_table, run_demo
 
     try:
@@ -330,8 +376,8 @@ def demo(
 
 
 def main() -> None:
-    """Entry point of the console script."""
-    app()
+    """Entry point of the console script and of ``python -m segdice``."""
+    app(prog_name="segdice")
 
 
 if __name__ == "__main__":  # pragma: no cover
