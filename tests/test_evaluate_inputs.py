@@ -333,3 +333,27 @@ def test_ground_truth_entries_that_are_not_files_become_error_rows(tmp_path):
     )
     assert cli.exit_code == 1
     assert "3 case(s): 1 scored, 2 failed" in cli.output
+
+
+def test_a_dicom_seg_without_its_empty_frames_is_placed_on_the_ground_truth_grid(tmp_path):
+    """highdicom leaves empty frames out by default: the SEG spans slices 1-3 of a 5-slice CT."""
+    from _synthetic_dicom import ct_series, write_seg
+
+    pred_dir, gt_dir = folders(tmp_path)
+    source = ct_series(tmp_path / "ct", shape=(5, 6, 5))
+    labels = np.zeros((5, 6, 5), np.uint8)
+    labels[1:4, 2:5, 1:4] = 1
+    labels[2, 0, 0] = 2
+    write_seg(pred_dir / "c.dcm", source, labels, omit_empty_frames=True)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(tmp_path / "ct")))
+    truth = sitk.GetImageFromArray(labels)
+    truth.CopyInformation(reader.Execute())  # the ground truth on the CT's grid, as a converter writes it
+    sitk.WriteImage(truth, str(gt_dir / "c.nrrd"))
+    result = evaluate(pred_dir, gt_dir, metrics="dice,hd95", workers=1)
+    assert result.failed_cases == {}
+    assert {(r["item"], r["dice"], r["hd95"]) for r in result.per_case} == {("1", 1.0, 0.0), ("2", 1.0, 0.0)}
+    assert (
+        result.per_case[0]["note"]
+        == "placed the DICOM-SEG's 3x6x5 voxels at (1, 0, 0) in the ground-truth grid"
+    )

@@ -5,6 +5,10 @@ other in the world: same shape, spacing, origin and direction (tolerance :data:`
 relative). A prediction stored with its axes permuted or flipped (and its affine set to match) lies
 on the same world grid; ``reorient`` undoes the permutation and flips with nibabel's orientation
 tools (:func:`nibabel.orientations.io_orientation`), and the geometry is checked again after it.
+
+A DICOM-SEG stores only the frames it was written with (highdicom leaves out empty ones by default),
+so its volume may be a run of the ground truth's slices. When its geometry says exactly where that run
+lies inside the ground-truth grid, it is placed there (the rest is background) and the note says so.
 """
 
 from __future__ import annotations
@@ -82,6 +86,30 @@ def _reoriented(mask: Mask, transform: np.ndarray) -> tuple[np.ndarray, tuple[fl
     return np.ascontiguousarray(array), spacing, geometry
 
 
+def _embedded(
+    array: np.ndarray, spacing: tuple[float, ...] | None, geometry: Geometry, gt: Mask
+) -> tuple[np.ndarray, Geometry, tuple[int, ...]] | None:
+    """``array`` placed in a zero map of the ground truth's grid, if it is an exact sub-grid of it."""
+    if gt.spacing is None or spacing is None or array.ndim != gt.array.ndim or gt.geometry is None:
+        return None
+    if not np.allclose(spacing, gt.spacing, rtol=GEOMETRY_RTOL, atol=0):
+        return None
+    if not np.allclose(geometry.direction, gt.geometry.direction, rtol=0, atol=GEOMETRY_RTOL):
+        return None
+    ndim = array.ndim
+    to_index = np.linalg.pinv(_affine(gt.geometry, ndim)[:3, :ndim])
+    position = to_index @ (np.asarray(geometry.origin) - np.asarray(gt.geometry.origin))
+    offset = np.round(position)
+    if not np.allclose(position, offset, atol=1e-3):
+        return None
+    start = tuple(int(v) for v in offset)
+    if any(a < 0 or a + n > m for a, n, m in zip(start, array.shape, gt.array.shape, strict=True)):
+        return None
+    placed = np.zeros(gt.array.shape, dtype=array.dtype)
+    placed[tuple(slice(a, a + n) for a, n in zip(start, array.shape, strict=True))] = array
+    return placed, gt.geometry, start
+
+
 def align_prediction(
     gt: Mask, pred: Mask, *, reorient: bool = False, compare_headers: bool = True
 ) -> tuple[np.ndarray, tuple[float, ...] | None, str]:
@@ -140,6 +168,13 @@ def align_prediction(
         note = f"reoriented the prediction from {before} to {_axis_codes(geometry, ndim)}"
         hint = ""
     after = "after reorienting, " if note else ""
+    if array.shape != gt.array.shape and geometry is not None and pred.path.suffix.lower() == ".dcm":
+        found = _embedded(array, spacing, geometry, gt)
+        if found is not None:
+            stored = "x".join(str(n) for n in array.shape)
+            array, geometry, start = found
+            placed = f"placed the DICOM-SEG's {stored} voxels at {start} in the ground-truth grid"
+            note = f"{note}; {placed}" if note else placed
     if array.shape != gt.array.shape:
         raise SegDiceError(
             f"{after}shape mismatch: prediction {tuple(array.shape)} vs ground truth {gt.array.shape}{hint}"
