@@ -52,6 +52,8 @@ def test_evaluate_writes_outputs_and_prints_the_summary(folders, tmp_path):
     ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["definitions"]["nsd_tolerance"] == 2.0
+    # the distances come from a surface search, not a distance transform: the definition must say so
+    assert "distance transform" not in summary["definitions"]["hd95"]
     assert summary["inputs"]["regions"] == {"all": [1, 2]}
     assert (out / "report.html").exists()
     liver = [r["dice"] for r in rows if r["item"] == "liver"]

@@ -43,8 +43,9 @@ DEFINITIONS: dict[str, str | dict] = {
     "gt_empty_prediction_not": "Dice and IoU 0: the false positive is always counted",
     "hd95": (
         "the larger of the two directed 95th percentiles (linear interpolation) of the distances "
-        "between surface voxels (mask XOR its face-connected erosion), exact Euclidean distance "
-        "transform with the voxel spacing"
+        "between surface voxels (mask XOR its face-connected erosion), exact Euclidean nearest-surface "
+        "distances in physical units (voxel spacing), found by a search outward from each surface voxel "
+        "and a k-d tree beyond it"
     ),
     "hd": "the largest surface distance in either direction",
     "assd": "mean of the surface distances of both directions pooled",

@@ -95,14 +95,13 @@ class _IndexStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, activation, squared, ignore_index, with_nll):  # type: ignore[override]
+        cfg = _KernelCfg(activation, squared, ignore_index, with_nll)
         with _no_autocast(x):
             acc = _acc_dtype(x)
-            p, pt, t_safe, t_dump, ignored, stats = _index_forward(
-                x, t, activation, squared, ignore_index, with_nll, acc
-            )
+            p, pt, t_safe, t_dump, ignored, stats = _index_forward(x, t, cfg, acc)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)  # unused outputs give None: their gradient terms are skipped
-        ctx.cfg = _KernelCfg(activation, squared, ignore_index, with_nll)
+        ctx.cfg = cfg
         # Kept as attributes, not saved tensors: backward overwrites p in place (it becomes the gradient).
         ctx.p, ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored = p, pt, t_safe, t_dump, ignored
         ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "softmax"))
@@ -112,13 +111,12 @@ class _IndexStats(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
-        activation, squared, ignore_index, with_nll, _ = ctx.cfg
+        cfg = ctx.cfg
+        activation, squared, _, with_nll, _ = cfg
         with _no_autocast(x):
             acc = _acc_dtype(x)
             if ctx.p is None:  # a second backward (retain_graph=True): the first one consumed the buffer
-                p, pt, t_safe, t_dump, ignored, _ = _index_forward(
-                    x, t, activation, squared, ignore_index, with_nll, acc
-                )
+                p, pt, t_safe, t_dump, ignored, _ = _index_forward(x, t, cfg, acc)
                 state = {"p": p, "pt": pt}
                 del p, pt
             else:
@@ -137,7 +135,8 @@ def _constant_outputs(stats, nll_is_live: bool) -> tuple[Tensor, ...]:
     return (stats[2], stats[4]) if nll_is_live else (stats[2], stats[3], stats[4])
 
 
-def _index_forward(x, t, activation, squared, ignore_index, with_nll, acc):
+def _index_forward(x: Tensor, t: Tensor, cfg: _KernelCfg, acc: torch.dtype):
+    activation, squared, ignore_index, with_nll, _ = cfg
     b, c, _ = x.shape
     p = _softmax(x, acc) if activation == "softmax" else x.to(acc, copy=True)
     if ignore_index is not None:
@@ -291,13 +290,14 @@ class _DenseStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft):  # type: ignore[override]
+        cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft)
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = _activate(x, activation, acc)
-            stats = _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+            stats = _dense_forward(x, t, p, cfg, acc)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
-        ctx.cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft)
+        ctx.cfg = cfg
         ctx.p = p
         ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "sigmoid"))
         return stats
@@ -306,15 +306,15 @@ class _DenseStats(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
-        activation, squared, ignore_index, with_nll, soft = ctx.cfg
+        cfg = ctx.cfg
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = ctx.p
             if p is None:  # second backward through a retained graph
-                p = _activate(x, activation, acc)
-                _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+                p = _activate(x, cfg.activation, acc)
+                _dense_forward(x, t, p, cfg, acc)
             ctx.p = None
-            grad = _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc)
+            grad = _dense_backward(x, t, p, cfg, g_i, g_p, g_n, acc)
         return grad.to(x.dtype), None, None, None, None, None, None
 
 
@@ -329,7 +329,8 @@ def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Te
     return g.masked_fill(~valid, 0.0), valid, True  # out of place: g may be the caller's own target
 
 
-def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc):
+def _dense_forward(x: Tensor, t: Tensor, p: Tensor, cfg: _KernelCfg, acc: torch.dtype):
+    activation, squared, ignore_index, with_nll, soft = cfg
     b, c, n = x.shape
     inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
     for bs, ns in _slabs(b, c, n):
@@ -368,7 +369,11 @@ def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, a
     return inter, pred, tsum, nll, count
 
 
-def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc):
+def _dense_backward(
+    x: Tensor, t: Tensor, p: Tensor, cfg: _KernelCfg, g_i: Tensor | None, g_p: Tensor | None, g_n: Tensor | None,
+    acc: torch.dtype,
+) -> Tensor:  # fmt: skip
+    activation, squared, ignore_index, _, soft = cfg
     b, c, n = x.shape
     a = g_i.to(acc).unsqueeze(2) if g_i is not None else None
     q = g_p.to(acc).unsqueeze(2) if g_p is not None else None

@@ -17,7 +17,13 @@ import torch
 from torch import Tensor
 
 from segdice._checks import SegDiceError, check_distributed, check_ignore_index, check_mode, describe
-from segdice.stats import _kernels
+from segdice.stats._kernels import (
+    all_reduce_sum,
+    dense_stats,
+    index_stats,
+    is_hard_target,
+    sigmoid_hard_stats,
+)
 
 __all__ = ["SoftStats", "pool_soft_stats", "soft_stats"]
 
@@ -63,7 +69,10 @@ def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index,
     _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected)
 
 
-def _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected) -> None:
+def _raise_out_of_range(
+    name: str, x: Tensor, lo: float | Tensor, hi: float | Tensor, lo_ok: float, hi_ok: float, ignore_index,
+    expected: str,
+) -> None:  # fmt: skip
     """Raise unless ``[lo, hi]`` (the extremes of ``x``) lies in ``[lo_ok, hi_ok]``."""
     if lo_ok <= float(lo) and float(hi) <= hi_ok:
         return
@@ -218,7 +227,7 @@ def _plan_sigmoid(
     if sigmoid_hard and int_target:
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
     _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
-    if sigmoid_hard and t.dtype == x.dtype and _kernels.is_hard_target(t):
+    if sigmoid_hard and t.dtype == x.dtype and is_hard_target(t):
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
     return _Plan(x, t, "dense", "sigmoid" if from_logits else "none", not int_target)
 
@@ -291,17 +300,17 @@ def soft_stats(
     )
     if kernel == "sigmoid_hard":
         check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
-        out = _kernels.sigmoid_hard_stats(x, t, check)
+        out = sigmoid_hard_stats(x, t, check)
     elif kernel == "index":
         try:
-            out = _kernels.index_stats(
+            out = index_stats(
                 x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll
             )
         except RuntimeError:
             _check_soft_labels(target, x.shape[1], ignore_index)  # a label out of range: say which
             raise
     else:
-        out = _kernels.dense_stats(
+        out = dense_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll, soft=soft
         )
     stats = SoftStats(*out)
@@ -346,5 +355,5 @@ def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats
                 "distributed: got True but torch.distributed has no initialised process group; expected "
                 "torch.distributed.init_process_group(...) before the loss is called"
             )
-        stacked = _kernels.all_reduce_sum(stacked)
+        stacked = all_reduce_sum(stacked)
     return SoftStats(*stacked.unbind(0))
