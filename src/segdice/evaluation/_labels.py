@@ -102,8 +102,15 @@ def read_label_names(
                 f"label_names: got {part.strip()!r}; expected NAME=VALUE pairs such as liver=1,tumour=2, "
                 "or the path of a .csv (value,name) or an nnU-Net dataset.json"
             )
-        pairs.append((name.strip(), value.strip()))
+        name, value = name.strip(), value.strip()
+        if _is_int(name) and not _is_int(value):  # "1=liver" as well as "liver=1"
+            name, value = value, name
+        pairs.append((name, value))
     return _names_from_pairs(pairs, "label_names"), {}
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
 
 
 def _as_label(where: str, value: object) -> int:
@@ -120,10 +127,7 @@ def _names_from_pairs(pairs: Iterable[tuple[object, object]], where: str) -> dic
     names: dict[int, str] = {}
     for key, value in pairs:
         # Accept name -> label ({"liver": 1}, as on the command line) and label -> name ({1: "liver"}).
-        if isinstance(key, str) and not key.strip().lstrip("-").isdigit():
-            name, label = key, value
-        else:
-            label, name = key, value
+        name, label = (key, value) if isinstance(key, str) else (value, key)
         if not isinstance(name, str) or not name:
             raise SegDiceError(f"{where}: got {key!r}: {value!r}; expected name=label pairs like liver=1")
         label = _as_label(f"{where}[{name!r}]", label)

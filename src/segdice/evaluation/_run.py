@@ -12,11 +12,19 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from segdice._checks import SegDiceError
 from segdice._progress import ProgressBars
+from segdice.evaluation._instances import (
+    LesionLog,
+    add_object_summary,
+    fill_missing,
+    instance_columns,
+    lesion_columns,
+    with_object_options,
+)
 from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, normalise_options
 from segdice.evaluation._pairing import CasePair, pair_cases
 from segdice.evaluation._pool import map_tasks, worker_pool
@@ -53,6 +61,12 @@ def evaluate(
     recursive: bool = False,
     pred_glob: str | None = None,
     gt_glob: str | None = None,
+    instances: str | None = None,
+    match: str = "iou",
+    match_threshold: float = 0.5,
+    dilation: int = 0,
+    min_volume: float = 0.0,
+    protocol: str | None = None,
 ) -> EvaluationResult:
     """Score predicted label maps against ground truth, per case and label/region, with statistics.
 
@@ -107,6 +121,24 @@ def evaluate(
     pred_glob, gt_glob
         Only files matching the pattern are masks, e.g. ``"*-seg.nii.gz"`` (on the file name, or on
         the path below the folder when the pattern holds a ``/``).
+    instances
+        Object columns per label/region (:func:`segdice.metrics.instance_scores`): ``"components"``
+        (objects are connected components) or ``"labels"`` (the files are instance label maps, scored as
+        one item ``objects``). Adds ``objects_tp/fp/fn``, detection precision/recall/F1, ``pq``, ``sq``,
+        ``rq`` and ``lesion_<m>`` / ``matched_<m>`` for the per-object metrics among ``metrics``, and
+        writes ``lesions.csv`` (one row per object).
+    match
+        ``"iou"`` or ``"dice"`` (optimal one-to-one matching on that score), ``"overlap"`` (any shared
+        voxel) or ``"brats"`` (the BraTS 2023 rule).
+    match_threshold
+        A pair matches when its score is > this (``"iou"``, ``"dice"``).
+    dilation, min_volume
+        Target objects within ``dilation`` dilations merge; targets of volume <= ``min_volume`` (units of
+        the spacing cubed) are not counted.
+    protocol
+        ``"brats2023-gli"``, ``-ssa``, ``-men``, ``-ped`` or ``-met``: the regions WT/TC/ET, matching,
+        metrics and edge cases of the challenge; ``dice``/``hd95``/``recall``/``specificity`` hold its
+        legacy Dice, HD95, sensitivity and specificity, the object columns its lesion-wise scores.
 
     Returns
     -------
@@ -142,7 +174,11 @@ def evaluate(
         pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix, pred_glob=pred_glob, gt_glob=gt_glob,
         recursive=recursive,
     )  # fmt: skip
-    columns = case_columns(options.metrics)
+    options, objects = with_object_options(
+        options, instances=instances, match=match, match_threshold=match_threshold, dilation=dilation,
+        min_volume=min_volume, protocol=protocol,
+    )  # fmt: skip
+    columns = case_columns(options.metrics) + instance_columns(objects)
     with ExitStack() as stack:
         # One pool serves both passes: spawning workers (each imports torch) is the slow part.
         pool = stack.enter_context(worker_pool(options.workers, len(pairs)))
@@ -156,11 +192,19 @@ def evaluate(
             empty_value=options.empty_value,
             reorient=options.reorient,
             binarize=options.binarize,
+            instances=objects,
         )
         kept = _open_out(options, columns, pairs, items)
         collected = _Collected(
             rows=dict(kept), total=len(pairs), report=_reporter(stack, progress, len(pairs))
         )
+        if objects is not None:
+            collected.object_columns = instance_columns(objects)
+            if options.out is not None:
+                collected.lesions = LesionLog(
+                    options.out / "lesions.csv", lesion_columns(objects), keep_cases=kept
+                )
+                stack.callback(collected.lesions.close, [p.name for p in pairs])
         if options.csv_path is not None:
             collected.writer = stack.enter_context(CaseCSVWriter(options.csv_path, columns, append=resume))
         collected.report(len(kept), len(pairs))
@@ -168,9 +212,13 @@ def evaluate(
 
     per_case = [row for p in pairs for row in collected.rows[p.name]]
     summary = build_summary(per_case, pairs, extras, items, options)
+    if objects is not None:
+        add_object_summary(summary, per_case, objects, protocol)
     result = EvaluationResult(per_case=per_case, summary=summary, out=options.out)
     if options.out is not None:
         result.files = _write_outputs(result, options.out, columns)
+        if objects is not None:
+            result.files["lesions"] = options.out / "lesions.csv"
     return result
 
 
@@ -182,8 +230,14 @@ class _Collected:
     total: int
     report: ProgressCallback
     writer: CaseCSVWriter | None = None
+    object_columns: list[str] = field(default_factory=list)  # --instances: rows carry their objects
+    lesions: LesionLog | None = None
 
     def add(self, pair: CasePair, rows: list[dict]) -> None:
+        if self.object_columns:
+            objects = fill_missing(rows, self.object_columns)
+            if self.lesions is not None:
+                self.lesions.add(pair.name, objects)
         self.rows[pair.name] = rows
         if self.writer is not None:
             self.writer.write_rows(rows)

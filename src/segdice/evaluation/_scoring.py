@@ -20,6 +20,7 @@ import torch
 
 from segdice._checks import SegDiceError
 from segdice.evaluation._geometry import align_prediction
+from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
 from segdice.metrics import boundary_metrics, confusion, score_from_counts
@@ -76,6 +77,7 @@ class ScoringSpec:
     empty_value: float = math.nan
     reorient: bool = False
     binarize: bool = False
+    instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
 
 
 def case_columns(metrics: Sequence[str]) -> list[str]:
@@ -190,6 +192,9 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     spacing = _case_spacing(spec, gt, pred_spacing)
     gt_array = gt.array
     valid = None if spec.ignore_label is None else gt_array != spec.ignore_label
+    pred_array, gt_array, instance_maps, ignored = instance_inputs(
+        pred_array, gt_array, spec.instances, spec.ignore_label
+    )
     if spec.binarize:  # every value > 0 is the one foreground class, 1
         pred_array, gt_array = (pred_array > 0).view(np.uint8), (gt_array > 0).view(np.uint8)
     rows = {item: _empty_row(pair, item, spec.metrics) for item in spec.items}
@@ -200,6 +205,8 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     gt_codes = _encode(gt_flat, label_ids)
     _overlap(rows, (pred_codes, gt_codes), (pred_flat, gt_flat), spec)
     _boundary(rows, pred_array, gt_array, spacing, spec)
+    if spec.instances is not None:
+        score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
     for row in rows.values():
         row["note"] = note
     return list(rows.values())
