@@ -20,6 +20,18 @@ cases/s of ``-j 1``, ``-j 2`` (adaptive: the pool starts only when the rest of t
 ``-j 2`` with the pool always started (the behaviour before), on small cases (48x48x32, 3 labels, Dice +
 HD95: 0.2-0.26 s each at a load average of 13-15 on the shared 2-core machine). Each run is a fresh
 interpreter, so every pool starts cold.
+
+Two more tables (``--sections formats,labels``):
+
+- formats: ``segdice.io.read_mask`` of one label volume (default 256x256x128, 3 labels) stored as
+  NIfTI (``.nii``, ``.nii.gz``), MHA and NRRD (SimpleITK, raw and gzip), median of 7 interleaved reads, beside the
+  library's own read (nibabel / SimpleITK) to show what segdice's header checks cost;
+- labels: ``evaluate()`` on 50 cases of 96x96x64 with 100 labels (an atlas-like partition; the
+  prediction shifts it by a voxel), Dice + IoU + HD95, in cases/s.
+
+Usage: ``python benchmarks/evaluate.py [--quick] [--cases N] [--seg-metrics-cases K]
+[--sections main,formats,labels]``. Prints markdown tables; ratios are against segdice with 1 worker
+from the same run.
 """
 
 from __future__ import annotations
@@ -216,6 +228,104 @@ def adaptive_start(n_cases: int, repeats: int = 2) -> None:
         )
 
 
+def _median_seconds(*functions, repeats: int = 7) -> list[float]:
+    """Median wall time of each function, the calls interleaved so that drifts in load hit all alike."""
+    times: list[list[float]] = [[] for _ in functions]
+    for _ in range(repeats):
+        for mine, function in zip(times, functions, strict=True):
+            start = time.perf_counter()
+            function()
+            mine.append(time.perf_counter() - start)
+    return [float(np.median(mine)) for mine in times]
+
+
+def bench_formats(root: Path, shape: tuple[int, int, int]) -> None:
+    """read_mask of one volume in every spatial format, against the library's own reader."""
+    import nibabel as nib
+    import SimpleITK as sitk
+
+    from segdice.io import read_mask, save_mask
+
+    rng = np.random.default_rng(1)
+    volume = np.zeros(shape, np.uint8)
+    for label in LABELS:
+        radii = [n * 0.1 * label for n in shape]
+        centre = [rng.uniform(r + 1, n - r - 1) for n, r in zip(shape, radii, strict=True)]
+        volume[_ellipsoid(shape, centre, radii)] = label
+    folder = root / "formats"
+    folder.mkdir()
+    files = {}
+    for suffix in (".nii", ".nii.gz"):
+        files[suffix] = save_mask(folder / f"v{suffix}", volume, SPACING)
+    image = sitk.GetImageFromArray(volume.transpose(2, 1, 0).copy())  # the same voxels, ITK order
+    image.SetSpacing(SPACING)
+    for suffix, compress in ((".mha", False), (".mha", True), (".nrrd", False), (".nrrd", True)):
+        name = f"v{'_gz' if compress else ''}{suffix}"
+        sitk.WriteImage(image, str(folder / name), useCompression=compress)
+        files[f"{suffix}{' gzip' if compress else ' raw'}"] = folder / name
+    print(f"\n#### read_mask: one {shape} uint8 volume, 3 labels, median of 7 interleaved reads\n")
+    print("| format | file MB | segdice read_mask s | library read s | library |")
+    print("|---|---|---|---|---|")
+    for label, path in files.items():
+        if path.name.endswith((".nii", ".nii.gz")):
+            library = "nibabel"
+
+            def theirs(path=path):
+                return np.asarray(nib.load(path).dataobj)
+        else:
+            library = "SimpleITK"
+
+            def theirs(path=path):
+                return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+        ours_s, theirs_s = _median_seconds(lambda path=path: read_mask(path), theirs)
+        size = path.stat().st_size / 1e6
+        print(f"| {label} | {size:.2f} | {ours_s:.4f} | {theirs_s:.4f} | {library} |")
+    print(
+        "\n`.nii` is memory-mapped by nibabel in both columns: its bytes are read on first use. The other "
+        "rows decompress or copy the whole volume."
+    )
+
+
+def _partition(shape: tuple[int, int, int], n_labels: int, rng: np.random.Generator) -> np.ndarray:
+    """An atlas-like map: every voxel takes the label of its nearest of ``n_labels`` random seeds."""
+    from scipy.spatial import cKDTree
+
+    seeds = rng.uniform(0, 1, (n_labels, 3)) * np.asarray(shape)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1).reshape(-1, 3)
+    nearest = cKDTree(seeds).query(grid)[1]
+    labels = (nearest + 1).astype(np.uint8 if n_labels < 255 else np.uint16).reshape(shape)
+    labels[:2] = 0  # some background
+    return labels
+
+
+def bench_many_labels(root: Path, n_cases: int, shape: tuple[int, int, int], n_labels: int) -> None:
+    """evaluate() cases/s on a 100-label atlas-like dataset."""
+    from segdice.evaluation import evaluate
+    from segdice.io import save_mask
+
+    rng = np.random.default_rng(2)
+    gt_dir, pred_dir = root / "atlas" / "gt", root / "atlas" / "pred"
+    gt_dir.mkdir(parents=True)
+    pred_dir.mkdir()
+    start = time.perf_counter()
+    for case in range(n_cases):
+        truth = _partition(shape, n_labels, rng)
+        save_mask(gt_dir / f"case_{case:03d}.nii.gz", truth, SPACING)
+        save_mask(pred_dir / f"case_{case:03d}.nii.gz", np.roll(truth, 1, axis=case % 3), SPACING)
+    print(f"made {n_cases} {n_labels}-label pairs in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    print(f"\n#### evaluate(): {n_cases} cases of {shape}, {n_labels} labels, dice + iou + hd95\n")
+    print("| workers | seconds | cases/s | rows |")
+    print("|---|---|---|---|")
+    for workers in (1, 2):
+        start = time.perf_counter()
+        result = evaluate(pred_dir, gt_dir, metrics="dice,iou,hd95", workers=workers)
+        seconds = time.perf_counter() - start
+        if result.n_failed:
+            raise RuntimeError(f"segdice failed cases: {result.failed_cases}")
+        print(f"| {workers} | {seconds:.1f} | {n_cases / seconds:.3g} | {len(result.per_case)} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6 cases of 64x64x48 (a smoke run)")
@@ -225,9 +335,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seg-metrics-cases", type=int, default=2, help="cases given to seg-metrics (slow)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="segdice worker counts")
     parser.add_argument("--adaptive", action="store_true", help="the adaptive pool start (small cases)")
+    parser.add_argument(
+        "--sections", default="main,formats,labels", help="comma-separated: main, formats, labels"
+    )
     args = parser.parse_args(argv)
     if args.adaptive:
         adaptive_start(args.cases or 50)
+        return
+    sections = {part.strip() for part in args.sections.split(",")}
+    if "formats" in sections or "labels" in sections:
+        with tempfile.TemporaryDirectory(prefix="segdice-bench-") as tmp:
+            if "formats" in sections:
+                bench_formats(Path(tmp), (128, 128, 64) if args.quick else (256, 256, 128))
+            if "labels" in sections:
+                bench_many_labels(
+                    Path(tmp), 6 if args.quick else 50, (48, 48, 32) if args.quick else (96, 96, 64), 100
+                )
+    if "main" not in sections:
         return
     shape = (64, 64, 48) if args.quick else (128, 128, 96)
     n_cases = args.cases or (6 if args.quick else 50)

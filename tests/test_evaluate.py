@@ -165,14 +165,19 @@ def test_bad_cases_become_error_rows_and_never_stop_the_run(tmp_path):
     assert "shape mismatch: prediction (3, 3, 3) vs ground truth (24, 20, 12)" in errors["shape"]
     assert "spacing mismatch" in errors["spacing"] and "3.0" in errors["spacing"]
     assert "broken.nii.gz: cannot read the file" in errors["broken"]
-    assert "prediction has labels outside the list: [9]" in errors["stray"]
-    assert set(result.failed_cases) == {"shape", "spacing", "broken", "stray"}
+    assert set(result.failed_cases) == {"shape", "spacing", "broken"}
     assert math.isnan(_rows(result, "broken")[0]["dice"])
-    # The stray-label case is still scored, for inspection, but like every error left out of the statistics.
-    assert not math.isnan(_rows(result, "stray")[0]["dice"])
+    # A stray predicted label fails nothing (DESIGN §7): "auto" scores it, Dice 0 where it appears.
+    assert errors["stray"] == ""
+    assert (
+        _rows(result, "stray", "9")[0]["dice"] == 0.0 and _rows(result, "stray", "9")[0]["pred_voxels"] == 1
+    )
+    assert _rows(result, "stray", "1")[0]["dice"] == pytest.approx(overlap(stray == 1, good[1] == 1)["dice"])
     stats = result.summary["results"]["1"]["dice"]
-    assert stats["n"] == 1 and stats["n_error"] == 4
-    assert stats["mean"] == pytest.approx(_rows(result, "good")[0]["dice"])
+    assert stats["n"] == 2 and stats["n_error"] == 3
+    assert stats["mean"] == pytest.approx(
+        np.mean([r["dice"] for r in _rows(result, None, "1") if not r["error"]])
+    )
 
 
 def test_spacing_override_replaces_headers_and_their_check(tmp_path):
@@ -268,7 +273,10 @@ def test_duplicate_case_names_are_a_usage_error(tmp_path):
     g = np.ones((2, 2), np.uint8)
     save_mask(tmp_path / "gt" / "c.nii.gz", g)
     save_mask(tmp_path / "gt" / "c.npy", g)
-    with pytest.raises(SegDiceError, match=r"gt: two files give the case name 'c'"):
+    with pytest.raises(
+        SegDiceError,
+        match=r"gt: 2 files give the case name 'c': c.nii.gz, c.npy; choose which files are masks with --gt-glob",
+    ):
         evaluate(tmp_path / "pred", tmp_path / "gt", workers=1)
 
 
@@ -280,7 +288,7 @@ def test_duplicate_case_names_are_a_usage_error(tmp_path):
         ({"nsd_tolerance": 0}, r"nsd_tolerance: got 0; expected a value > 0"),
         ({"workers": 0}, r"workers: got 0; expected a value >= 1"),
         ({"labels": [0, 1]}, r"labels: 0 is the background"),
-        ({"labels": "1,2"}, r"labels: got '1,2'; expected 'auto' or a list"),
+        ({"labels": "1,x"}, r"labels: got 'x' in '1,x'; expected integers or ranges separated by commas"),
         ({"spacing": (1.0, -1.0)}, r"spacing: got -1.0; expected a value > 0"),
         ({"regions": {"WT": []}}, r"regions\['WT'\]: got \[\]; expected a non-empty list"),
         ({"label_names": {"a": 1, "b": 1}}, r"label_names: label 1 is named twice"),
@@ -490,9 +498,11 @@ def test_large_and_negative_label_values(tmp_path):
     p[9, 9] = 123  # a stray label
     pred, gt = _folders(tmp_path, {"c": (p, g)}, suffix=".npy", spacing=None)
     result = evaluate(pred, gt, ignore_label=-1, metrics=("dice", "hd95"), workers=1)
-    assert [r["item"] for r in result.per_case] == ["1000", "70000"]
+    # "auto" takes the labels of both sides (123 only in the prediction; 70000 under the ignore label
+    # alone would not count).
+    assert [r["item"] for r in result.per_case] == ["123", "1000", "70000"]
     valid = g != -1
-    for row, label in zip(result.per_case, (1000, 70_000), strict=True):
+    for row, label in zip(result.per_case, (123, 1000, 70_000), strict=True):
         expected = overlap((p == label)[valid], (g == label)[valid])
         assert row["dice"] == pytest.approx(expected["dice"])
-        assert row["error"] == "prediction has labels outside the list: [123]"
+        assert row["error"] == ""

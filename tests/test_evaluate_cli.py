@@ -65,11 +65,11 @@ def test_evaluate_writes_outputs_and_prints_the_summary(folders, tmp_path):
     ("args", "message"),
     [
         (["--metrics", "dice,bogus"], "metrics: got unknown ['bogus']"),
-        (["--labels", "one,two"], "--labels: got 'one,two'"),
+        (["--labels", "one,two"], "labels: got 'one' in 'one,two'"),
         (["--region", "WT"], "--region: got 'WT'; expected NAME=VALUE"),
         (["--spacing", "1,x"], "--spacing: got '1,x'"),
         (["--empty", "2"], "empty: got '2'"),
-        (["--label-names", "liver:1"], "--label-names: got 'liver:1'"),
+        (["--label-names", "liver:1"], "label_names: got 'liver:1'; expected NAME=VALUE pairs"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(folders, args, message):

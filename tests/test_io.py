@@ -211,5 +211,9 @@ def test_supported_suffixes_all_have_readers(tmp_path):
     for suffix in SUPPORTED_SUFFIXES:
         array = np.zeros((3, 3), dtype=np.uint8)
         array[1, 1] = 4
+        if suffix == ".dcm":  # DICOM-SEG is read only: a SEG must reference its source images
+            with pytest.raises(SegDiceError, match="reads DICOM-SEG but does not write it"):
+                save_mask(tmp_path / f"x{suffix}", array)
+            continue
         save_mask(tmp_path / f"x{suffix}", array)
         np.testing.assert_array_equal(read_mask(tmp_path / f"x{suffix}").array, array)

@@ -161,20 +161,6 @@ _EXIT_SIGINT = 130  # 128 + SIGINT, as shells report it
 _EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 
-def _int_list(option: str, text: str) -> list[int]:
-    from segdice._checks import SegDiceError
-
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise SegDiceError(
-            f"{option}: got {text!r}; expected integers separated by commas, e.g. 1,2,3"
-        ) from None
-    if not values:
-        raise SegDiceError(f"{option}: got {text!r}; expected integers separated by commas, e.g. 1,2,3")
-    return values
-
-
 def _named(option: str, text: str) -> tuple[str, str]:
     from segdice._checks import SegDiceError
 
@@ -186,23 +172,24 @@ def _named(option: str, text: str) -> tuple[str, str]:
 
 def _parse_label_options(
     labels: str, label_names: str | None, region: list[str] | None
-) -> tuple[str | list[int], dict[str, int], dict[str, list[int]]]:
-    """``--labels``, ``--label-names`` and ``--region`` as :func:`segdice.evaluate` takes them."""
+) -> tuple[str | list[int], str | None, dict[str, str]]:
+    """``--labels``, ``--label-names`` and ``--region`` as :func:`segdice.evaluate` takes them.
+
+    Label lists and region members stay text (``"1,2"``, ``"1-3"``) and label names stay inline pairs
+    or a file path: :func:`segdice.evaluate` parses them, so the API and the command line accept the
+    same forms.
+    """
     if labels.strip().lower() == "auto":
         label_list: str | list[int] = "auto"
     elif labels.strip().lower() == "none":
         label_list = []
     else:
-        label_list = _int_list("--labels", labels)
-    names: dict[str, int] = {}
-    for part in (label_names or "").split(","):
-        if part.strip():
-            name, value = _named("--label-names", part)
-            names[name] = _int_list("--label-names", value)[0]
-    regions: dict[str, list[int]] = {}
+        label_list = labels
+    names = label_names.strip() if label_names and label_names.strip() else None
+    regions: dict[str, str] = {}
     for text in region or []:
         name, value = _named("--region", text)
-        regions[name] = _int_list("--region", value)
+        regions[name] = value
     return label_list, names, regions
 
 
@@ -330,16 +317,46 @@ def evaluate_command(
     ] = None,
     labels: Annotated[
         str,
-        typer.Option(help="Labels to score: 'auto' (every label in the ground truth), '1,2,3', or 'none'."),
+        typer.Option(
+            help="Labels to score: 'auto' (every label in any ground truth or prediction), '1,2,3' or '1-3' "
+            "(other values count as background), or 'none'."
+        ),
     ] = "auto",
     label_names: Annotated[
-        str | None, typer.Option("--label-names", help="Display names, e.g. liver=1,tumour=2.")
+        str | None,
+        typer.Option(
+            "--label-names",
+            help="Display names: liver=1,tumour=2, or a CSV file of value,name rows, or an nnU-Net "
+            "dataset.json (its label lists become regions).",
+        ),
     ] = None,
     region: Annotated[
         list[str] | None,
         typer.Option(
-            "--region", help="A named union of labels scored as one mask, e.g. WT=1,2,3 (repeatable)."
+            "--region",
+            help="A named union of labels scored as one mask, e.g. WT=1,2,3 or WT=1-3 (repeatable).",
         ),
+    ] = None,
+    binarize: Annotated[
+        bool,
+        typer.Option("--binarize", help="Every value > 0 is one foreground class (0/255 or instance masks)."),
+    ] = False,
+    reorient: Annotated[
+        bool,
+        typer.Option(
+            "--reorient", help="Undo axis permutations and flips between prediction and ground truth grids."
+        ),
+    ] = False,
+    recursive: Annotated[
+        bool, typer.Option("--recursive", help="Search sub-folders (e.g. BraTS: one folder per case).")
+    ] = False,
+    pred_glob: Annotated[
+        str | None,
+        typer.Option("--pred-glob", help="Only prediction files matching this pattern, e.g. '*.nii.gz'."),
+    ] = None,
+    gt_glob: Annotated[
+        str | None,
+        typer.Option("--gt-glob", help="Only ground-truth files matching this pattern, e.g. '*-seg.nii.gz'."),
     ] = None,
     ignore_label: Annotated[
         int | None, typer.Option("--ignore-label", help="Ground-truth label left out of every count.")
@@ -433,7 +450,7 @@ def evaluate_command(
             gt,
             out=out,
             labels=label_list,
-            label_names=names or None,
+            label_names=names,
             regions=regions or None,
             ignore_label=ignore_label,
             metrics=metrics if metrics is not None else DEFAULT_METRICS,
@@ -445,6 +462,11 @@ def evaluate_command(
             gt_suffix=gt_suffix,
             resume=resume,
             progress=progress and not quiet,
+            reorient=reorient,
+            binarize=binarize,
+            recursive=recursive,
+            pred_glob=pred_glob,
+            gt_glob=gt_glob,
             instances=instances,
             match=match,
             match_threshold=match_threshold,

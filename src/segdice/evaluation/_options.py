@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from segdice._checks import SegDiceError, check_number
+from segdice.evaluation._labels import parse_label_list, read_label_names
 from segdice.evaluation._scoring import BOUNDARY_METRICS, OVERLAP_METRICS, Item
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "Options", "build_items", "normalise_options"]
@@ -25,8 +26,9 @@ _EMPTY_POLICIES = {"nan": math.nan, "0": 0.0, "1": 1.0}
 class Options:
     """The checked arguments of one evaluation (see :func:`segdice.evaluation.evaluate`).
 
-    ``labels`` is ``"auto"`` until the ground truth has been read, or the sorted foreground labels;
-    ``label_names`` maps a label to its display name; ``empty_key`` is the policy's name and
+    ``labels`` is ``"auto"`` until the cases have been read, or the sorted foreground labels (``(1,)``
+    with ``binarize``); ``label_names`` maps a label to its display name; ``regions`` holds the
+    regions of a dataset.json, then those passed; ``empty_key`` is the policy's name and
     ``empty_value`` its number.
     """
 
@@ -46,6 +48,11 @@ class Options:
     pred_suffix: str
     gt_suffix: str
     resume: bool
+    reorient: bool = False
+    binarize: bool = False
+    recursive: bool = False
+    pred_glob: str | None = None
+    gt_glob: str | None = None
 
     @property
     def csv_path(self) -> Path | None:
@@ -59,8 +66,8 @@ def normalise_options(
     *,
     out: str | os.PathLike[str] | None,
     labels: str | Sequence[int],
-    label_names: Mapping[str, int] | Mapping[int, str] | None,
-    regions: Mapping[str, Sequence[int]] | None,
+    label_names: Mapping[str, int] | Mapping[int, str] | str | os.PathLike[str] | None,
+    regions: Mapping[str, Sequence[int] | str] | None,
     ignore_label: int | None,
     metrics: str | Sequence[str],
     nsd_tolerance: float,
@@ -70,6 +77,11 @@ def normalise_options(
     pred_suffix: str,
     gt_suffix: str,
     resume: bool,
+    reorient: bool = False,
+    binarize: bool = False,
+    recursive: bool = False,
+    pred_glob: str | None = None,
+    gt_glob: str | None = None,
 ) -> Options:
     """Check every argument of :func:`~segdice.evaluation.evaluate` and return them as :class:`Options`.
 
@@ -102,14 +114,33 @@ def normalise_options(
     workers = _as_int("workers", workers)
     if workers < 1:
         raise SegDiceError(f"workers: got {workers}; expected a value >= 1 (or None for every core)")
-    names = _names_by_label(label_names)
-    region_items = _regions(regions)
+    names, named_regions = read_label_names(label_names) if label_names else ({}, {})
+    region_items = _regions(named_regions) + _regions(regions)
+    if isinstance(labels, str) and labels.strip().lower() != "auto":
+        labels = parse_label_list("labels", labels)  # "1,2" or "1-3"
+    elif isinstance(labels, str):
+        labels = "auto"
     if not (isinstance(labels, str) and labels == "auto"):
         if isinstance(labels, (str, int)):
             raise SegDiceError(f"labels: got {labels!r}; expected 'auto' or a list of integer labels")
         labels = tuple(sorted({_as_int("labels", v) for v in labels}))
         if 0 in labels:
             raise SegDiceError("labels: 0 is the background and is not scored; list foreground labels only")
+    if binarize:
+        if labels != "auto" and labels != (1,):
+            raise SegDiceError(
+                f"binarize: scores one foreground class (1); got labels {list(labels)}; "
+                "leave labels at 'auto' (or pass [1])"
+            )
+        if region_items:
+            raise SegDiceError(
+                f"binarize: every value > 0 is one class, so regions mean nothing; got regions "
+                f"{[item.name for item in region_items]}"
+            )
+        labels = (1,)
+    for name, pattern in (("pred_glob", pred_glob), ("gt_glob", gt_glob)):
+        if pattern is not None and (not isinstance(pattern, str) or not pattern):
+            raise SegDiceError(f"{name}: got {pattern!r}; expected a glob pattern such as '*.nii.gz'")
     if resume and out is None:
         raise SegDiceError("resume: needs out, the folder whose per_case.csv holds the finished cases")
     return Options(
@@ -129,6 +160,11 @@ def normalise_options(
         pred_suffix=pred_suffix,
         gt_suffix=gt_suffix,
         resume=bool(resume),
+        reorient=bool(reorient),
+        binarize=bool(binarize),
+        recursive=bool(recursive),
+        pred_glob=pred_glob,
+        gt_glob=gt_glob,
     )
 
 
@@ -181,28 +217,15 @@ def _parse_empty(empty: str | float) -> tuple[str, float]:
     return key, _EMPTY_POLICIES[key]
 
 
-def _names_by_label(label_names: Mapping | None) -> dict[int, str]:
-    if not label_names:
-        return {}
-    names: dict[int, str] = {}
-    for key, value in label_names.items():
-        # Accept {"liver": 1} (as on the command line) and {1: "liver"}.
-        name, label = (key, value) if isinstance(key, str) else (value, key)
-        if not isinstance(name, str) or not name:
-            raise SegDiceError(f"label_names: got {key!r}: {value!r}; expected name=label pairs like liver=1")
-        label = _as_int(f"label_names[{name!r}]", label)
-        if label in names:
-            raise SegDiceError(f"label_names: label {label} is named twice ({names[label]!r} and {name!r})")
-        names[label] = name
-    return names
-
-
-def _regions(regions: Mapping[str, Sequence[int]] | None) -> tuple[Item, ...]:
+def _regions(regions: Mapping[str, Sequence[int] | str] | None) -> tuple[Item, ...]:
+    """Region items; a region's labels are a list of integers or a text such as ``"1-3,5"``."""
     items = []
     for name, labels in (regions or {}).items():
         if not isinstance(name, str) or not name:
             raise SegDiceError(f"regions: got name {name!r}; expected a non-empty string")
-        if isinstance(labels, (int, str)) or not len(labels):
+        if isinstance(labels, str):
+            labels = parse_label_list(f"regions[{name!r}]", labels)
+        if isinstance(labels, int) or not len(labels):
             raise SegDiceError(f"regions[{name!r}]: got {labels!r}; expected a non-empty list of labels")
         ids = tuple(sorted({_as_int(f"regions[{name!r}]", v) for v in labels}))
         items.append(Item(name=name, ids=ids, region=True))

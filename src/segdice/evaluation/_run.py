@@ -31,7 +31,7 @@ from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, n
 from segdice.evaluation._output import locked_output_folder, output_error
 from segdice.evaluation._pairing import CasePair, pair_cases
 from segdice.evaluation._pool import LocalPool, TaskLost
-from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, gt_label_set, score_case
+from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, case_label_set, score_case
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
 from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
@@ -52,8 +52,8 @@ def evaluate(
     *,
     out: str | os.PathLike[str] | None = None,
     labels: str | Sequence[int] = "auto",
-    label_names: Mapping[str, int] | Mapping[int, str] | None = None,
-    regions: Mapping[str, Sequence[int]] | None = None,
+    label_names: Mapping[str, int] | Mapping[int, str] | str | os.PathLike[str] | None = None,
+    regions: Mapping[str, Sequence[int] | str] | None = None,
     ignore_label: int | None = None,
     metrics: str | Sequence[str] = DEFAULT_METRICS,
     nsd_tolerance: float = 1.0,
@@ -64,6 +64,11 @@ def evaluate(
     gt_suffix: str = "",
     resume: bool = False,
     progress: bool | ProgressCallback = False,
+    reorient: bool = False,
+    binarize: bool = False,
+    recursive: bool = False,
+    pred_glob: str | None = None,
+    gt_glob: str | None = None,
     instances: str | None = None,
     match: str = "iou",
     match_threshold: float = 0.5,
@@ -76,17 +81,21 @@ def evaluate(
     Parameters
     ----------
     pred, gt
-        Files or folders of masks (NIfTI, PNG/BMP, TIFF, ``.npy``/``.npz``). Cases pair by file name;
-        ground truth defines the cases.
+        Files or folders of masks (NIfTI, MHA/MHD, NRRD/NHDR, DICOM-SEG, PNG/BMP, TIFF,
+        ``.npy``/``.npz``; see :mod:`segdice.io`). Cases pair by file name; ground truth defines the
+        cases. Prediction and ground truth must share shape, spacing, origin and direction.
     out
         Output folder for ``per_case.csv``, ``summary.json`` and ``report.html``; ``None`` writes nothing.
     labels
-        ``"auto"`` (every label > 0 in any ground-truth file, less ``ignore_label``) or a list of labels.
-        A voxel whose label is in neither the list nor a region flags its case with an error.
+        ``"auto"`` (every label > 0 in any ground-truth **or prediction** file, less ``ignore_label``: a
+        label only the model predicts is scored, Dice 0 where it appears) or a list of labels; values
+        outside the list count as background for them.
     label_names
-        Display names, ``{"liver": 1, "tumour": 2}`` (or ``{1: "liver"}``).
+        Display names: ``{"liver": 1, "tumour": 2}`` (or ``{1: "liver"}``), a text
+        ``"liver=1,tumour=2"``, or the path of a CSV of ``value,name`` rows or of an nnU-Net
+        ``dataset.json`` (whose label lists become regions).
     regions
-        Named unions of labels scored as one mask, e.g. ``{"WT": [1, 2, 3]}``.
+        Named unions of labels scored as one mask, e.g. ``{"WT": [1, 2, 3]}`` or ``{"WT": "1-3"}``.
     ignore_label
         Ground-truth label whose voxels are left out of every count and of both surfaces.
     metrics
@@ -95,7 +104,8 @@ def evaluate(
     nsd_tolerance
         Tolerance of the normalised surface Dice, in physical units.
     spacing
-        Voxel spacing in array axis order, overriding the file headers (and their mismatch check).
+        Voxel spacing in array axis order, overriding the file headers: the arrays are then compared
+        voxel by voxel, without checking the headers' spacing, origin or direction.
     empty
         Overlap metrics when prediction and ground truth are both empty: ``"nan"`` (left out of
         statistics, counted in ``n_nan``), ``"0"`` or ``"1"``.
@@ -111,6 +121,17 @@ def evaluate(
         only the others.
     progress
         ``True`` for a progress bar on the terminal, or a callable ``(done, total)``.
+    reorient
+        Undo axis permutations and flips between a prediction and its ground truth on the same world
+        grid (both files need a geometry); the rows say so in ``note``.
+    binarize
+        Score every value > 0 as one foreground class, ``1``, on both sides (0/255 masks, instance
+        masks).
+    recursive
+        Search sub-folders of ``pred`` and ``gt`` (BraTS keeps one folder per case).
+    pred_glob, gt_glob
+        Only files matching the pattern are masks, e.g. ``"*-seg.nii.gz"`` (on the file name, or on
+        the path below the folder when the pattern holds a ``/``).
     instances
         Object columns per label/region (:func:`segdice.metrics.instance_scores`): ``"components"``
         (objects are connected components) or ``"labels"`` (the files are instance label maps, scored as
@@ -159,12 +180,16 @@ def evaluate(
         pred, gt, out=out, labels=labels, label_names=label_names, regions=regions,
         ignore_label=ignore_label, metrics=metrics, nsd_tolerance=nsd_tolerance, spacing=spacing,
         empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume,
+        reorient=reorient, binarize=binarize, recursive=recursive, pred_glob=pred_glob, gt_glob=gt_glob,
+    )  # fmt: skip
+    pairs, extras = pair_cases(
+        pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix, pred_glob=pred_glob, gt_glob=gt_glob,
+        recursive=recursive,
     )  # fmt: skip
     options, objects = with_object_options(
         options, instances=instances, match=match, match_threshold=match_threshold, dilation=dilation,
         min_volume=min_volume, protocol=protocol,
     )  # fmt: skip
-    pairs, extras = pair_cases(pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix)
     columns = case_columns(options.metrics) + instance_columns(objects)
     with ExitStack() as locked:
         if options.out is not None:  # held until every output is written
@@ -210,6 +235,8 @@ def _run_cases(
             nsd_tolerance=options.nsd_tolerance,
             spacing=options.spacing,
             empty_value=options.empty_value,
+            reorient=options.reorient,
+            binarize=options.binarize,
             instances=objects,
         )
         try:
@@ -264,18 +291,19 @@ class _Collected:
 
 
 def _resolve_items(options: Options, pairs: Sequence[CasePair], pool: LocalPool) -> tuple[Item, ...]:
-    """The labels and regions to score; ``"auto"`` reads the ground truth once to find the labels."""
+    """The labels and regions to score; ``"auto"`` reads every case once to find the labels."""
     labels = options.labels
-    if isinstance(labels, str):  # "auto": one cheap pass over the ground truth fixes the label list
+    if isinstance(labels, str):  # "auto": one pass over ground truth and predictions fixes the labels
         found: set[int] = set()
-        for _index, ids in pool.imap(gt_label_set, [(p.gt, options.ignore_label) for p in pairs]):
+        for _index, ids in pool.imap(case_label_set, [(p, options.ignore_label) for p in pairs]):
             if not isinstance(ids, TaskLost):  # the scoring pass reports that case on its own rows
                 found.update(ids)  # type: ignore[arg-type]
         labels = tuple(sorted(found))
     items = build_items(labels, options)
     if not items:
         raise SegDiceError(
-            "labels: nothing to evaluate; the ground truth holds only background (pass labels or regions)"
+            "labels: nothing to evaluate; ground truth and predictions hold only background "
+            "(pass labels or regions)"
         )
     return items
 

@@ -2,6 +2,8 @@
 
 The functions here run in worker processes, so they are top-level (spawn-safe) and take only
 picklable arguments. A case never raises: whatever goes wrong becomes the ``error`` text of its rows.
+The prediction must lie on the ground truth's voxel grid (:mod:`segdice.evaluation._geometry`, which
+also reorients it on request). Values outside the scored labels count as background, never as an error.
 Metric values come from :mod:`segdice.metrics`: one :func:`~segdice.metrics.confusion` pass on a
 compact re-coded label map (labels) or on stacked masks (regions) gives the counts every overlap metric
 is formed from, and one :func:`~segdice.metrics.boundary_metrics` call gives every distance.
@@ -12,12 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from segdice._checks import SegDiceError
+from segdice.evaluation._geometry import align_prediction
 from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
@@ -32,7 +34,7 @@ __all__ = [
     "Item",
     "ScoringSpec",
     "case_columns",
-    "gt_label_set",
+    "case_label_set",
     "score_case",
 ]
 
@@ -40,8 +42,6 @@ __all__ = [
 # takes no beta.
 OVERLAP_METRICS: tuple[str, ...] = tuple(name for name in METRICS if name != "fbeta")
 
-# Spacing of the two files must agree to this relative tolerance (headers store float32).
-_SPACING_RTOL = 1e-4
 # Label values below this use a lookup table to remap; larger ones fall back to comparisons.
 _LUT_LIMIT = 1 << 16
 
@@ -75,6 +75,8 @@ class ScoringSpec:
     nsd_tolerance: float = 1.0
     spacing: tuple[float, ...] | None = None
     empty_value: float = math.nan
+    reorient: bool = False
+    binarize: bool = False
     instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
 
 
@@ -83,13 +85,28 @@ def case_columns(metrics: Sequence[str]) -> list[str]:
     return [*CASE_COLUMNS, *metrics]
 
 
-def gt_label_set(path: Path, ignore_label: int | None) -> tuple[int, ...]:
-    """Labels > 0 present in one ground-truth file (minus the ignore label); ``()`` if unreadable."""
+def case_label_set(pair: CasePair, ignore_label: int | None) -> tuple[int, ...]:
+    """Labels > 0 present in a case's ground truth or prediction, less the ignore label.
+
+    Prediction voxels where the ground truth holds the ignore label are left out, as in scoring.
+    An unreadable file contributes nothing: the scoring pass reports it on the case's own rows.
+    """
+    found: set[int] = set()
+    gt = None
     try:
-        array = read_mask(path).array
-    except Exception:  # the scoring pass reports the unreadable file on the case's own rows
-        return ()
-    return tuple(v for v in _present(array) if v != 0 and v != ignore_label)
+        gt = read_mask(pair.gt).array
+        found.update(_present(gt))
+    except Exception:  # reported by the scoring pass
+        pass
+    if pair.pred is not None:
+        try:
+            pred = read_mask(pair.pred).array
+            if ignore_label is not None and gt is not None and gt.shape == pred.shape:
+                pred = pred[gt != ignore_label]
+            found.update(_present(pred))
+        except Exception:  # reported by the scoring pass
+            pass
+    return tuple(sorted(v for v in found if v != 0 and v != ignore_label))
 
 
 def _present(array: np.ndarray) -> list[int]:
@@ -112,31 +129,20 @@ def _table_size(array: np.ndarray) -> int | None:
     return hi + 1 if lo >= 0 and hi < _LUT_LIMIT else None
 
 
-def _encode(array: np.ndarray, ids: Sequence[int], known: set[int]) -> tuple[np.ndarray, list[int]]:
-    """Compact codes for counting, and the values outside ``known``, in one table lookup.
-
-    ``ids[k]`` becomes ``k + 1``; every other value becomes 0. The second result lists the values of
-    ``array`` in neither ``ids`` nor ``known`` (sorted; found without sorting the data unless present).
-    """
-    dtype, sentinel = (np.uint8, 255) if len(ids) < 255 else (np.int32, -1)
+def _encode(array: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """Compact codes for counting in one table lookup: ``ids[k]`` becomes ``k + 1``, any other value 0."""
+    dtype = np.uint8 if len(ids) < 255 else np.int32
     size = _table_size(array)
     if size is not None:
-        table = np.full(size, sentinel, dtype=dtype)
-        table[[k for k in known if 0 <= k < size]] = 0
+        table = np.zeros(size, dtype=dtype)
         for k, value in enumerate(ids):
             if 0 <= value < size:
                 table[value] = k + 1
-        codes = table[array]
-        outside = codes == sentinel
-    else:
-        codes = np.zeros(array.shape, dtype=dtype)
-        for k, value in enumerate(ids):
-            codes[array == value] = k + 1
-        outside = ~np.isin(array, sorted(known | set(ids)))
-    if not outside.any():
-        return codes, []
-    codes[outside] = 0
-    return codes, np.unique(array[outside]).tolist()
+        return table[array]
+    codes = np.zeros(array.shape, dtype=dtype)
+    for k, value in enumerate(ids):
+        codes[array == value] = k + 1
+    return codes
 
 
 def _empty_row(pair: CasePair, item: Item, metrics: Sequence[str]) -> dict:
@@ -147,6 +153,7 @@ def _empty_row(pair: CasePair, item: Item, metrics: Sequence[str]) -> dict:
         labels=item.label_text,
         missing_pred=pair.pred is None,
         error="",
+        note="",
         pred_file=str(pair.pred) if pair.pred is not None else "",
         gt_file=str(pair.gt),
     )
@@ -168,9 +175,9 @@ def score_case(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     """Score one case; return one row per item of ``spec`` (never raises for bad files).
 
     A missing prediction is scored as an empty prediction (Dice 0 where the ground truth has the
-    label, distances at their worst case) and flagged ``missing_pred``. Unreadable files, a shape or
-    spacing mismatch produce rows with NaN metrics and the reason in ``error``; labels outside the
-    evaluated list produce scored rows whose ``error`` names the stray labels.
+    label, distances at their worst case) and flagged ``missing_pred``. Unreadable files and a shape,
+    spacing, origin or direction mismatch produce rows with NaN metrics and the reason in ``error``.
+    A reoriented prediction says so in ``note``. Values outside the scored labels are background.
     """
     try:
         return _score(pair, spec)
@@ -181,50 +188,50 @@ def score_case(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 
 
 def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
-    gt, pred_array, pred_spacing = _read_case(pair)
+    gt, pred_array, pred_spacing, note = _read_case(pair, spec)
     spacing = _case_spacing(spec, gt, pred_spacing)
+    gt_array = gt.array
+    valid = None if spec.ignore_label is None else gt_array != spec.ignore_label
     pred_array, gt_array, instance_maps, ignored = instance_inputs(
-        pred_array, gt.array, spec.instances, spec.ignore_label
+        pred_array, gt_array, spec.instances, spec.ignore_label
     )
-    known = {0, *(i for item in spec.items for i in item.ids)}
-    if spec.ignore_label is not None:
-        known.add(spec.ignore_label)
+    if spec.binarize:  # every value > 0 is the one foreground class, 1
+        pred_array, gt_array = (pred_array > 0).view(np.uint8), (gt_array > 0).view(np.uint8)
     rows = {item: _empty_row(pair, item, spec.metrics) for item in spec.items}
-    pred_flat, gt_flat, pred_array, gt_array = _without_ignored(pred_array, gt_array, spec.ignore_label)
+    pred_flat, gt_flat, pred_array, gt_array = _without_ignored(pred_array, gt_array, valid)
 
     label_ids = [item.ids[0] for item in spec.items if not item.region]
-    pred_codes, stray_pred = _encode(pred_flat, label_ids, known)
-    gt_codes, stray_gt = _encode(gt_flat, label_ids, known)
-    problems = []
-    if stray_gt:
-        problems.append(f"ground truth has labels outside the list: {stray_gt}")
-    if stray_pred:
-        problems.append(f"prediction has labels outside the list: {stray_pred}")
-
+    pred_codes = _encode(pred_flat, label_ids)
+    gt_codes = _encode(gt_flat, label_ids)
     _overlap(rows, (pred_codes, gt_codes), (pred_flat, gt_flat), spec)
     _boundary(rows, pred_array, gt_array, spacing, spec)
     if spec.instances is not None:
         score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
     for row in rows.values():
-        row["error"] = "; ".join(problems)
+        row["note"] = note
     return list(rows.values())
 
 
-def _read_case(pair: CasePair) -> tuple[Mask, np.ndarray, tuple[float, ...] | None]:
-    """The ground truth, the prediction's array and its spacing (an empty prediction when missing)."""
+def _read_case(pair: CasePair, spec: ScoringSpec) -> tuple[Mask, np.ndarray, tuple[float, ...] | None, str]:
+    """The ground truth, the prediction on its grid, the prediction's spacing, and a note.
+
+    A missing prediction is an empty one. The geometry check is skipped when ``spec.spacing``
+    overrides the headers.
+    """
     gt = read_mask(pair.gt)
     if pair.pred is None:
-        return gt, np.zeros_like(gt.array), gt.spacing
+        return gt, np.zeros_like(gt.array), gt.spacing, ""
     pred = read_mask(pair.pred)
-    if pred.array.shape != gt.array.shape:
-        raise SegDiceError(f"shape mismatch: prediction {pred.array.shape} vs ground truth {gt.array.shape}")
-    return gt, pred.array, pred.spacing
+    array, spacing, note = align_prediction(
+        gt, pred, reorient=spec.reorient, compare_headers=spec.spacing is None
+    )
+    return gt, array, spacing, note
 
 
 def _case_spacing(
     spec: ScoringSpec, gt: Mask, pred_spacing: tuple[float, ...] | None
 ) -> tuple[float, ...] | None:
-    """The spacing to score with: the override, else the headers, which must then agree."""
+    """The spacing to score with: the override, else the ground truth's, else the prediction's."""
     if spec.spacing is not None:
         spacing = spec.spacing
         if len(spacing) == 1:  # one number: the same spacing along every axis
@@ -235,29 +242,19 @@ def _case_spacing(
                 f"{gt.array.shape}; expected one per axis"
             )
         return spacing
-    if (
-        gt.spacing is not None
-        and pred_spacing is not None
-        and not np.allclose(pred_spacing, gt.spacing, rtol=_SPACING_RTOL, atol=0)
-    ):
-        raise SegDiceError(
-            f"spacing mismatch: prediction {tuple(round(s, 6) for s in pred_spacing)} vs ground truth "
-            f"{tuple(round(s, 6) for s in gt.spacing)} (override with --spacing if intended)"
-        )
     return gt.spacing if gt.spacing is not None else pred_spacing
 
 
 def _without_ignored(
-    pred: np.ndarray, gt: np.ndarray, ignore_label: int | None
+    pred: np.ndarray, gt: np.ndarray, valid: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(pred_flat, gt_flat, pred, gt)``: the voxels to count, and the maps to take surfaces from.
 
-    Ignored voxels leave the counts (the flat arrays hold only the others) and both surfaces (the maps
-    have them set to background).
+    Ignored voxels (``valid`` False) leave the counts (the flat arrays hold only the others) and both
+    surfaces (the maps have them set to background).
     """
-    if ignore_label is None:
+    if valid is None:
         return pred.ravel(), gt.ravel(), pred, gt
-    valid = gt != ignore_label
     return pred[valid], gt[valid], np.where(valid, pred, 0), np.where(valid, gt, 0)
 
 

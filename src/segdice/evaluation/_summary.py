@@ -70,6 +70,16 @@ DEFINITIONS: dict[str, str | dict] = {
         "array axis order, from the ground-truth header (NIfTI pixdim, ImageJ TIFF, .npz 'spacing'), "
         "1 per axis when the file has none; spacing_override replaces it"
     ),
+    "geometry": (
+        "prediction and ground truth share shape, spacing, origin and direction (relative tolerance 1e-4), "
+        "else the case is an error row naming both values; with reorient, axis permutations and flips "
+        "on the same world grid are undone first (noted in the rows); a spacing override skips the check"
+    ),
+    "labels": (
+        "auto: every label > 0 present in any ground truth or prediction, less the ignore label (a label "
+        "only the prediction has scores Dice 0 where it appears); values outside the scored labels and "
+        "regions count as background; binarize: every value > 0 is label 1"
+    ),
     "statistics": (
         "over cases, NaN left out: mean, std (ddof=1), median and quartiles (linear interpolation), min, max"
     ),
@@ -254,6 +264,11 @@ def build_summary(
             "ignore_label": options.ignore_label,
             "metrics": list(options.metrics),
             "spacing_override": list(options.spacing) if options.spacing is not None else None,
+            "reorient": options.reorient,
+            "binarize": options.binarize,
+            "recursive": options.recursive,
+            "pred_glob": options.pred_glob,
+            "gt_glob": options.gt_glob,
         },
         "definitions": _definitions(options),
         "counts": {

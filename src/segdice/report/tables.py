@@ -51,6 +51,7 @@ CASE_COLUMNS: dict[str, type] = {
     "empty_pred": bool,
     "missing_pred": bool,
     "error": str,
+    "note": str,
     "pred_file": str,
     "gt_file": str,
 }
