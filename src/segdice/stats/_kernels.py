@@ -655,14 +655,14 @@ def _chunks(bs: slice, ns: slice, c: int) -> list[tuple[slice, slice]]:
 
 
 class _Scratch:
-    """Two reused chunk-sized temporaries: views of one buffer, so each pass faults its pages only once."""
+    """Reused chunk-sized temporaries: views of one buffer, so each pass faults its pages only once."""
 
-    def __init__(self, like: Tensor) -> None:
-        self.buf = torch.empty(2, min(_CHUNK, like.numel()), dtype=like.dtype, device=like.device)
+    def __init__(self, like: Tensor, n: int = 2) -> None:
+        self.buf = torch.empty(n, min(_CHUNK, like.numel()), dtype=like.dtype, device=like.device)
 
-    def views(self, like: Tensor) -> tuple[Tensor, Tensor]:
+    def views(self, like: Tensor) -> tuple[Tensor, ...]:
         k = like.numel()
-        return self.buf[0, :k].view(like.shape), self.buf[1, :k].view(like.shape)
+        return tuple(row[:k].view(like.shape) for row in self.buf)
 
 
 def _uniform_ratio(a: Tensor, q: Tensor) -> float | None:
@@ -686,7 +686,14 @@ class _SigmoidHardStats(torch.autograd.Function):
     def forward(ctx, x, t, check, term):  # type: ignore[override]
         with _no_autocast(x):
             p = torch.sigmoid(x)
-            stats = _hard_forward(x, p, t, check, term)
+            if term is None and x.numel() <= _CHUNK:
+                # Small input: the fixed cost of the slab machinery dominates, so the target's float copy is
+                # made once and kept for the backward (at most _CHUNK values, far below one logits tensor).
+                g = t if t.dtype == p.dtype else t.to(p.dtype)
+                stats = _small_hard_forward(p, g, check if g is not t else None)
+                t = g
+            else:
+                stats = _hard_forward(x, p, t, check, term)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
         ctx.p, ctx.term = p, term
@@ -707,6 +714,17 @@ class _SigmoidHardStats(torch.autograd.Function):
         return grad, None, None, None
 
 
+def _small_hard_forward(p: Tensor, g: Tensor, check):
+    """The Dice sums of a small input in a handful of ops, ``g`` already of ``p``'s dtype."""
+    b, c, n = p.shape
+    if check is not None and g.numel():
+        lo, hi = torch.aminmax(g)
+        check(float(lo), float(hi))
+    zeros = torch.zeros(b, c, dtype=p.dtype, device=p.device)
+    count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
+    return _rowdot(p, g), p.sum(2), g.sum(2), zeros, count
+
+
 def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None):
     b, c, n = p.shape
     pred = p.sum(2)
@@ -724,13 +742,13 @@ def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None)
             if check is not None and g.numel():
                 extremes.append(torch.aminmax(g))
             pb = p[bs, :, ns]
-            tsum[bs] += g.sum(2)
-            inter[bs] += _rowdot(pb, g)
+            tsum[bs].add_(g.sum(2))  # in place on the row view: no index_put copy
+            inter[bs].add_(_rowdot(pb, g))
             if scratch is not None:
                 for cb, cn in _chunks(bs, ns, c):
                     gb, gn = slice(cb.start - bs.start, cb.stop - bs.start), slice(cn.start - ns.start, cn.stop - ns.start)
                     pc, gc = p[cb, :, cn], g[gb, :, gn]
-                    nll[cb] += _sigmoid_term_sums(x[cb, :, cn], pc, gc, term, *scratch.views(pc))
+                    nll[cb].add_(_sigmoid_term_sums(x[cb, :, cn], pc, gc, term, *scratch.views(pc)))
         if extremes:
             check(min(float(lo) for lo, _ in extremes), max(float(hi) for _, hi in extremes))
     count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
@@ -760,8 +778,8 @@ def _sigmoid_term_sums(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tens
     return (1.0 - term.alpha) * focal.sum(2) + (2.0 * term.alpha - 1.0) * _rowdot(focal, g)
 
 
-def _sigmoid_term_grad(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tensor, w1: Tensor) -> Tensor:
-    """``dT/dx`` per element of one slab, into ``w1`` (``p`` still holds the probabilities)."""
+def _sigmoid_term_grad(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
+    """``dT/dx`` per element of one chunk, into ``w1`` (``p`` still holds the probabilities)."""
     if term.gamma is None:  # p - g' = p - (1 - eps) g - eps / 2
         out = torch.sub(p, g, alpha=1.0 - term.label_smoothing, out=w1)
         return out.sub_(term.label_smoothing / 2) if term.label_smoothing > 0 else out
@@ -769,15 +787,21 @@ def _sigmoid_term_grad(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tens
     if gamma == 0:
         out = torch.sub(p, g, out=w1)  # (1 - 2g) m = p - g
     else:
+        # (1 - 2g) m^gamma (m + gamma (1 - m) BCE) = d m^(gamma - 1) (m + gamma (1 - m) BCE), d = p - g, m = |d|
         bce = _softplus_into(x, p, w0, w1).addcmul_(g, x, value=-1.0)
-        m = torch.sub(g, p, out=w0).abs_()
-        # m + gamma (1 - m) BCE, then times m^gamma
-        out = bce.addcmul_(bce, m, value=-1.0).mul_(gamma).add_(m).mul_(_focal_weight_(m, gamma))
-        sign = torch.mul(g, -2.0, out=w0).add_(1.0)  # 1 - 2g
-        out.mul_(sign)
+        d = torch.sub(p, g, out=w2)
+        m = torch.abs(d, out=w0)
+        out = bce.addcmul_(bce, m, value=-1.0).mul_(gamma).add_(m)
+        if gamma != 1:
+            if gamma != 2:
+                lim = m == 0
+                m.pow_(gamma - 1)
+                if gamma < 1:
+                    m.masked_fill_(lim, 0.0)  # d m^(gamma - 1) -> 0 as m -> 0
+            out.mul_(m)
+        out.mul_(d)
     if term.alpha is None:
         return out
-    # (1 - 2g) alpha_t = (1 - alpha) - g, applied to (1 - 2g) * rest: multiply by alpha_t
     alpha_t = torch.mul(g, 2.0 * term.alpha - 1.0, out=w0).add_(1.0 - term.alpha)
     return out.mul_(alpha_t)
 
@@ -812,23 +836,23 @@ def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
     a = g_i.to(p.dtype).unsqueeze(2) if g_i is not None else None
     q = g_p.to(p.dtype).unsqueeze(2) if g_p is not None else None
     e = g_n.to(p.dtype).unsqueeze(2)
-    scratch = _Scratch(p)
+    scratch = _Scratch(p, 3)
     c = p.shape[1]
     for (bs, ns), g in _float_slabs(t, p, split=True, min_slab=_CHUNK):
         for cb, cn in _chunks(bs, ns, c):
             pc = p[cb, :, cn]
             gc = g[cb.start - bs.start : cb.stop - bs.start, :, cn.start - ns.start : cn.stop - ns.start]
-            w0, w1 = scratch.views(pc)
-            extra = _sigmoid_term_grad(x[cb, :, cn], pc, gc, term, w0, w1).mul_(e[cb])
+            w0, w1, w2 = scratch.views(pc)
+            extra = _sigmoid_term_grad(x[cb, :, cn], pc, gc, term, w0, w1, w2).mul_(e[cb])
             if a is None and q is None:
                 pc.copy_(extra)
                 continue
             if a is None:
                 h = q[cb].expand_as(pc)
-            else:
+            elif q is None:
                 h = torch.mul(gc, a[cb], out=w0)
-                if q is not None:
-                    h.add_(q[cb])
+            else:
+                h = torch.addcmul(q[cb], gc, a[cb], out=w0)
             _sigmoid_grad_(pc, h).add_(extra)
     return p
 
