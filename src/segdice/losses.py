@@ -185,12 +185,13 @@ def _reduce(values: Tensor, reduction: str, w: Tensor | None) -> Tensor:
 
 def _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=False,
            **term):  # fmt: skip
+    """(stats, pooled): ``[B, C]`` and the Dice term's statistics; pooled over the batch inside the kernel
+    with ``per_image=False`` (then both are the ``[C]`` sums)."""
     stats = soft_stats(
         input, target, mode, from_logits=from_logits, squared=squared, ignore_index=ignore_index,
-        per_image=True, with_nll=with_nll, **term,
+        per_image=per_image, distributed=distributed, with_nll=with_nll, **term,
     )  # fmt: skip
-    pooled = stats if per_image else pool_soft_stats(stats, distributed=distributed)
-    return stats, pooled
+    return stats, stats
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -57,6 +57,7 @@ class _KernelCfg(NamedTuple):
     with_nll: bool
     soft: bool = False  # dense kernel only: a float target takes the semimetric intersection
     term: LossTerm = LossTerm()  # index kernel: what NLL sums with with_nll
+    pool: bool = False  # return the sums over the batch, [C]
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -97,6 +98,18 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     return torch.bmm(a.reshape(bb * c, 1, n), b.reshape(bb * c, 1, n).transpose(1, 2)).view(bb, c)
 
 
+def _pool(stats: tuple[Tensor, ...], pool: bool) -> tuple[Tensor, ...]:
+    """``pool``: the ``[B, C]`` sums summed over the batch inside the node, ``[C]`` (no extra autograd nodes)."""
+    return tuple(v.sum(0) for v in stats) if pool else stats
+
+
+def _unpool(grads: tuple, b: int, pool: bool) -> tuple:
+    """The incoming gradients of pooled ``[C]`` outputs as ``[B, C]`` (broadcast views)."""
+    if not pool:
+        return grads
+    return tuple(None if g is None else g.unsqueeze(0).expand(b, -1) for g in grads)
+
+
 # --------------------------------------------------------------------------------------------------------
 # multiclass, index target
 # --------------------------------------------------------------------------------------------------------
@@ -119,6 +132,7 @@ class _IndexStats(torch.autograd.Function):
     def forward(ctx, x, t, cfg):  # type: ignore[override]
         with _no_autocast(x):
             state, stats = _index_forward(x, t, cfg, _acc_dtype(x))
+            stats = _pool(stats, cfg.pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)  # unused outputs give None: their gradient terms are skipped
         ctx.cfg = cfg
@@ -132,6 +146,7 @@ class _IndexStats(torch.autograd.Function):
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
         cfg = ctx.cfg
+        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
         with _no_autocast(x):
             state = ctx.state
             ctx.state = None
@@ -421,13 +436,14 @@ def index_stats(
     ignore_index: int | None = None,
     with_nll: bool = False,
     term: LossTerm | None = None,
+    pool: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(I, P, G, NLL, N_valid), each ``[B, C]``, for logits/probabilities ``x [B, C, N]`` and labels ``t [B, N]``.
+    """(I, P, G, NLL, N_valid), each ``[B, C]`` (``[C]`` with ``pool``), for ``x [B, C, N]`` and labels ``t [B, N]``.
 
     With ``with_nll``, NLL holds the per-class sums of ``term`` (the cross-entropy by default) over the pixels
     of each target class.
     """
-    cfg = _KernelCfg(activation, squared, ignore_index, with_nll, term=term or LossTerm())
+    cfg = _KernelCfg(activation, squared, ignore_index, with_nll, term=term or LossTerm(), pool=pool)
     return _IndexStats.apply(x, t, cfg)
 
 
@@ -453,14 +469,14 @@ class _DenseStats(torch.autograd.Function):
     """(I, P, G, NLL, N) per image and channel for ``x, t: [B, C, N]``; soft targets use the semimetric I."""
 
     @staticmethod
-    def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft):  # type: ignore[override]
+    def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft, pool):  # type: ignore[override]
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = _activate(x, activation, acc)
-            stats = _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+            stats = _pool(_dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc), pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
-        ctx.cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft)
+        ctx.cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft, pool=pool)
         ctx.p = p
         ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "sigmoid"))
         return stats
@@ -470,6 +486,7 @@ class _DenseStats(torch.autograd.Function):
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
         activation, squared, ignore_index, with_nll, soft = ctx.cfg[:5]
+        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], ctx.cfg.pool)
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = ctx.p
@@ -478,7 +495,7 @@ class _DenseStats(torch.autograd.Function):
                 _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
             ctx.p = None
             grad = _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc)
-        return grad.to(x.dtype), None, None, None, None, None, None
+        return grad.to(x.dtype), None, None, None, None, None, None, None
 
 
 def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None, bool]:
@@ -583,9 +600,10 @@ def dense_stats(
     ignore_index: float | None = None,
     with_nll: bool = False,
     soft: bool = True,
+    pool: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(I, P, G, NLL, N_valid), each ``[B, C]``, for ``x, t: [B, C, N]``."""
-    return _DenseStats.apply(x, t, activation, squared, ignore_index, with_nll, soft)
+    """(I, P, G, NLL, N_valid), each ``[B, C]`` (``[C]`` with ``pool``), for ``x, t: [B, C, N]``."""
+    return _DenseStats.apply(x, t, activation, squared, ignore_index, with_nll, soft, pool)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -683,7 +701,7 @@ class _SigmoidHardStats(torch.autograd.Function):
     """(I, P, G, NLL, N) per image and channel for logits ``x [B, C, N]`` (float32/64), target 0/1."""
 
     @staticmethod
-    def forward(ctx, x, t, check, term):  # type: ignore[override]
+    def forward(ctx, x, t, check, term, pool):  # type: ignore[override]
         with _no_autocast(x):
             p = torch.sigmoid(x)
             if term is None and x.numel() <= _CHUNK:
@@ -694,9 +712,10 @@ class _SigmoidHardStats(torch.autograd.Function):
                 t = g
             else:
                 stats = _hard_forward(x, p, t, check, term)
+            stats = _pool(stats, pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
-        ctx.p, ctx.term = p, term
+        ctx.p, ctx.term, ctx.pool = p, term, pool
         ctx.mark_non_differentiable(*_constant_outputs(stats, term is not None))
         return stats
 
@@ -704,6 +723,7 @@ class _SigmoidHardStats(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
+        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], ctx.pool)
         with _no_autocast(x):
             p = ctx.p if ctx.p is not None else torch.sigmoid(x)  # None: a second backward
             ctx.p = None
@@ -711,7 +731,7 @@ class _SigmoidHardStats(torch.autograd.Function):
                 grad = _hard_backward(p, t, g_i, g_p)
             else:
                 grad = _hard_backward_with_term(x, p, t, g_i, g_p, g_n, ctx.term)
-        return grad, None, None, None
+        return grad, None, None, None, None
 
 
 def _small_hard_forward(p: Tensor, g: Tensor, check):
@@ -858,7 +878,7 @@ def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
 
 
 def sigmoid_hard_stats(
-    x: Tensor, t: Tensor, check=None, term: LossTerm | None = None
+    x: Tensor, t: Tensor, check=None, term: LossTerm | None = None, pool: bool = False
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(I, P, G, NLL, N_valid), each ``[B, C]``, for logits ``x [B, C, N]`` and a 0/1 target ``t``.
 
@@ -866,8 +886,9 @@ def sigmoid_hard_stats(
     dtype with values known to be 0/1, or any integer dtype. ``check(lo, hi)``, if given, receives the
     target's minimum and maximum (as Python floats) before the forward returns. With ``term``, NLL holds
     the per-channel sums of that loss term (BCE with logits, or the sigmoid focal term), else zeros.
+    ``pool``: each output summed over the batch, ``[C]``.
     """
-    return _SigmoidHardStats.apply(x, t, check, term)
+    return _SigmoidHardStats.apply(x, t, check, term, pool)
 
 
 def is_hard_target(t: Tensor) -> bool:

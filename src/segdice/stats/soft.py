@@ -313,15 +313,17 @@ def soft_stats(
         input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
     )
     fused = True
+    # Pooled over the batch inside the kernel (no autograd nodes for it); across ranks by pool_soft_stats.
+    pool = not per_image and not distributed
     if kernel == "sigmoid_hard":
         check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
-        out = _kernels.sigmoid_hard_stats(x, t, check, term)
+        out = _kernels.sigmoid_hard_stats(x, t, check, term, pool)
     elif kernel == "index":
         fused = activation == "softmax"
         try:
             out = _kernels.index_stats(
                 x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
-                term=term,
+                term=term, pool=pool,
             )  # fmt: skip
         except RuntimeError:
             _check_soft_labels(target, x.shape[1], ignore_index)  # a label out of range: say which
@@ -331,13 +333,13 @@ def soft_stats(
         fused = activation == "sigmoid" and term in (None, _kernels.LossTerm())
         out = _kernels.dense_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
-            soft=soft,
+            soft=soft, pool=pool,
         )  # fmt: skip
     stats = SoftStats(*out)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
-    if not per_image:
-        stats = pool_soft_stats(stats, distributed=distributed)
+    if distributed:
+        stats = pool_soft_stats(stats, distributed=True)
     return stats
 
 
