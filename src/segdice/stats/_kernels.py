@@ -704,11 +704,11 @@ class _SigmoidHardStats(torch.autograd.Function):
     def forward(ctx, x, t, check, term, pool):  # type: ignore[override]
         with _no_autocast(x):
             p = torch.sigmoid(x)
-            if term is None and x.numel() <= _CHUNK:
+            if x.numel() <= _CHUNK:
                 # Small input: the fixed cost of the slab machinery dominates, so the target's float copy is
                 # made once and kept for the backward (at most _CHUNK values, far below one logits tensor).
                 g = t if t.dtype == p.dtype else t.to(p.dtype)
-                stats = _small_hard_forward(p, g, check if g is not t else None)
+                stats = _small_hard_forward(x, p, g, check if g is not t else None, term)
                 t = g
             else:
                 stats = _hard_forward(x, p, t, check, term)
@@ -734,15 +734,18 @@ class _SigmoidHardStats(torch.autograd.Function):
         return grad, None, None, None, None
 
 
-def _small_hard_forward(p: Tensor, g: Tensor, check):
-    """The Dice sums of a small input in a handful of ops, ``g`` already of ``p``'s dtype."""
+def _small_hard_forward(x: Tensor, p: Tensor, g: Tensor, check, term: LossTerm | None):
+    """The sums of a small input in a handful of whole-tensor ops, ``g`` already of ``p``'s dtype."""
     b, c, n = p.shape
     if check is not None and g.numel():
         lo, hi = torch.aminmax(g)
         check(float(lo), float(hi))
-    zeros = torch.zeros(b, c, dtype=p.dtype, device=p.device)
+    if term is None:
+        nll = torch.zeros(b, c, dtype=p.dtype, device=p.device)
+    else:
+        nll = _sigmoid_term_sums(x, p, g, term, torch.empty_like(p), torch.empty_like(p))
     count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
-    return _rowdot(p, g), p.sum(2), g.sum(2), zeros, count
+    return _rowdot(p, g), p.sum(2), g.sum(2), nll, count
 
 
 def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None):
