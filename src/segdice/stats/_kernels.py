@@ -5,12 +5,16 @@ probabilities, the one-hot target and the products alive for backward (3-6x the 
 forward keeps exactly one logits-sized float tensor (the probabilities) and the backward turns that very
 buffer into the gradient in place, so the gradient costs no new allocation.
 
-Two kernels:
+Three kernels:
 
 * :class:`_IndexStats`: multiclass with an integer label map (softmax or probabilities). ``G`` comes from a
   ``scatter_add`` of ones, ``I`` from gathering the probability of the target class and a ``scatter_add`` by
-  class: no one-hot tensor ever exists. It can also return the per-class sums of ``-log p_target``, so the
-  cross-entropy of :class:`~segdice.losses.DiceCELoss` shares the softmax and the backward pass.
+  class: no one-hot tensor ever exists. It can also return the per-class sums of a loss term at the target
+  pixel (the cross-entropy ``-log p_t`` in log-sum-exp form, with label smoothing, or the focal term), so the
+  second term of :class:`~segdice.losses.DiceCELoss` and :class:`~segdice.losses.DiceFocalLoss` shares the
+  softmax and the backward pass.
+* :class:`_SigmoidHardStats`: sigmoid against a hard 0/1 target without ``ignore_index``, the lean binary
+  and multilabel path; it can add the BCE with logits or the sigmoid focal term the same way.
 * :class:`_DenseStats`: a target of the input's shape (binary/multilabel masks, one-hot or soft multiclass
   targets), processed in slabs so that temporaries stay a fraction of the logits.
 
