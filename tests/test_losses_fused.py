@@ -545,3 +545,31 @@ def test_a_nan_logit_gives_a_nan_loss(kind, mode, target, kw):
         t.view(-1)[1::5] = kw["ignore_index"]
     x.view(-1)[0] = float("nan")
     assert torch.isnan(_fused_fn(kind, mode, t, kw)(x))
+
+
+@pytest.mark.parametrize(
+    "kind,mode,kw",
+    [
+        ("ce", "multiclass", {"label_smoothing": 0.1, "ignore_index": 255, "class_weights": [1.0, 2.0, 0.5]}),
+        ("focal", "multiclass", {"gamma": 0.5, "alpha": [0.2, 0.3, 0.5], "per_image": True}),
+        ("ce", "binary", {"label_smoothing": 0.1}),
+        ("focal", "multilabel", {"alpha": 0.25, "per_image": True}),
+    ],
+)
+def test_inputs_larger_than_one_chunk_match_the_reference(kind, mode, kw):
+    """Several slabs and chunks (the kernels work in pieces of 2**16 values): the pieces must add up."""
+    x, t = make(mode, b=3, c=3 if mode != "binary" else 1, spatial=(150, 170), seed=22)
+    if "ignore_index" in kw:
+        t.view(-1)[::7] = kw["ignore_index"]
+    per_image = kw.get("per_image", False)
+    ignore = kw.get("ignore_index")
+    weights = kw.get("class_weights")
+    ref_term = ref_ce if kind == "ce" else ref_focal
+    term_kw = {k: v for k, v in kw.items() if k not in ("per_image",)}
+
+    def ref(v):
+        return ref_dice(v, t, mode, per_image=per_image, ignore_index=ignore, class_weights=weights) + ref_term(
+            v, t, mode, **term_kw
+        )
+
+    _assert_matches(_fused_fn(kind, mode, t, kw), ref, x)
