@@ -44,6 +44,12 @@ _MIN_SIGMOID_HARD_SLAB = 1 << 18
 _CHUNK = 1 << 16
 
 
+def _chunk_size(numel: int) -> int:
+    """Values per chunk: at least _CHUNK, and at most _N_SLABS chunks per tensor (each op is one launch, and
+    on a shared machine one scheduler slice: their count matters as much as the cache)."""
+    return max(_CHUNK, -(-numel // _N_SLABS))
+
+
 class LossTerm(NamedTuple):
     """The loss term a kernel sums per class into its NLL output (``with_nll=True``)."""
 
@@ -268,8 +274,8 @@ def _neg_log_prob_sums(x: Tensor, log_pt: Tensor, t_safe: Tensor, ignored, acc) 
 
 
 def _pixel_chunks(b: int, n: int) -> list[slice]:
-    """Pixel ranges of about ``_CHUNK`` values of a ``[B, N]`` map: per-pixel temporaries stay small."""
-    step = max(1, _CHUNK // max(b, 1))
+    """Pixel ranges of about ``_chunk_size`` values of a ``[B, N]`` map: per-pixel temporaries stay small."""
+    step = max(1, _chunk_size(b * n) // max(b, 1))
     return [slice(j, min(j + step, n)) for j in range(0, n, step)] or [slice(0, n)]
 
 
@@ -663,15 +669,15 @@ def _float_slabs(t: Tensor, like: Tensor, *, split: bool = False, min_slab: int 
         yield (bs, ns), g
 
 
-def _chunks(bs: slice, ns: slice, c: int) -> list[tuple[slice, slice]]:
-    """Split the slab ``[bs, :, ns]`` into pieces of at most ``_CHUNK`` values (absolute indices)."""
+def _chunks(bs: slice, ns: slice, c: int, size: int) -> list[tuple[slice, slice]]:
+    """Split the slab ``[bs, :, ns]`` into pieces of at most ``size`` values (absolute indices)."""
     sb, sn = bs.stop - bs.start, ns.stop - ns.start
-    if sb * c * sn <= _CHUNK:
+    if sb * c * sn <= size:
         return [(bs, ns)]
-    if c * sn <= _CHUNK:
-        step = _CHUNK // (c * sn)
+    if c * sn <= size:
+        step = size // (c * sn)
         return [(slice(i, min(i + step, bs.stop)), ns) for i in range(bs.start, bs.stop, step)]
-    step = max(1, _CHUNK // c)
+    step = max(1, size // c)
     return [(slice(i, i + 1), slice(j, min(j + step, ns.stop))) for i in range(bs.start, bs.stop)
             for j in range(ns.start, ns.stop, step)]  # fmt: skip
 
@@ -680,7 +686,8 @@ class _Scratch:
     """Reused chunk-sized temporaries: views of one buffer, so each pass faults its pages only once."""
 
     def __init__(self, like: Tensor, n: int = 2) -> None:
-        self.buf = torch.empty(n, min(_CHUNK, like.numel()), dtype=like.dtype, device=like.device)
+        self.size = min(_chunk_size(like.numel()), like.numel())
+        self.buf = torch.empty(n, self.size, dtype=like.dtype, device=like.device)
 
     def views(self, like: Tensor) -> tuple[Tensor, ...]:
         k = like.numel()
@@ -764,7 +771,7 @@ def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None)
         scratch = _Scratch(p) if term is not None else None
         extremes = []
         # With a term, slabs as small as its chunks: the integer target's float copy stays 1/8 of the logits.
-        min_slab = _CHUNK if term is not None else _MIN_SIGMOID_HARD_SLAB
+        min_slab = scratch.size if scratch is not None else _MIN_SIGMOID_HARD_SLAB
         for (bs, ns), g in _float_slabs(t, p, split=term is not None, min_slab=min_slab):
             if check is not None and g.numel():
                 extremes.append(torch.aminmax(g))
@@ -772,7 +779,7 @@ def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None)
             tsum[bs].add_(g.sum(2))  # in place on the row view: no index_put copy
             inter[bs].add_(_rowdot(pb, g))
             if scratch is not None:
-                for cb, cn in _chunks(bs, ns, c):
+                for cb, cn in _chunks(bs, ns, c, scratch.size):
                     gb, gn = slice(cb.start - bs.start, cb.stop - bs.start), slice(cn.start - ns.start, cn.stop - ns.start)
                     pc, gc = p[cb, :, cn], g[gb, :, gn]
                     nll[cb].add_(_sigmoid_term_sums(x[cb, :, cn], pc, gc, term, *scratch.views(pc)))
@@ -865,8 +872,8 @@ def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
     e = g_n.to(p.dtype).unsqueeze(2)
     scratch = _Scratch(p, 3)
     c = p.shape[1]
-    for (bs, ns), g in _float_slabs(t, p, split=True, min_slab=_CHUNK):
-        for cb, cn in _chunks(bs, ns, c):
+    for (bs, ns), g in _float_slabs(t, p, split=True, min_slab=scratch.size):
+        for cb, cn in _chunks(bs, ns, c, scratch.size):
             pc = p[cb, :, cn]
             gc = g[cb.start - bs.start : cb.stop - bs.start, :, cn.start - ns.start : cn.stop - ns.start]
             w0, w1, w2 = scratch.views(pc)
