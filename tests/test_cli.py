@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 import segdice
@@ -45,3 +46,43 @@ def test_console_script_is_installed_and_runs():
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"segdice {segdice.__version__}"
+
+
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (nothing imported yet) and return its stdout."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_help_and_version_import_no_torch(flag):
+    # What the console script does (it imports segdice.cli, which runs segdice/__init__), then which
+    # heavy modules that loaded.
+    code = (
+        "import sys\n"
+        f"sys.argv = ['segdice', {flag!r}]\n"
+        "from segdice.cli import main\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, None), exc.code\n"
+        "heavy = ('torch', 'scipy', 'matplotlib', 'segdice.evaluation', 'segdice.report', 'segdice.losses')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    assert _fresh_python(code).splitlines()[-1] == "[]"
+
+
+def test_python_dash_m_segdice_runs_the_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "segdice", "--version"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"segdice {segdice.__version__}"
+
+
+def test_evaluate_help_shows_the_evaluators_metric_names():
+    from segdice.evaluation import ALL_METRICS, DEFAULT_METRICS
+
+    result = runner.invoke(app, ["evaluate", "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # compare on single spaces: the help is laid out in a box
+    assert f"[default: {','.join(DEFAULT_METRICS)}]" in text
+    assert f"from: {', '.join(ALL_METRICS)}." in text

@@ -1,6 +1,8 @@
 """The package itself: version, error type, validation helpers."""
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +86,39 @@ def test_check_finite_counts_bad_values():
     with pytest.raises(SegDiceError, match=r"1 NaN/inf"):
         check_finite("input", np.array([np.nan, 1.0]))
     check_finite("input", torch.tensor([1, 2]))  # integer tensors are always finite
+
+
+def test_import_segdice_loads_only_names():
+    # A fresh interpreter: what `import segdice` alone loads (PEP 562 names resolve on first use).
+    code = (
+        "import sys, segdice\n"
+        "heavy = ('torch', 'scipy', 'matplotlib', 'segdice.evaluation', 'segdice.report', 'segdice.losses',"
+        " 'segdice.metrics', 'segdice.stats', 'segdice.demo')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
+def test_lazy_names_are_the_defining_modules_objects():
+    from segdice import DiceLoss, evaluate
+    from segdice.evaluation import EvaluationResult
+    from segdice.losses import DiceLoss as defined
+
+    assert DiceLoss is defined and segdice.DiceLoss is defined
+    assert segdice.evaluate is evaluate and evaluate.__module__.startswith("segdice.evaluation")
+    assert segdice.EvaluationResult is EvaluationResult
+    assert segdice.SegDiceError is SegDiceError
+    # the function keeps its name; the module is segdice.evaluation, so nothing shadows anything
+    assert callable(segdice.evaluate) and segdice.evaluation.__name__ == "segdice.evaluation"
+
+
+def test_every_public_name_resolves_and_is_listed():
+    for name in segdice.__all__:
+        assert getattr(segdice, name) is not None, name
+    assert set(segdice.__all__) <= set(dir(segdice))
+    assert {"metrics", "stats", "losses"} <= set(dir(segdice))
+    assert segdice.metrics.dice_score.__module__ == "segdice.metrics.overlap"
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        _ = segdice.no_such_name

@@ -294,3 +294,49 @@ def test_forward_backward_peak_memory_stays_under_two_logits():
     ours = _peak_ratio("ours")
     assert naive > 2.5  # the method sees the one-hot and the autograd buffers of the naive loss
     assert ours < 2.0
+
+
+@pytest.mark.parametrize(
+    "mode,target,kwargs,kernel,activation,soft",
+    [
+        ("multiclass", torch.zeros(2, 4, 4, dtype=torch.long), {}, "index", "softmax", False),
+        (
+            "multiclass",
+            torch.zeros(2, 1, 4, 4, dtype=torch.long),
+            {"from_logits": False},
+            "index",
+            "none",
+            False,
+        ),
+        ("multiclass", torch.full((2, 3, 4, 4), 1 / 3), {}, "dense", "softmax", True),
+        (
+            "binary",
+            torch.zeros(2, 4, 4, dtype=torch.long),
+            {"allow_sigmoid_hard": True},
+            "sigmoid_hard",
+            "sigmoid",
+            False,
+        ),
+        ("binary", torch.zeros(2, 1, 4, 4), {"allow_sigmoid_hard": True}, "sigmoid_hard", "sigmoid", False),
+        ("binary", torch.full((2, 1, 4, 4), 0.5), {"allow_sigmoid_hard": True}, "dense", "sigmoid", True),
+        ("multilabel", torch.zeros(2, 3, 4, 4, dtype=torch.long), {}, "dense", "sigmoid", False),
+        (
+            "multilabel",
+            torch.zeros(2, 3, 4, 4),
+            {"from_logits": False, "allow_sigmoid_hard": True},
+            "dense",
+            "none",
+            True,
+        ),
+    ],
+)
+def test_plan_names_the_kernel_and_its_activation(mode, target, kwargs, kernel, activation, soft):
+    from segdice.stats.soft import _prepare
+
+    c = 1 if mode == "binary" else 3
+    x = torch.rand(2, c, 4, 4)
+    options = {"from_logits": True, "allow_sigmoid_hard": False, **kwargs}
+    plan = _prepare(x, target, mode, options["from_logits"], None, options["allow_sigmoid_hard"])
+    assert (plan.kernel, plan.activation, plan.soft) == (kernel, activation, soft)
+    assert plan.x.shape == (2, c, 16)
+    assert plan.t.shape == ((2, 16) if kernel == "index" else (2, c, 16))

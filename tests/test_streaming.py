@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import socket
 import sys
 
 import numpy as np
@@ -188,24 +187,20 @@ def test_bad_update_input():
 RANK_BATCHES = {0: [3, 1, 2], 1: [2]}  # uneven: 6 images in 3 updates against 2 images in 1
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, world: int, out_dir: str) -> None:
     import torch.distributed as dist
 
     if sys.platform.startswith("linux"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
+    # Rendezvous through a file, not a probed TCP port that another process may take before rank 0 binds
+    # it; the timeout only catches a hang (a loaded machine can take minutes to start both ranks).
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
         rank=rank,
         world_size=world,
-        timeout=datetime.timedelta(seconds=60),
+        timeout=datetime.timedelta(seconds=600),
     )
     try:
         pred, target = dataset(n_images=8, seed=3)
@@ -214,7 +209,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         m = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
         feed(m, pred[local], target[local], RANK_BATCHES[rank])
         result = m.compute()  # synced on a copy
-        local_images = m._n_images.item()
+        flat = m.compute(flat=True)  # the same sums, for a logger
+        local_images = m.state_dict()["sums"]["n_images"].item()
         m.sync()  # in place
         try:
             m.update(torch.from_numpy(pred[:1]), torch.from_numpy(target[:1]))
@@ -222,7 +218,14 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         except SegDiceError:
             refused = True
         torch.save(
-            {"result": result, "after_sync": m.compute(), "local_images": local_images, "refused": refused},
+            {
+                "result": result,
+                "flat": flat,
+                "after_sync": m.compute(),
+                "state_after_sync": m.state_dict(),
+                "local_images": local_images,
+                "refused": refused,
+            },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
     finally:
@@ -236,13 +239,7 @@ def test_distributed_two_gloo_ranks_equal_one_process(tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    for attempt in range(2):  # the free port can be taken between probing and binding: retry once
-        try:
-            mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-            break
-        except mp.ProcessRaisedException as exc:
-            if attempt or "address already in use" not in str(exc).lower():
-                raise
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     pred, target = dataset(n_images=8, seed=3)
     one = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
     feed(one, pred, target, [8])
@@ -253,6 +250,17 @@ def test_distributed_two_gloo_ranks_equal_one_process(tmp_path):
         saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         assert saved["local_images"] == sum(RANK_BATCHES[rank])
         assert saved["refused"]
+        want_flat = one.compute(flat=True)
+        assert list(saved["flat"]) == list(want_flat)
+        for key, value in want_flat.items():
+            np.testing.assert_allclose(saved["flat"][key], value, rtol=1e-12, err_msg=key)
+        # a rank's state after sync() is the global one: loaded into a fresh object, it gives the same
+        # numbers, and it stays marked as synced (no more updates until reset)
+        resumed = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
+        resumed.load_state_dict(saved["state_after_sync"])
+        assert_matches(resumed.compute(), expected, one.class_names)
+        with pytest.raises(SegDiceError, match="synced"):
+            resumed.update(torch.from_numpy(pred[:1]), torch.from_numpy(target[:1]))
         for key in ("result", "after_sync"):
             result = saved[key]
             assert result["n_images"] == 8

@@ -1,54 +1,57 @@
 """segdice: Dice-family losses, overlap and boundary metrics, and a folder evaluator for segmentation.
 
 The public API is re-exported here; see the documentation for the formulas and conventions.
+
+Every name is resolved on first use (PEP 562): ``import segdice`` loads no torch, evaluator, report,
+SciPy or matplotlib, so that ``segdice --help`` answers at once and a training script pays only for
+the parts it uses. ``from segdice import DiceLoss`` and ``segdice.DiceLoss`` give the same object.
 """
 
-from segdice._checks import SegDiceError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from segdice._version import __version__
-from segdice.evaluation import EvaluationResult, evaluate
-from segdice.losses import (
-    DiceCELoss,
-    DiceFocalLoss,
-    DiceLoss,
-    GeneralizedDiceLoss,
-    JaccardLoss,
-    TverskyLoss,
-    dice_ce_loss,
-    dice_focal_loss,
-    dice_loss,
-    generalized_dice_loss,
-    jaccard_loss,
-    tversky_loss,
-)
-from segdice.metrics.streaming import SegmentationMetrics
 
-__all__ = [
-    "DiceCELoss",
-    "DiceFocalLoss",
-    "DiceLoss",
-    "EvaluationResult",
-    "GeneralizedDiceLoss",
-    "JaccardLoss",
-    "SegDiceError",
-    "SegmentationMetrics",
-    "TverskyLoss",
-    "__version__",
-    "dice_ce_loss",
-    "dice_focal_loss",
-    "dice_loss",
-    "evaluate",
-    "generalized_dice_loss",
-    "jaccard_loss",
-    "run_demo",
-    "tversky_loss",
-]
+# Public name -> the module that defines it.
+_NAMES: dict[str, str] = {
+    "SegDiceError": "segdice._checks",
+    "DiceCELoss": "segdice.losses",
+    "DiceFocalLoss": "segdice.losses",
+    "DiceLoss": "segdice.losses",
+    "GeneralizedDiceLoss": "segdice.losses",
+    "JaccardLoss": "segdice.losses",
+    "TverskyLoss": "segdice.losses",
+    "dice_ce_loss": "segdice.losses",
+    "dice_focal_loss": "segdice.losses",
+    "dice_loss": "segdice.losses",
+    "generalized_dice_loss": "segdice.losses",
+    "jaccard_loss": "segdice.losses",
+    "tversky_loss": "segdice.losses",
+    "SegmentationMetrics": "segdice.metrics.streaming",
+    "EvaluationResult": "segdice.evaluation",
+    "evaluate": "segdice.evaluation",
+    "ComparisonResult": "segdice.comparison",
+    "compare": "segdice.comparison",
+    "run_demo": "segdice.demo",
+}
+# Subpackages reachable as attributes after a bare `import segdice` (e.g. `segdice.metrics.dice_score`).
+_SUBMODULES = frozenset({"comparison", "demo", "evaluation", "io", "losses", "metrics", "report", "stats"})
+
+__all__ = ["__version__", *sorted(_NAMES)]
 
 
-def __getattr__(name: str):
-    # The demo pulls in SciPy's ndimage (~0.3 s at import); load it on first use so that `import segdice`
-    # in a training script pays only for what it uses.
-    if name == "run_demo":
-        from segdice.demo import run_demo
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'segdice' has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
 
-        return run_demo
-    raise AttributeError(f"module 'segdice' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES, *_SUBMODULES})

@@ -30,7 +30,8 @@ from segdice._checks import SegDiceError, check_spacing, describe
 
 __all__ = ["SUPPORTED_SUFFIXES", "Mask", "read_mask", "save_mask", "split_suffix"]
 
-# Longest first so that ".nii.gz" wins over a bare ".gz" match.
+# Matched against the end of the whole file name, so ".nii.gz" is one suffix (the stem of case.nii.gz is
+# "case", not "case.nii"). No entry ends another, so the order is only the order error messages list.
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".nii.gz", ".nii", ".png", ".bmp", ".tiff", ".tif", ".npy", ".npz")
 
 # Arrays under these names are taken as the mask of an .npz file that holds several arrays.
@@ -175,44 +176,7 @@ def save_mask(
     array = _as_label_map(np.asarray(array), path)
     if spacing is not None:
         spacing = check_spacing("spacing", spacing, array.ndim, where=str(path), shape=array.shape)
-    if suffix in (".nii", ".nii.gz"):
-        import nibabel as nib
-
-        affine = np.diag([*(spacing or (1.0,) * array.ndim)[:3], *(1.0,) * max(0, 3 - array.ndim), 1.0])
-        image = nib.Nifti1Image(_smallest_int(array), affine)
-        if spacing is not None:
-            image.header.set_zooms(spacing)
-        nib.save(image, path)
-    elif suffix in (".png", ".bmp"):
-        from PIL import Image
-
-        if spacing is not None:
-            raise SegDiceError(f"spacing: {suffix} files cannot store a spacing; use .nii.gz, .tif or .npz")
-        if array.ndim != 2:
-            raise SegDiceError(f"array: got {describe(array, values=False)}; {suffix} needs a 2-D label map")
-        if array.min() < 0 or array.max() > 65535:
-            raise SegDiceError(f"array: got {describe(array)}; {suffix} stores labels in [0, 65535]")
-        dtype = np.uint8 if array.max() <= 255 else np.uint16
-        Image.fromarray(array.astype(dtype)).save(path)
-    elif suffix in (".tif", ".tiff"):
-        import tifffile
-
-        # minisblack: a (3, Y, X) stack must stay three slices, not become an RGB image.
-        kwargs: dict = {"photometric": "minisblack"}
-        if spacing is not None:
-            kwargs.update(imagej=True, resolution=(1.0 / spacing[-1], 1.0 / spacing[-2]))
-            if array.ndim == 3:
-                kwargs["metadata"] = {"spacing": spacing[0], "axes": "ZYX"}
-            # ImageJ files hold only 8/16-bit integers (and float32).
-            array = array.astype(np.uint8 if array.max() <= 255 else np.uint16)
-        tifffile.imwrite(path, array, **kwargs)
-    elif suffix == ".npy":
-        if spacing is not None:
-            raise SegDiceError("spacing: .npy files cannot store a spacing; use .npz")
-        np.save(path, array)
-    else:  # .npz
-        extra = {} if spacing is None else {"spacing": np.asarray(spacing, dtype=np.float64)}
-        np.savez_compressed(path, mask=array, **extra)
+    _WRITERS[suffix](path, array, spacing)
     return path
 
 
@@ -331,6 +295,70 @@ _READERS = {
     ".tiff": _read_tiff,
     ".npy": _read_npy,
     ".npz": _read_npz,
+}
+
+
+# --- writers: each stores (array, spacing or None), spacing already checked against the array -----
+
+
+def _write_nifti(path: Path, array: np.ndarray, spacing: tuple[float, ...] | None) -> None:
+    import nibabel as nib
+
+    affine = np.diag([*(spacing or (1.0,) * array.ndim)[:3], *(1.0,) * max(0, 3 - array.ndim), 1.0])
+    image = nib.Nifti1Image(_smallest_int(array), affine)
+    if spacing is not None:
+        image.header.set_zooms(spacing)
+    nib.save(image, path)
+
+
+def _write_pillow(path: Path, array: np.ndarray, spacing: tuple[float, ...] | None) -> None:
+    from PIL import Image
+
+    suffix = path.suffix.lower()
+    if spacing is not None:
+        raise SegDiceError(f"spacing: {suffix} files cannot store a spacing; use .nii.gz, .tif or .npz")
+    if array.ndim != 2:
+        raise SegDiceError(f"array: got {describe(array, values=False)}; {suffix} needs a 2-D label map")
+    if array.min() < 0 or array.max() > 65535:
+        raise SegDiceError(f"array: got {describe(array)}; {suffix} stores labels in [0, 65535]")
+    dtype = np.uint8 if array.max() <= 255 else np.uint16
+    Image.fromarray(array.astype(dtype)).save(path)
+
+
+def _write_tiff(path: Path, array: np.ndarray, spacing: tuple[float, ...] | None) -> None:
+    import tifffile
+
+    # minisblack: a (3, Y, X) stack must stay three slices, not become an RGB image.
+    kwargs: dict = {"photometric": "minisblack"}
+    if spacing is not None:
+        kwargs.update(imagej=True, resolution=(1.0 / spacing[-1], 1.0 / spacing[-2]))
+        if array.ndim == 3:
+            kwargs["metadata"] = {"spacing": spacing[0], "axes": "ZYX"}
+        # ImageJ files hold only 8/16-bit integers (and float32).
+        array = array.astype(np.uint8 if array.max() <= 255 else np.uint16)
+    tifffile.imwrite(path, array, **kwargs)
+
+
+def _write_npy(path: Path, array: np.ndarray, spacing: tuple[float, ...] | None) -> None:
+    if spacing is not None:
+        raise SegDiceError("spacing: .npy files cannot store a spacing; use .npz")
+    np.save(path, array)
+
+
+def _write_npz(path: Path, array: np.ndarray, spacing: tuple[float, ...] | None) -> None:
+    extra = {} if spacing is None else {"spacing": np.asarray(spacing, dtype=np.float64)}
+    np.savez_compressed(path, mask=array, **extra)
+
+
+_WRITERS = {
+    ".nii.gz": _write_nifti,
+    ".nii": _write_nifti,
+    ".png": _write_pillow,
+    ".bmp": _write_pillow,
+    ".tif": _write_tiff,
+    ".tiff": _write_tiff,
+    ".npy": _write_npy,
+    ".npz": _write_npz,
 }
 
 

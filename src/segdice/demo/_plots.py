@@ -8,21 +8,11 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from segdice.report.plots import new_figure
+
 __all__ = ["pick_examples", "plot_examples", "plot_training_curves"]
 
 _COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
-
-
-def _figure(width: float, height: float, constrained: bool = False):
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError as exc:  # pragma: no cover - only without the report extra
-        raise ImportError("segdice demo plots need matplotlib: pip install 'segdice[report]'") from exc
-    # A bare Figure with its own Agg canvas: no pyplot state, no global backend switch, thread-safe.
-    fig = Figure(figsize=(width, height), layout="constrained" if constrained else None)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def plot_training_curves(
@@ -35,7 +25,7 @@ def plot_training_curves(
     ``baseline`` is ``(name, {"val_dice": ..., "val_accuracy": ...})`` of an untrained predictor, drawn
     as a dashed horizontal line: its accuracy is the bar every model clears without finding a lesion.
     """
-    fig = _figure(13, 3.8, constrained=True)
+    fig = new_figure(13, 3.8, constrained=True)
     panels = (
         ("loss", "Training loss", "loss (each method's own)"),
         ("val_dice", "Validation Dice (lesion, global)", "Dice"),
@@ -122,7 +112,7 @@ def plot_examples(
     for r, row in enumerate(rows):
         grid[r * (size + gap) : r * (size + gap) + size] = row
     height, width = grid.shape[:2]
-    fig = _figure((width + 60) / 100, (height + 55) / 100)
+    fig = new_figure((width + 60) / 100, (height + 55) / 100)
     ax = fig.add_axes((60 / (width + 60), 25 / (height + 55), width / (width + 60), height / (height + 55)))
     ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()

@@ -16,13 +16,15 @@ import numpy as np
 import torch
 
 from segdice._checks import SegDiceError, check_number, describe
+from segdice._progress import ProgressBars
 from segdice._version import __version__
 from segdice.demo._data import SyntheticSlices, make_synthetic_dataset
 from segdice.demo._plots import pick_examples, plot_examples, plot_training_curves
-from segdice.demo._runtime import Progress, check_device, reproducible
+from segdice.demo._runtime import reproducible, resolve_device
 from segdice.demo._scores import COLUMNS, score_predictions, validation_scores
 from segdice.demo._training import TrainConfig, predict, train_model
 from segdice.evaluation import evaluate
+from segdice.report.tables import to_json_safe
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -128,17 +130,6 @@ def _save_cases(folder: Path, masks: np.ndarray) -> None:
         np.save(folder / f"slice_{i:03d}.npy", mask.astype(np.uint8), allow_pickle=False)
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN/inf become ``null`` so that results.json is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def run_demo(
     out: str | os.PathLike[str] = "segdice-demo",
     *,
@@ -203,6 +194,52 @@ def run_demo(
     >>> result.metrics["all_background"]["accuracy"] > 0.99
     True
     """
+    cfg = _checked_config(config, quick, epochs, seed, threads)
+    dev = resolve_device(device)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise SegDiceError(f"out: got {str(out)!r}, an existing file; expected a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if progress and console is None:
+        from rich.console import Console
+
+        console = Console(stderr=True)
+
+    started = time.perf_counter()
+    with reproducible(int(threads), dev), ProgressBars(progress, console) as bars:
+        step = bars.task("Generating slices", cfg.n_train + cfg.n_val)
+        train = make_synthetic_dataset(cfg.n_train, cfg.size, seed, callback=step)
+        val = make_synthetic_dataset(cfg.n_val, cfg.size, seed, offset=cfg.n_train, callback=step)
+        data_seconds = time.perf_counter() - started
+        predictions, histories, seconds = _train_methods(train, val, cfg, int(seed), dev, bars)
+
+        score_start = time.perf_counter()
+        scores = {key: score_predictions(pred, val.masks) for key, pred in predictions.items()}
+        trained = ("cross_entropy", "dice", "dice_ce")
+        best = max(
+            trained, key=lambda k: (np.nan_to_num(scores[k]["dice_global"], nan=-1.0), -trained.index(k))
+        )
+        files = _write_report(out, val, predictions, histories, best, scores["all_background"])
+        report_seconds = time.perf_counter() - score_start
+
+    timing = {
+        "data_seconds": data_seconds,
+        "train_seconds": seconds,
+        "scoring_and_report_seconds": report_seconds,
+        "total_seconds": time.perf_counter() - started,
+        "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
+    }
+    run = {"seed": int(seed), "device": str(dev), "threads": int(threads)}
+    results = _results_json(cfg, run, (train, val), scores, histories, best, timing, files, out)
+    files["results"] = out / "results.json"
+    files["results"].write_text(json.dumps(to_json_safe(results), indent=2) + "\n", encoding="utf-8")
+    return DemoResult(results=results, out=out, files=files)
+
+
+def _checked_config(
+    config: DemoConfig | None, quick: bool, epochs: int | None, seed: int, threads: int
+) -> DemoConfig:
+    """The sizes of the run (``config``, else quick or default, with ``epochs`` applied), checked."""
     cfg = config if config is not None else (DemoConfig.quick() if quick else DemoConfig.default())
     if not isinstance(cfg, DemoConfig):
         raise SegDiceError(f"config: got {describe(cfg)}; expected a DemoConfig")
@@ -216,59 +253,57 @@ def run_demo(
     check_number("config.lr", cfg.lr, minimum=0, strict_min=True)
     if cfg.size % 4:
         raise SegDiceError(f"config.size: got {cfg.size}; expected a multiple of 4 (the U-Net pools twice)")
-    dev = check_device(device)
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise SegDiceError(f"out: got {str(out)!r}, an existing file; expected a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    if progress and console is None:
-        from rich.console import Console
+    return cfg
 
-        console = Console(stderr=True)
 
-    started = time.perf_counter()
-    with reproducible(int(threads), dev), Progress(progress, console) as bars:
-        step = bars.task("Generating slices", cfg.n_train + cfg.n_val)
-        train = make_synthetic_dataset(cfg.n_train, cfg.size, seed, callback=step)
-        val = make_synthetic_dataset(cfg.n_val, cfg.size, seed, offset=cfg.n_train, callback=step)
-        data_seconds = time.perf_counter() - started
-
-        train_cfg = TrainConfig(
-            epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=int(seed) % 2**31
+def _train_methods(
+    train: SyntheticSlices,
+    val: SyntheticSlices,
+    cfg: DemoConfig,
+    seed: int,
+    device: torch.device,
+    bars: ProgressBars,
+) -> tuple[dict[str, np.ndarray], dict[str, dict[str, list[float]]], dict[str, float]]:
+    """Train one model per loss: validation predictions (with the all-background one), histories, seconds."""
+    train_cfg = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed % 2**31)
+    steps = cfg.epochs * math.ceil(cfg.n_train / cfg.batch_size)
+    predictions: dict[str, np.ndarray] = {"all_background": np.zeros_like(val.masks)}
+    histories: dict[str, dict[str, list[float]]] = {}
+    seconds: dict[str, float] = {}
+    for key in ("cross_entropy", "dice", "dice_ce"):
+        step = bars.task(f"Training: {METHODS[key][0]}", steps)
+        model, history = train_model(
+            _make_loss(key),
+            train,
+            val,
+            train_cfg,
+            device=device,
+            validate=validation_scores,
+            on_step=lambda loss, step=step: step(info=f"loss {loss:.3f}"),
         )
-        steps = cfg.epochs * math.ceil(cfg.n_train / cfg.batch_size)
-        predictions: dict[str, np.ndarray] = {"all_background": np.zeros_like(val.masks)}
-        histories: dict[str, dict[str, list[float]]] = {}
-        seconds: dict[str, float] = {}
-        for key in ("cross_entropy", "dice", "dice_ce"):
-            step = bars.task(f"Training: {METHODS[key][0]}", steps)
-            model, history = train_model(
-                _make_loss(key),
-                train,
-                val,
-                train_cfg,
-                device=dev,
-                validate=validation_scores,
-                on_step=lambda loss, step=step: step(info=f"loss {loss:.3f}"),
-            )
-            predictions[key] = predict(model, val.images, dev)
-            histories[key] = history.as_dict()
-            seconds[key] = history.seconds
+        predictions[key] = predict(model, val.images, device)
+        histories[key] = history.as_dict()
+        seconds[key] = history.seconds
+    return predictions, histories, seconds
 
-        score_start = time.perf_counter()
-        scores = {key: score_predictions(pred, val.masks) for key, pred in predictions.items()}
-        trained = ("cross_entropy", "dice", "dice_ce")
-        best = max(
-            trained, key=lambda k: (np.nan_to_num(scores[k]["dice_global"], nan=-1.0), -trained.index(k))
-        )
-        files = _write_report(out, val, predictions, histories, best, scores["all_background"])
-        report_seconds = time.perf_counter() - score_start
 
-    results = {
+def _results_json(
+    cfg: DemoConfig,
+    run: dict[str, Any],
+    splits: tuple[SyntheticSlices, SyntheticSlices],
+    scores: dict[str, dict[str, Any]],
+    histories: dict[str, dict[str, list[float]]],
+    best: str,
+    timing: dict[str, Any],
+    files: dict[str, Path],
+    out: Path,
+) -> dict[str, Any]:
+    """The content of ``results.json``, in file order."""
+    return {
         "segdice_version": __version__,
         "torch_version": torch.__version__,
-        "config": {**asdict(cfg), "seed": int(seed), "device": str(dev), "threads": int(threads)},
-        "dataset": {"train": _split_stats(train), "validation": _split_stats(val)},
+        "config": {**asdict(cfg), **run},
+        "dataset": {"train": _split_stats(splits[0]), "validation": _split_stats(splits[1])},
         "methods": {
             key: {
                 "name": name,
@@ -280,18 +315,9 @@ def run_demo(
         },
         "best_method": best,
         "columns": {key: header for key, (header, _) in COLUMNS.items()},
-        "timing": {
-            "data_seconds": data_seconds,
-            "train_seconds": seconds,
-            "scoring_and_report_seconds": report_seconds,
-            "total_seconds": time.perf_counter() - started,
-            "machine": f"{platform.machine()}, {os.cpu_count()} logical CPUs",
-        },
+        "timing": timing,
         "files": {name: str(path.relative_to(out)) for name, path in files.items()},
     }
-    files["results"] = out / "results.json"
-    files["results"].write_text(json.dumps(_json_safe(results), indent=2) + "\n", encoding="utf-8")
-    return DemoResult(results=results, out=out, files=files)
 
 
 def _write_report(

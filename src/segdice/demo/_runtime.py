@@ -1,22 +1,18 @@
-"""Where and how the demo runs: device checks, reproducible torch settings, Rich progress bars."""
+"""Where and how the demo runs: the device, and reproducible torch settings."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 
 import torch
 
 from segdice._checks import SegDiceError
 
-if TYPE_CHECKING:
-    from rich.console import Console
-
-__all__ = ["Progress", "check_device", "reproducible"]
+__all__ = ["reproducible", "resolve_device"]
 
 
-def check_device(device: str | torch.device) -> torch.device:
+def resolve_device(device: str | torch.device) -> torch.device:
     """The ``torch.device`` for ``device`` ("auto" picks CUDA when present); SegDiceError if unavailable."""
     if isinstance(device, str) and device == "auto":
         if torch.cuda.is_available():
@@ -57,49 +53,3 @@ def reproducible(threads: int, device: torch.device) -> Iterator[None]:
         torch.set_num_threads(saved_threads)
         torch.use_deterministic_algorithms(saved_det, warn_only=saved_warn)
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved_cudnn
-
-
-class Progress:
-    """Rich progress bars when asked for, silence otherwise (tests, library use)."""
-
-    def __init__(self, enabled: bool, console: Console | None):
-        self._bar = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(
-                TextColumn("{task.description:<28}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=console,
-            )
-
-    def __enter__(self) -> Progress:
-        if self._bar is not None:
-            self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-    def task(self, description: str, total: int) -> Callable[..., None]:
-        """A callback advancing a new bar by one step; ``info=`` updates the text beside it."""
-        if self._bar is None:
-            return lambda **_: None
-        bar, task_id = self._bar, self._bar.add_task(description, total=total, info="")
-
-        def advance(**fields: Any) -> None:
-            bar.update(task_id, advance=1, **fields)
-
-        return advance

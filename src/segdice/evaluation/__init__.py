@@ -5,6 +5,8 @@ case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.
 ``report.html``. See :func:`evaluate`.
 """
 
-from segdice.evaluation._run import ALL_METRICS, DEFAULT_METRICS, EvaluationResult, evaluate
+from segdice.evaluation._options import ALL_METRICS, DEFAULT_METRICS
+from segdice.evaluation._run import evaluate
+from segdice.evaluation.result import EvaluationResult
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "EvaluationResult", "evaluate"]

@@ -1,228 +1,41 @@
-"""The body of :func:`segdice.evaluation.evaluate`: options, pairing, labels, scoring, summary, outputs."""
+"""The body of :func:`segdice.evaluation.evaluate`: options, pairing, labels, scoring, summary, outputs.
+
+Data flows one way: files -> :mod:`segdice.io` -> :mod:`segdice.metrics` (in worker processes, one
+case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.json`` and
+``report.html`` (written by :mod:`segdice.report`).
+"""
 
 from __future__ import annotations
 
-import math
-import multiprocessing
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segdice._checks import SegDiceError, check_number
-from segdice._version import __version__
-from segdice.evaluation._pairing import CasePair, pair_cases
-from segdice.evaluation._scoring import (
-    BOUNDARY_METRICS,
-    OVERLAP_METRICS,
-    Item,
-    ScoringSpec,
-    case_columns,
-    gt_label_set,
-    score_case,
+from segdice._checks import SegDiceError
+from segdice._progress import ProgressBars
+from segdice.evaluation._instances import (
+    LesionLog,
+    add_object_summary,
+    fill_missing,
+    instance_columns,
+    lesion_columns,
+    with_object_options,
 )
-from segdice.evaluation._summary import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONFIDENCE, summarize_rows
+from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, normalise_options
+from segdice.evaluation._pairing import CasePair, pair_cases
+from segdice.evaluation._pool import map_tasks, worker_pool
+from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, gt_label_set, score_case
+from segdice.evaluation._summary import build_summary
+from segdice.evaluation.result import EvaluationResult
 from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
 
-__all__ = ["ALL_METRICS", "DEFAULT_METRICS", "EvaluationResult", "evaluate"]
-
-DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95", "assd", "nsd")
-ALL_METRICS: tuple[str, ...] = OVERLAP_METRICS + BOUNDARY_METRICS
-_EMPTY_POLICIES = {"nan": math.nan, "0": 0.0, "1": 1.0}
+__all__ = ["ProgressCallback", "evaluate"]
 
 ProgressCallback = Callable[[int, int], None]
-
-
-@dataclass
-class EvaluationResult:
-    """What :func:`evaluate` returns.
-
-    Attributes
-    ----------
-    per_case
-        One dict per case x label/region, with the columns of ``per_case.csv``.
-    summary
-        The content of ``summary.json``: statistics per label/region and metric, the definitions
-        used, the inputs and counts.
-    out
-        The output folder, or ``None`` when nothing was written.
-    """
-
-    per_case: list[dict]
-    summary: dict
-    out: Path | None = None
-    files: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def failed_cases(self) -> dict[str, str]:
-        """Cases with an error, mapped to the error text."""
-        return dict(self.summary["failed_cases"])
-
-    @property
-    def n_failed(self) -> int:
-        """How many cases could not be scored cleanly."""
-        return len(self.summary["failed_cases"])
-
-
-# --- argument normalisation -----------------------------------------------------------------------
-
-
-def _as_int(name: str, value: object) -> int:
-    check_number(name, value, integer=True)
-    return int(value)  # type: ignore[arg-type]
-
-
-def _parse_metrics(metrics: str | Sequence[str]) -> tuple[str, ...]:
-    names = [m.strip().lower() for m in metrics.split(",")] if isinstance(metrics, str) else list(metrics)
-    if not names or not all(isinstance(m, str) and m for m in names):
-        raise SegDiceError(f"metrics: got {metrics!r}; expected names from {', '.join(ALL_METRICS)}")
-    unknown = [m for m in names if m not in ALL_METRICS]
-    if unknown:
-        raise SegDiceError(f"metrics: got unknown {unknown}; expected names from {', '.join(ALL_METRICS)}")
-    return tuple(dict.fromkeys(names))
-
-
-def _parse_empty(empty: str | float) -> tuple[str, float]:
-    key = str(empty).strip().lower()
-    key = {"0.0": "0", "1.0": "1"}.get(key, key)
-    if key not in _EMPTY_POLICIES:
-        raise SegDiceError(f"empty: got {empty!r}; expected one of 'nan', '0', '1'")
-    return key, _EMPTY_POLICIES[key]
-
-
-def _names_by_label(label_names: Mapping | None) -> dict[int, str]:
-    if not label_names:
-        return {}
-    names: dict[int, str] = {}
-    for key, value in label_names.items():
-        # Accept {"liver": 1} (as on the command line) and {1: "liver"}.
-        name, label = (key, value) if isinstance(key, str) else (value, key)
-        if not isinstance(name, str) or not name:
-            raise SegDiceError(f"label_names: got {key!r}: {value!r}; expected name=label pairs like liver=1")
-        label = _as_int(f"label_names[{name!r}]", label)
-        if label in names:
-            raise SegDiceError(f"label_names: label {label} is named twice ({names[label]!r} and {name!r})")
-        names[label] = name
-    return names
-
-
-def _regions(regions: Mapping[str, Sequence[int]] | None) -> list[Item]:
-    items = []
-    for name, labels in (regions or {}).items():
-        if not isinstance(name, str) or not name:
-            raise SegDiceError(f"regions: got name {name!r}; expected a non-empty string")
-        if isinstance(labels, (int, str)) or not len(labels):
-            raise SegDiceError(f"regions[{name!r}]: got {labels!r}; expected a non-empty list of labels")
-        ids = tuple(sorted({_as_int(f"regions[{name!r}]", v) for v in labels}))
-        items.append(Item(name=name, ids=ids, region=True))
-    return items
-
-
-def _items(
-    labels: Sequence[int],
-    label_names: dict[int, str],
-    regions: list[Item],
-) -> tuple[Item, ...]:
-    items = [Item(name=label_names.get(label, str(label)), ids=(label,)) for label in labels]
-    items += regions
-    seen: dict[str, Item] = {}
-    for item in items:
-        if item.name in seen:
-            raise SegDiceError(
-                f"labels/regions: the name {item.name!r} is used by both {seen[item.name].label_text} and "
-                f"{item.label_text}; names must be unique"
-            )
-        seen[item.name] = item
-    return tuple(items)
-
-
-# --- running --------------------------------------------------------------------------------------
-
-
-def _init_worker() -> None:
-    # Each worker scores one case at a time; intra-op threads would only fight the other workers.
-    import torch
-
-    torch.set_num_threads(1)
-
-
-@contextmanager
-def _executor(workers: int, n_tasks: int) -> Iterator[ProcessPoolExecutor | None]:
-    """A pool of worker processes, or ``None`` when one process is enough.
-
-    Workers never fork the caller (its threads, such as a progress bar's, may hold locks). Where the
-    platform has it, a fork server imports the scoring code (torch, SciPy) once and forks every worker
-    from that clean process, which halves the pool's start-up against spawning each worker afresh.
-    """
-    if workers <= 1 or n_tasks <= 1:
-        yield None
-        return
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        # SciPy's ndimage and spatial are imported lazily by the boundary metrics: preload them too
-        context.set_forkserver_preload(["segdice.evaluation._scoring", "scipy.ndimage", "scipy.spatial"])
-    else:
-        context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(workers, n_tasks), mp_context=context, initializer=_init_worker
-    ) as pool:
-        yield pool
-
-
-def _map(
-    function: Callable,
-    args: Sequence[tuple],
-    pool: ProcessPoolExecutor | None,
-    workers: int,
-    on_result: Callable[[int, object], None],
-) -> None:
-    """Call ``on_result(i, function(*args[i]))`` for every task, in completion order.
-
-    With a pool, at most two tasks per worker are queued at once, so an interrupt leaves little
-    work to cancel and results stream out as they finish.
-    """
-    if pool is None:
-        for index, arg in enumerate(args):
-            on_result(index, function(*arg))
-        return
-    window = 2 * workers
-    pending: dict[Future, int] = {}
-    next_index = 0
-    try:
-        while next_index < len(args) or pending:
-            while next_index < len(args) and len(pending) < window:
-                pending[pool.submit(function, *args[next_index])] = next_index
-                next_index += 1
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                on_result(pending.pop(future), future.result())
-    except BaseException:
-        for future in pending:
-            future.cancel()
-        raise
-
-
-def _rich_progress(total: int) -> tuple[ProgressCallback, Callable[[], None]]:
-    try:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-    except ImportError:  # pragma: no cover - rich comes with the cli extra
-        return (lambda done, total: None), (lambda: None)
-    bar = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=False,
-    )
-    task = bar.add_task("scoring cases", total=total)
-    bar.start()
-    return (lambda done, total: bar.update(task, completed=done)), bar.stop
-
-
-# --- the public entry point -----------------------------------------------------------------------
 
 
 def evaluate(
@@ -243,6 +56,12 @@ def evaluate(
     gt_suffix: str = "",
     resume: bool = False,
     progress: bool | ProgressCallback = False,
+    instances: str | None = None,
+    match: str = "iou",
+    match_threshold: float = 0.5,
+    dilation: int = 0,
+    min_volume: float = 0.0,
+    protocol: str | None = None,
 ) -> EvaluationResult:
     """Score predicted label maps against ground truth, per case and label/region, with statistics.
 
@@ -281,6 +100,24 @@ def evaluate(
         only the others.
     progress
         ``True`` for a progress bar on the terminal, or a callable ``(done, total)``.
+    instances
+        Object columns per label/region (:func:`segdice.metrics.instance_scores`): ``"components"``
+        (objects are connected components) or ``"labels"`` (the files are instance label maps, scored as
+        one item ``objects``). Adds ``objects_tp/fp/fn``, detection precision/recall/F1, ``pq``, ``sq``,
+        ``rq`` and ``lesion_<m>`` / ``matched_<m>`` for the per-object metrics among ``metrics``, and
+        writes ``lesions.csv`` (one row per object).
+    match
+        ``"iou"`` or ``"dice"`` (optimal one-to-one matching on that score), ``"overlap"`` (any shared
+        voxel) or ``"brats"`` (the BraTS 2023 rule).
+    match_threshold
+        A pair matches when its score is > this (``"iou"``, ``"dice"``).
+    dilation, min_volume
+        Target objects within ``dilation`` dilations merge; targets of volume <= ``min_volume`` (units of
+        the spacing cubed) are not counted.
+    protocol
+        ``"brats2023-gli"``, ``-ssa``, ``-men``, ``-ped`` or ``-met``: the regions WT/TC/ET, matching,
+        metrics and edge cases of the challenge; ``dice``/``hd95``/``recall``/``specificity`` hold its
+        legacy Dice, HD95, sensitivity and specificity, the object columns its lesion-wise scores.
 
     Returns
     -------
@@ -306,116 +143,165 @@ def evaluate(
     >>> round(result.per_case[0]["dice"], 4), result.per_case[0]["recall"]
     (0.6667, 0.5)
     """
-    metric_names = _parse_metrics(metrics)
-    empty_key, empty_value = _parse_empty(empty)
-    check_number("nsd_tolerance", nsd_tolerance, minimum=0, strict_min=True)
-    if ignore_label is not None:
-        ignore_label = _as_int("ignore_label", ignore_label)
-    if spacing is not None:
-        if isinstance(spacing, (int, float)) or not len(spacing):
-            raise SegDiceError(f"spacing: got {spacing!r}; expected one value per array axis")
-        spacing = tuple(float(check_number("spacing", s, minimum=0, strict_min=True)) for s in spacing)
-    if workers is None:
-        workers = os.cpu_count() or 1
-    workers = _as_int("workers", workers)
-    if workers < 1:
-        raise SegDiceError(f"workers: got {workers}; expected a value >= 1 (or None for every core)")
-    names = _names_by_label(label_names)
-    region_items = _regions(regions)
-    if not (isinstance(labels, str) and labels == "auto"):
-        if isinstance(labels, (str, int)):
-            raise SegDiceError(f"labels: got {labels!r}; expected 'auto' or a list of integer labels")
-        labels = sorted({_as_int("labels", v) for v in labels})
-        if 0 in labels:
-            raise SegDiceError("labels: 0 is the background and is not scored; list foreground labels only")
-    if resume and out is None:
-        raise SegDiceError("resume: needs out, the folder whose per_case.csv holds the finished cases")
-
+    options = normalise_options(
+        pred, gt, out=out, labels=labels, label_names=label_names, regions=regions,
+        ignore_label=ignore_label, metrics=metrics, nsd_tolerance=nsd_tolerance, spacing=spacing,
+        empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume,
+    )  # fmt: skip
+    options, objects = with_object_options(
+        options, instances=instances, match=match, match_threshold=match_threshold, dilation=dilation,
+        min_volume=min_volume, protocol=protocol,
+    )  # fmt: skip
     pairs, extras = pair_cases(pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix)
-    out_dir = Path(out) if out is not None else None
-    csv_path = out_dir / "per_case.csv" if out_dir is not None else None
-
+    columns = case_columns(options.metrics) + instance_columns(objects)
     with ExitStack() as stack:
         # One pool serves both passes: spawning workers (each imports torch) is the slow part.
-        pool = stack.enter_context(_executor(workers, len(pairs)))
-        if isinstance(labels, str):  # "auto": one cheap pass over the ground truth fixes the label list
-            found: set[int] = set()
-            _map(
-                gt_label_set,
-                [(p.gt, ignore_label) for p in pairs],
-                pool,
-                workers,
-                lambda _i, ids: found.update(ids),  # type: ignore[arg-type]
-            )
-            labels = sorted(found)
-        items = _items(labels, names, region_items)
-        if not items:
-            raise SegDiceError(
-                "labels: nothing to evaluate; the ground truth holds only background (pass labels or regions)"
-            )
+        pool = stack.enter_context(worker_pool(options.workers, len(pairs)))
+        items = _resolve_items(options, pairs, pool)
         spec = ScoringSpec(
             items=items,
-            metrics=metric_names,
-            ignore_label=ignore_label,
-            nsd_tolerance=float(nsd_tolerance),
-            spacing=spacing,
-            empty_value=empty_value,
+            metrics=options.metrics,
+            ignore_label=options.ignore_label,
+            nsd_tolerance=options.nsd_tolerance,
+            spacing=options.spacing,
+            empty_value=options.empty_value,
+            instances=objects,
         )
-        columns = case_columns(metric_names)
+        kept = _open_out(options, columns, pairs, items)
+        collected = _Collected(
+            rows=dict(kept), total=len(pairs), report=_reporter(stack, progress, len(pairs))
+        )
+        if objects is not None:
+            collected.object_columns = instance_columns(objects)
+            if options.out is not None:
+                collected.lesions = LesionLog(
+                    options.out / "lesions.csv", lesion_columns(objects), keep_cases=kept
+                )
+                stack.callback(collected.lesions.close, [p.name for p in pairs])
+        if options.csv_path is not None:
+            collected.writer = stack.enter_context(CaseCSVWriter(options.csv_path, columns, append=resume))
+        collected.report(len(kept), len(pairs))
+        _score_cases([p for p in pairs if p.name not in kept], spec, pool, options.workers, collected)
 
-        kept: dict[str, list[dict]] = {}
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            if resume and csv_path.exists():
-                kept = _resumable_rows(csv_path, columns, pairs, items)
-                write_case_csv(csv_path, columns, [r for p in pairs for r in kept.get(p.name, [])])
-
-        todo = [p for p in pairs if p.name not in kept]
-        results: dict[str, list[dict]] = dict(kept)
-        report_progress, stop_progress = _progress(progress, len(pairs))
-        stack.callback(stop_progress)
-        if csv_path is not None:
-            writer = stack.enter_context(CaseCSVWriter(csv_path, columns, append=resume))
-        report_progress(len(kept), len(pairs))
-
-        def on_result(index: int, rows: object) -> None:
-            results[todo[index].name] = rows  # type: ignore[assignment]
-            if csv_path is not None:
-                writer.write_rows(rows)  # type: ignore[arg-type]
-            report_progress(len(results), len(pairs))
-
-        _map(score_case, [(p, spec) for p in todo], pool, workers, on_result)
-
-    per_case = [row for p in pairs for row in results[p.name]]
-    summary = _summary(
-        per_case, pairs, extras, items, metric_names, spec, empty_key,
-        inputs={"pred": str(pred), "gt": str(gt), "pred_suffix": pred_suffix, "gt_suffix": gt_suffix},
-    )  # fmt: skip
-    result = EvaluationResult(per_case=per_case, summary=summary, out=out_dir)
-    if out_dir is not None:
-        write_case_csv(csv_path, columns, per_case)  # final order: case, then label/region
-        write_summary_json(out_dir / "summary.json", summary)
-        result.files = {"per_case": csv_path, "summary": out_dir / "summary.json"}
-        try:
-            import jinja2  # noqa: F401
-            import matplotlib  # noqa: F401
-
-            from segdice.report.html import write_report
-        except ImportError as exc:  # matplotlib/jinja2 come with the "report" extra
-            warnings.warn(
-                f"report.html not written: {exc}; pip install 'segdice[report]'", RuntimeWarning, stacklevel=2
-            )
-        else:
-            result.files["report"] = write_report(result, out_dir / "report.html")
+    per_case = [row for p in pairs for row in collected.rows[p.name]]
+    summary = build_summary(per_case, pairs, extras, items, options)
+    if objects is not None:
+        add_object_summary(summary, per_case, objects, protocol)
+    result = EvaluationResult(per_case=per_case, summary=summary, out=options.out)
+    if options.out is not None:
+        result.files = _write_outputs(result, options.out, columns)
+        if objects is not None:
+            result.files["lesions"] = options.out / "lesions.csv"
     return result
 
 
-def _progress(progress: bool | ProgressCallback, total: int) -> tuple[ProgressCallback, Callable[[], None]]:
+@dataclass
+class _Collected:
+    """The rows of every finished case, streamed to ``per_case.csv`` and counted on the progress bar."""
+
+    rows: dict[str, list[dict]]
+    total: int
+    report: ProgressCallback
+    writer: CaseCSVWriter | None = None
+    object_columns: list[str] = field(default_factory=list)  # --instances: rows carry their objects
+    lesions: LesionLog | None = None
+
+    def add(self, pair: CasePair, rows: list[dict]) -> None:
+        if self.object_columns:
+            objects = fill_missing(rows, self.object_columns)
+            if self.lesions is not None:
+                self.lesions.add(pair.name, objects)
+        self.rows[pair.name] = rows
+        if self.writer is not None:
+            self.writer.write_rows(rows)
+        self.report(len(self.rows), self.total)
+
+
+def _resolve_items(
+    options: Options, pairs: Sequence[CasePair], pool: ProcessPoolExecutor | None
+) -> tuple[Item, ...]:
+    """The labels and regions to score; ``"auto"`` reads the ground truth once to find the labels."""
+    labels = options.labels
+    if isinstance(labels, str):  # "auto": one cheap pass over the ground truth fixes the label list
+        found: set[int] = set()
+        map_tasks(
+            gt_label_set,
+            [(p.gt, options.ignore_label) for p in pairs],
+            pool,
+            options.workers,
+            lambda _i, ids: found.update(ids),  # type: ignore[arg-type]
+        )
+        labels = tuple(sorted(found))
+    items = build_items(labels, options)
+    if not items:
+        raise SegDiceError(
+            "labels: nothing to evaluate; the ground truth holds only background (pass labels or regions)"
+        )
+    return items
+
+
+def _open_out(
+    options: Options, columns: list[str], pairs: Sequence[CasePair], items: Sequence[Item]
+) -> dict[str, list[dict]]:
+    """Create the output folder; on resume, the kept rows of an earlier run (rewritten alone to the CSV)."""
+    if options.out is None:
+        return {}
+    options.out.mkdir(parents=True, exist_ok=True)
+    csv_path = options.csv_path
+    if not (options.resume and csv_path.exists()):
+        return {}
+    kept = _resumable_rows(csv_path, columns, pairs, items)
+    write_case_csv(csv_path, columns, [r for p in pairs for r in kept.get(p.name, [])])
+    return kept
+
+
+def _reporter(stack: ExitStack, progress: bool | ProgressCallback, total: int) -> ProgressCallback:
+    """The ``(done, total)`` callback for ``progress``: the caller's own, a Rich bar, or nothing."""
     if callable(progress):
-        return progress, lambda: None
-    if progress:
-        return _rich_progress(total)
-    return (lambda done, total: None), (lambda: None)
+        return progress
+    bars = stack.enter_context(ProgressBars(bool(progress)))
+    step = bars.task("scoring cases", total)
+    return lambda done, total: step(completed=done)
+
+
+def _score_cases(
+    todo: Sequence[CasePair],
+    spec: ScoringSpec,
+    pool: ProcessPoolExecutor | None,
+    workers: int,
+    collected: _Collected,
+) -> None:
+    """Score every case of ``todo``, in the pool when there is one, handing each case's rows on as it ends."""
+    map_tasks(
+        score_case,
+        [(p, spec) for p in todo],
+        pool,
+        workers,
+        lambda index, rows: collected.add(todo[index], rows),  # type: ignore[arg-type]
+    )
+
+
+def _write_outputs(result: EvaluationResult, out: Path, columns: list[str]) -> dict[str, Path]:
+    """Write ``per_case.csv``, ``summary.json`` and (with the report extra) ``report.html``."""
+    csv_path = out / "per_case.csv"
+    # The streamed CSV is in completion order (and appended to on resume): rewrite it in case order,
+    # then label/region, so that the same inputs always give the same file.
+    write_case_csv(csv_path, columns, result.per_case)
+    write_summary_json(out / "summary.json", result.summary)
+    files = {"per_case": csv_path, "summary": out / "summary.json"}
+    try:
+        import jinja2  # noqa: F401
+        import matplotlib  # noqa: F401
+
+        from segdice.report.html import write_report
+    except ImportError as exc:  # matplotlib/jinja2 come with the "report" extra
+        # stacklevel 3: the warning points at the caller of evaluate()
+        warnings.warn(
+            f"report.html not written: {exc}; pip install 'segdice[report]'", RuntimeWarning, stacklevel=3
+        )
+    else:
+        files["report"] = write_report(result, out / "report.html")
+    return files
 
 
 def _resumable_rows(
@@ -441,85 +327,3 @@ def _resumable_rows(
         ):
             kept[pair.name] = mine
     return kept
-
-
-def _summary(
-    per_case: list[dict],
-    pairs: Sequence[CasePair],
-    extras: Sequence[Path],
-    items: Sequence[Item],
-    metrics: Sequence[str],
-    spec: ScoringSpec,
-    empty_key: str,
-    inputs: dict,
-) -> dict:
-    failed: dict[str, str] = {}
-    for row in per_case:
-        if row["error"] and row["case"] not in failed:
-            failed[row["case"]] = row["error"]
-    empty_text = {
-        "nan": "NaN: left out of the statistics and counted in n_nan",
-        "0": "0",
-        "1": "1",
-    }[empty_key]
-    return {
-        "segdice_version": __version__,
-        "inputs": {
-            **inputs,
-            "labels": [i.ids[0] for i in items if not i.region],
-            "regions": {i.name: list(i.ids) for i in items if i.region},
-            "ignore_label": spec.ignore_label,
-            "metrics": list(metrics),
-            "spacing_override": list(spec.spacing) if spec.spacing is not None else None,
-        },
-        "definitions": {
-            "empty": empty_key,
-            "both_empty_overlap": f"overlap metrics when prediction and ground truth are both empty: {empty_text}",
-            "gt_empty_prediction_not": "Dice and IoU 0: the false positive is always counted",
-            "hd95": (
-                "the larger of the two directed 95th percentiles (linear interpolation) of the distances "
-                "between surface voxels (mask XOR its face-connected erosion), exact Euclidean distance "
-                "transform with the voxel spacing"
-            ),
-            "hd": "the largest surface distance in either direction",
-            "assd": "mean of the surface distances of both directions pooled",
-            "masd": "mean of the two directed mean surface distances",
-            "nsd": "normalised surface Dice at the tolerance, surfel-area definition of Nikolov et al.",
-            "nsd_tolerance": spec.nsd_tolerance,
-            "worst_case": (
-                "distance metrics with exactly one side empty: the image diagonal in physical units, "
-                "sqrt(sum((shape_i * spacing_i)**2)); both sides empty: NaN"
-            ),
-            "missing_prediction": (
-                "scored as an empty prediction (Dice 0 where the ground truth has the label, distances at "
-                "the worst case) and counted in n_missing"
-            ),
-            "errors": "rows with an error are left out of the statistics and counted in n_error",
-            "ignore_label": "ground-truth voxels with this label are left out of every count and surface",
-            "spacing": (
-                "array axis order, from the ground-truth header (NIfTI pixdim, ImageJ TIFF, .npz 'spacing'), "
-                "1 per axis when the file has none; spacing_override replaces it"
-            ),
-            "statistics": (
-                "over cases, NaN left out: mean, std (ddof=1), median and quartiles (linear interpolation), "
-                "min, max"
-            ),
-            "bootstrap": {
-                "method": "percentile bootstrap of the mean over cases",
-                "confidence": CONFIDENCE,
-                "n_resamples": BOOTSTRAP_RESAMPLES,
-                "seed": BOOTSTRAP_SEED,
-            },
-        },
-        "counts": {
-            "cases": len(pairs),
-            "scored": len(pairs) - len(failed),
-            "failed": len(failed),
-            "missing_predictions": sum(1 for p in pairs if p.pred is None),
-            "extra_predictions": len(extras),
-        },
-        "extra_predictions": [str(p) for p in extras],
-        "failed_cases": failed,
-        "items": [{"name": i.name, "labels": list(i.ids), "region": i.region} for i in items],
-        "results": summarize_rows(per_case, [i.name for i in items], metrics),
-    }

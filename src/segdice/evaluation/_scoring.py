@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from segdice._checks import SegDiceError
+from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
 from segdice.evaluation._pairing import CasePair
-from segdice.io import read_mask
+from segdice.io import Mask, read_mask
+from segdice.metrics import boundary_metrics, confusion, score_from_counts
+from segdice.metrics.overlap import METRICS
+from segdice.metrics.surface import BOUNDARY_METRICS
+from segdice.report.tables import CASE_COLUMNS
 
 __all__ = [
     "BOUNDARY_METRICS",
@@ -30,28 +36,9 @@ __all__ = [
     "score_case",
 ]
 
-OVERLAP_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy")
-BOUNDARY_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd")
-
-# Columns before the metric columns, in CSV order.
-BASE_COLUMNS: tuple[str, ...] = (
-    "case",
-    "item",
-    "labels",
-    "n_voxels",
-    "gt_voxels",
-    "pred_voxels",
-    "tp",
-    "fp",
-    "fn",
-    "tn",
-    "empty_gt",
-    "empty_pred",
-    "missing_pred",
-    "error",
-    "pred_file",
-    "gt_file",
-)
+# The overlap metrics a worker forms from one counting pass; F-beta is left out because the evaluator
+# takes no beta.
+OVERLAP_METRICS: tuple[str, ...] = tuple(name for name in METRICS if name != "fbeta")
 
 # Spacing of the two files must agree to this relative tolerance (headers store float32).
 _SPACING_RTOL = 1e-4
@@ -88,11 +75,12 @@ class ScoringSpec:
     nsd_tolerance: float = 1.0
     spacing: tuple[float, ...] | None = None
     empty_value: float = math.nan
+    instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
 
 
 def case_columns(metrics: Sequence[str]) -> list[str]:
-    """The CSV columns for a metric list: the fixed columns, then one per metric."""
-    return [*BASE_COLUMNS, *metrics]
+    """The CSV columns for a metric list: the fixed columns of the schema, then one per metric."""
+    return [*CASE_COLUMNS, *metrics]
 
 
 def gt_label_set(path: Path, ignore_label: int | None) -> tuple[int, ...]:
@@ -193,51 +181,16 @@ def score_case(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 
 
 def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
-    gt = read_mask(pair.gt)
-    if pair.pred is None:
-        pred_array = np.zeros_like(gt.array)
-        pred_spacing = gt.spacing
-    else:
-        pred = read_mask(pair.pred)
-        pred_array, pred_spacing = pred.array, pred.spacing
-        if pred_array.shape != gt.array.shape:
-            raise SegDiceError(
-                f"shape mismatch: prediction {pred_array.shape} vs ground truth {gt.array.shape}"
-            )
-    if spec.spacing is not None:
-        if len(spec.spacing) == 1:  # one number: the same spacing along every axis
-            spec = replace(spec, spacing=spec.spacing * gt.array.ndim)
-        if len(spec.spacing) != gt.array.ndim:
-            raise SegDiceError(
-                f"spacing: got {len(spec.spacing)} value(s) {spec.spacing} for masks of shape "
-                f"{gt.array.shape}; expected one per axis"
-            )
-        spacing: tuple[float, ...] | None = spec.spacing
-    else:
-        if (
-            gt.spacing is not None
-            and pred_spacing is not None
-            and not np.allclose(pred_spacing, gt.spacing, rtol=_SPACING_RTOL, atol=0)
-        ):
-            raise SegDiceError(
-                f"spacing mismatch: prediction {tuple(round(s, 6) for s in pred_spacing)} vs ground truth "
-                f"{tuple(round(s, 6) for s in gt.spacing)} (override with --spacing if intended)"
-            )
-        spacing = gt.spacing if gt.spacing is not None else pred_spacing
-
-    gt_array = gt.array
+    gt, pred_array, pred_spacing = _read_case(pair)
+    spacing = _case_spacing(spec, gt, pred_spacing)
+    pred_array, gt_array, instance_maps, ignored = instance_inputs(
+        pred_array, gt.array, spec.instances, spec.ignore_label
+    )
     known = {0, *(i for item in spec.items for i in item.ids)}
     if spec.ignore_label is not None:
         known.add(spec.ignore_label)
     rows = {item: _empty_row(pair, item, spec.metrics) for item in spec.items}
-    if spec.ignore_label is not None:
-        valid = gt_array != spec.ignore_label
-        pred_flat, gt_flat = pred_array[valid], gt_array[valid]
-        # Ignored voxels leave both surfaces too: set them to background for the distance metrics.
-        pred_array = np.where(valid, pred_array, 0)
-        gt_array = np.where(valid, gt_array, 0)
-    else:
-        pred_flat, gt_flat = pred_array.ravel(), gt_array.ravel()
+    pred_flat, gt_flat, pred_array, gt_array = _without_ignored(pred_array, gt_array, spec.ignore_label)
 
     label_ids = [item.ids[0] for item in spec.items if not item.region]
     pred_codes, stray_pred = _encode(pred_flat, label_ids, known)
@@ -250,9 +203,62 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 
     _overlap(rows, (pred_codes, gt_codes), (pred_flat, gt_flat), spec)
     _boundary(rows, pred_array, gt_array, spacing, spec)
+    if spec.instances is not None:
+        score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
     for row in rows.values():
         row["error"] = "; ".join(problems)
     return list(rows.values())
+
+
+def _read_case(pair: CasePair) -> tuple[Mask, np.ndarray, tuple[float, ...] | None]:
+    """The ground truth, the prediction's array and its spacing (an empty prediction when missing)."""
+    gt = read_mask(pair.gt)
+    if pair.pred is None:
+        return gt, np.zeros_like(gt.array), gt.spacing
+    pred = read_mask(pair.pred)
+    if pred.array.shape != gt.array.shape:
+        raise SegDiceError(f"shape mismatch: prediction {pred.array.shape} vs ground truth {gt.array.shape}")
+    return gt, pred.array, pred.spacing
+
+
+def _case_spacing(
+    spec: ScoringSpec, gt: Mask, pred_spacing: tuple[float, ...] | None
+) -> tuple[float, ...] | None:
+    """The spacing to score with: the override, else the headers, which must then agree."""
+    if spec.spacing is not None:
+        spacing = spec.spacing
+        if len(spacing) == 1:  # one number: the same spacing along every axis
+            spacing = spacing * gt.array.ndim
+        if len(spacing) != gt.array.ndim:
+            raise SegDiceError(
+                f"spacing: got {len(spacing)} value(s) {spacing} for masks of shape "
+                f"{gt.array.shape}; expected one per axis"
+            )
+        return spacing
+    if (
+        gt.spacing is not None
+        and pred_spacing is not None
+        and not np.allclose(pred_spacing, gt.spacing, rtol=_SPACING_RTOL, atol=0)
+    ):
+        raise SegDiceError(
+            f"spacing mismatch: prediction {tuple(round(s, 6) for s in pred_spacing)} vs ground truth "
+            f"{tuple(round(s, 6) for s in gt.spacing)} (override with --spacing if intended)"
+        )
+    return gt.spacing if gt.spacing is not None else pred_spacing
+
+
+def _without_ignored(
+    pred: np.ndarray, gt: np.ndarray, ignore_label: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(pred_flat, gt_flat, pred, gt)``: the voxels to count, and the maps to take surfaces from.
+
+    Ignored voxels leave the counts (the flat arrays hold only the others) and both surfaces (the maps
+    have them set to background).
+    """
+    if ignore_label is None:
+        return pred.ravel(), gt.ravel(), pred, gt
+    valid = gt != ignore_label
+    return pred[valid], gt[valid], np.where(valid, pred, 0), np.where(valid, gt, 0)
 
 
 def _overlap(
@@ -262,19 +268,7 @@ def _overlap(
     spec: ScoringSpec,
 ) -> None:
     """Counts and overlap metrics: labels from their codes (one multiclass pass), regions as masks."""
-    import torch
-
-    from segdice import metrics as m
-
-    functions = {
-        "dice": m.dice_score,
-        "iou": m.iou_score,
-        "precision": m.precision,
-        "recall": m.recall,
-        "specificity": m.specificity,
-        "accuracy": m.accuracy,
-    }
-    wanted = [name for name in spec.metrics if name in functions]
+    wanted = [name for name in spec.metrics if name in OVERLAP_METRICS]
     labels = [item for item in spec.items if not item.region]
     regions = [item for item in spec.items if item.region]
     groups = []
@@ -287,13 +281,10 @@ def _overlap(
         p = torch.from_numpy(np.stack([np.isin(flat[0], item.ids) for item in regions])[None])
         g = torch.from_numpy(np.stack([np.isin(flat[1], item.ids) for item in regions])[None])
         groups.append((regions, p, g, {"mode": "multilabel"}))
-    from_counts = getattr(m, "score_from_counts", None)
     for items, p, g, kwargs in groups:
-        counts = m.confusion(p, g, **kwargs)
-        if from_counts is not None:  # one counting pass serves every metric
-            scores = {name: from_counts(name, *counts, empty_value=spec.empty_value) for name in wanted}
-        else:
-            scores = {name: functions[name](p, g, empty_value=spec.empty_value, **kwargs) for name in wanted}
+        counts = confusion(p, g, **kwargs)
+        # One counting pass serves every metric.
+        scores = {name: score_from_counts(name, *counts, empty_value=spec.empty_value) for name in wanted}
         scores = {name: value.reshape(-1).tolist() for name, value in scores.items()}
         tp, fp, fn, tn = (t.reshape(-1).tolist() for t in counts)
         for k, item in enumerate(items):
@@ -323,8 +314,6 @@ def _boundary(
     wanted = tuple(name for name in spec.metrics if name in BOUNDARY_METRICS)
     if not wanted or not spec.items:
         return
-    from segdice.metrics import boundary_metrics
-
     result = boundary_metrics(
         pred,
         gt,

@@ -7,17 +7,76 @@ left out of every statistic and counted in ``n_nan``; ``n`` counts the values us
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "bootstrap_ci", "describe_values"]
+from segdice._version import __version__
+
+if TYPE_CHECKING:
+    from segdice.evaluation._options import Options
+    from segdice.evaluation._pairing import CasePair
+    from segdice.evaluation._scoring import Item
+
+__all__ = [
+    "BOOTSTRAP_RESAMPLES",
+    "BOOTSTRAP_SEED",
+    "CONFIDENCE",
+    "DEFINITIONS",
+    "bootstrap_ci",
+    "build_summary",
+    "describe_values",
+    "summarize_rows",
+]
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
 CONFIDENCE = 0.95
 # Resamples drawn per block: bounds memory to _BLOCK x n indices for large case counts.
 _BLOCK = 250
+
+# The "definitions" of summary.json that do not depend on the run, in file order. build_summary() adds
+# the empty policy in use before them and the NSD tolerance in use after the NSD's definition.
+DEFINITIONS: dict[str, str | dict] = {
+    "gt_empty_prediction_not": "Dice and IoU 0: the false positive is always counted",
+    "hd95": (
+        "the larger of the two directed 95th percentiles (linear interpolation) of the distances "
+        "between surface voxels (mask XOR its face-connected erosion), exact Euclidean nearest-surface "
+        "distances in physical units (voxel spacing), found by a search outward from each surface voxel "
+        "and a k-d tree beyond it"
+    ),
+    "hd": "the largest surface distance in either direction",
+    "assd": "mean of the surface distances of both directions pooled",
+    "masd": "mean of the two directed mean surface distances",
+    "nsd": "normalised surface Dice at the tolerance, surfel-area definition of Nikolov et al.",
+    "worst_case": (
+        "distance metrics with exactly one side empty: the image diagonal in physical units, "
+        "sqrt(sum((shape_i * spacing_i)**2)); both sides empty: NaN"
+    ),
+    "missing_prediction": (
+        "scored as an empty prediction (Dice 0 where the ground truth has the label, distances at "
+        "the worst case) and counted in n_missing"
+    ),
+    "errors": "rows with an error are left out of the statistics and counted in n_error",
+    "ignore_label": "ground-truth voxels with this label are left out of every count and surface",
+    "spacing": (
+        "array axis order, from the ground-truth header (NIfTI pixdim, ImageJ TIFF, .npz 'spacing'), "
+        "1 per axis when the file has none; spacing_override replaces it"
+    ),
+    "statistics": (
+        "over cases, NaN left out: mean, std (ddof=1), median and quartiles (linear interpolation), min, max"
+    ),
+    "bootstrap": {
+        "method": "percentile bootstrap of the mean over cases",
+        "confidence": CONFIDENCE,
+        "n_resamples": BOOTSTRAP_RESAMPLES,
+        "seed": BOOTSTRAP_SEED,
+    },
+}
+# What the overlap metrics are when both masks are empty, per policy of ``empty``.
+_EMPTY_TEXTS = {"nan": "NaN: left out of the statistics and counted in n_nan", "0": "0", "1": "1"}
 
 
 def bootstrap_ci(
@@ -163,3 +222,57 @@ def summarize_rows(rows: Iterable[dict], item_names: Iterable[str], metrics: Ite
             per_metric[metric] = stats
         results[name] = per_metric
     return results
+
+
+def build_summary(
+    per_case: list[dict],
+    pairs: Sequence[CasePair],
+    extras: Sequence[Path],
+    items: Sequence[Item],
+    options: Options,
+) -> dict:
+    """The content of ``summary.json``: inputs, definitions, counts, failed cases and statistics."""
+    failed: dict[str, str] = {}
+    for row in per_case:
+        if row["error"] and row["case"] not in failed:
+            failed[row["case"]] = row["error"]
+    return {
+        "segdice_version": __version__,
+        "inputs": {
+            "pred": str(options.pred),
+            "gt": str(options.gt),
+            "pred_suffix": options.pred_suffix,
+            "gt_suffix": options.gt_suffix,
+            "labels": [i.ids[0] for i in items if not i.region],
+            "regions": {i.name: list(i.ids) for i in items if i.region},
+            "ignore_label": options.ignore_label,
+            "metrics": list(options.metrics),
+            "spacing_override": list(options.spacing) if options.spacing is not None else None,
+        },
+        "definitions": _definitions(options),
+        "counts": {
+            "cases": len(pairs),
+            "scored": len(pairs) - len(failed),
+            "failed": len(failed),
+            "missing_predictions": sum(1 for p in pairs if p.pred is None),
+            "extra_predictions": len(extras),
+        },
+        "extra_predictions": [str(p) for p in extras],
+        "failed_cases": failed,
+        "items": [{"name": i.name, "labels": list(i.ids), "region": i.region} for i in items],
+        "results": summarize_rows(per_case, [i.name for i in items], options.metrics),
+    }
+
+
+def _definitions(options: Options) -> dict:
+    definitions: dict = {
+        "empty": options.empty_key,
+        "both_empty_overlap": (
+            f"overlap metrics when prediction and ground truth are both empty: {_EMPTY_TEXTS[options.empty_key]}"
+        ),
+    }
+    for key, text in DEFINITIONS.items():
+        definitions[key] = dict(text) if isinstance(text, dict) else text  # a copy: callers may edit theirs
+        if key == "nsd":  # the tolerance in use sits beside the definition it parameterises
+            definitions["nsd_tolerance"] = options.nsd_tolerance
+    return definitions

@@ -1,5 +1,22 @@
-"""Reports of an evaluation: per-case CSV, summary JSON, and a self-contained HTML page with plots."""
+"""Reports of an evaluation: per-case CSV, summary JSON, and a self-contained HTML page with plots.
 
-from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
+The report receives plain data (rows and the summary dict); it never imports the evaluator.
+"""
 
-__all__ = ["CaseCSVWriter", "read_case_csv", "write_case_csv", "write_summary_json"]
+from segdice.report.tables import (
+    CASE_COLUMNS,
+    CaseCSVWriter,
+    read_case_csv,
+    to_json_safe,
+    write_case_csv,
+    write_summary_json,
+)
+
+__all__ = [
+    "CASE_COLUMNS",
+    "CaseCSVWriter",
+    "read_case_csv",
+    "to_json_safe",
+    "write_case_csv",
+    "write_summary_json",
+]

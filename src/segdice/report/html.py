@@ -10,16 +10,27 @@ import base64
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from segdice._checks import SegDiceError
+from segdice.io import read_mask
 from segdice.report import plots
 
-if TYPE_CHECKING:
-    from segdice.evaluation import EvaluationResult
+__all__ = ["ReportData", "render_report", "write_report"]
 
-__all__ = ["render_report", "write_report"]
+
+class ReportData(Protocol):
+    """What the report is drawn from: per-case rows and the summary, as an evaluation returns them.
+
+    :class:`segdice.EvaluationResult` is one; the report needs nothing else, so it never imports the
+    evaluator.
+    """
+
+    per_case: list[dict]
+    summary: dict
+
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 N_WORST = 5
@@ -92,9 +103,6 @@ def _worst_cases(rows: list[dict], items: list[str]) -> list[dict]:
 
 
 def _thumbnail(pred_file: str, gt_file: str) -> tuple[str | None, int | None]:
-    from segdice._checks import SegDiceError
-    from segdice.io import read_mask
-
     try:
         gt = read_mask(gt_file).array
         pred = read_mask(pred_file).array if pred_file else np.zeros_like(gt)
@@ -106,13 +114,13 @@ def _thumbnail(pred_file: str, gt_file: str) -> tuple[str | None, int | None]:
     return _data_uri(plots.overlay_png(pred_slice, gt_slice)), index
 
 
-def render_report(result: EvaluationResult) -> str:
+def render_report(result: ReportData) -> str:
     """Render the HTML report of an evaluation as a string.
 
     Parameters
     ----------
     result
-        What :func:`segdice.evaluate` returned.
+        Rows and summary, such as what :func:`segdice.evaluate` returned (see :class:`ReportData`).
 
     Returns
     -------
@@ -162,7 +170,7 @@ def render_report(result: EvaluationResult) -> str:
     )
 
 
-def write_report(result: EvaluationResult, path: str | os.PathLike[str]) -> Path:
+def write_report(result: ReportData, path: str | os.PathLike[str]) -> Path:
     """Write :func:`render_report` to ``path`` (UTF-8) and return the path."""
     path = Path(path)
     path.write_text(render_report(result), encoding="utf-8")

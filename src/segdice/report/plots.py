@@ -9,13 +9,18 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "OVERLAY_COLOURS",
     "accuracy_dice_scatter",
     "box_strip_plot",
+    "new_figure",
     "overlay_png",
     "overlay_rgb",
     "slice_of_largest_error",
@@ -31,11 +36,35 @@ OVERLAY_COLOURS = {
 }
 
 
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def new_figure(width: float, height: float, *, constrained: bool = False) -> Figure:
+    """A bare matplotlib figure on its own Agg canvas, ``width`` x ``height`` inches at 100 dpi.
 
-    figure = Figure(figsize=(width, height), dpi=100)
+    No pyplot state and no global backend switch: safe in worker threads and without a display.
+
+    Parameters
+    ----------
+    width, height
+        Size in inches.
+    constrained
+        Use matplotlib's constrained layout (for figures with several axes).
+
+    Raises
+    ------
+    ImportError
+        Without matplotlib (the ``report`` extra), with the command that installs it.
+
+    Examples
+    --------
+    >>> figure = new_figure(2, 1)
+    >>> figure.get_size_inches().tolist(), figure.dpi
+    ([2.0, 1.0], 100)
+    """
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - only without the report extra
+        raise ImportError("segdice plots need matplotlib: pip install 'segdice[report]'") from exc
+    figure = Figure(figsize=(width, height), dpi=100, layout="constrained" if constrained else None)
     FigureCanvasAgg(figure)
     return figure
 
@@ -68,7 +97,7 @@ def box_strip_plot(values: Mapping[str, Sequence[float]], metric: str) -> bytes:
     """
     names = list(values)
     data = [np.asarray([v for v in values[n] if not math.isnan(v)], dtype=float) for n in names]
-    figure = _figure(max(3.5, 1.1 * len(names) + 1.5), 3.2)
+    figure = new_figure(max(3.5, 1.1 * len(names) + 1.5), 3.2)
     axes = figure.add_subplot()
     positions = np.arange(1, len(names) + 1)
     drawable = [(p, d) for p, d in zip(positions, data, strict=True) if d.size]
@@ -107,7 +136,7 @@ def accuracy_dice_scatter(accuracy: Sequence[float], dice: Sequence[float], name
     >>> accuracy_dice_scatter([0.999, 0.95], [0.0, 0.9], ["1", "1"])[:4]
     b'\\x89PNG'
     """
-    figure = _figure(4.8, 3.6)
+    figure = new_figure(4.8, 3.6)
     axes = figure.add_subplot()
     acc = np.asarray(accuracy, dtype=float)
     dsc = np.asarray(dice, dtype=float)
@@ -186,7 +215,7 @@ def overlay_png(pred: np.ndarray, gt: np.ndarray, title: str = "") -> bytes:
     rgb = overlay_rgb(pred, gt)
     height, width = gt.shape
     scale = 2.4 / max(height, width)
-    figure = _figure(max(1.2, width * scale), max(1.2, height * scale) + (0.3 if title else 0))
+    figure = new_figure(max(1.2, width * scale), max(1.2, height * scale) + (0.3 if title else 0))
     axes = figure.add_subplot()
     axes.imshow(rgb, interpolation="nearest")
     axes.set_axis_off()

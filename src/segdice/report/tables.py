@@ -17,11 +17,35 @@ from typing import Any
 
 from segdice._checks import SegDiceError
 
-__all__ = ["CaseCSVWriter", "read_case_csv", "to_json_safe", "write_case_csv", "write_summary_json"]
+__all__ = [
+    "CASE_COLUMNS",
+    "CaseCSVWriter",
+    "read_case_csv",
+    "to_json_safe",
+    "write_case_csv",
+    "write_summary_json",
+]
 
-_INT_COLUMNS = frozenset({"n_voxels", "gt_voxels", "pred_voxels", "tp", "fp", "fn", "tn"})
-_BOOL_COLUMNS = frozenset({"empty_gt", "empty_pred", "missing_pred"})
-_TEXT_COLUMNS = frozenset({"case", "item", "labels", "error", "pred_file", "gt_file"})
+# The schema of per_case.csv: the columns before the metric columns, in file order, with the type each
+# is read back as. Every other column is a metric and reads back as float.
+CASE_COLUMNS: dict[str, type] = {
+    "case": str,
+    "item": str,
+    "labels": str,
+    "n_voxels": int,
+    "gt_voxels": int,
+    "pred_voxels": int,
+    "tp": int,
+    "fp": int,
+    "fn": int,
+    "tn": int,
+    "empty_gt": bool,
+    "empty_pred": bool,
+    "missing_pred": bool,
+    "error": str,
+    "pred_file": str,
+    "gt_file": str,
+}
 
 
 def _format(value: Any) -> str:
@@ -35,15 +59,14 @@ def _format(value: Any) -> str:
 
 
 def _parse(column: str, text: str) -> Any:
-    if column in _TEXT_COLUMNS:
+    kind = CASE_COLUMNS.get(column, float)
+    if kind is str:
         return text
     if text == "":
         return None
-    if column in _BOOL_COLUMNS:
+    if kind is bool:
         return text == "True"
-    if column in _INT_COLUMNS:
-        return int(text)
-    return float(text)
+    return kind(text)
 
 
 class CaseCSVWriter:

@@ -480,13 +480,14 @@ class _DenseStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft, pool):  # type: ignore[override]
+        cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft, pool=pool)
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = _activate(x, activation, acc)
-            stats = _pool(_dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc), pool)
+            stats = _pool(_dense_forward(x, t, p, cfg, acc), pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
-        ctx.cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft, pool=pool)
+        ctx.cfg = cfg
         ctx.p = p
         ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "sigmoid"))
         return stats
@@ -495,16 +496,16 @@ class _DenseStats(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
-        activation, squared, ignore_index, with_nll, soft = ctx.cfg[:5]
-        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], ctx.cfg.pool)
+        cfg = ctx.cfg
+        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = ctx.p
             if p is None:  # second backward through a retained graph
-                p = _activate(x, activation, acc)
-                _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc)
+                p = _activate(x, cfg.activation, acc)
+                _dense_forward(x, t, p, cfg, acc)
             ctx.p = None
-            grad = _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc)
+            grad = _dense_backward(x, t, p, cfg, g_i, g_p, g_n, acc)
         return grad.to(x.dtype), None, None, None, None, None, None, None
 
 
@@ -519,7 +520,8 @@ def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Te
     return g.masked_fill(~valid, 0.0), valid, True  # out of place: g may be the caller's own target
 
 
-def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, acc):
+def _dense_forward(x: Tensor, t: Tensor, p: Tensor, cfg: _KernelCfg, acc: torch.dtype):
+    activation, squared, ignore_index, with_nll, soft = cfg[:5]
     b, c, n = x.shape
     inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
     for bs, ns in _slabs(b, c, n):
@@ -558,7 +560,11 @@ def _dense_forward(x, t, p, activation, squared, ignore_index, with_nll, soft, a
     return inter, pred, tsum, nll, count
 
 
-def _dense_backward(x, t, p, activation, squared, ignore_index, soft, g_i, g_p, g_n, acc):
+def _dense_backward(
+    x: Tensor, t: Tensor, p: Tensor, cfg: _KernelCfg, g_i: Tensor | None, g_p: Tensor | None, g_n: Tensor | None,
+    acc: torch.dtype,
+) -> Tensor:  # fmt: skip
+    activation, squared, ignore_index, _, soft = cfg[:5]
     b, c, n = x.shape
     a = g_i.to(acc).unsqueeze(2) if g_i is not None else None
     q = g_p.to(acc).unsqueeze(2) if g_p is not None else None

@@ -16,6 +16,7 @@ from segdice._checks import SegDiceError
 
 __all__ = ["check_labels", "count_label_maps"]
 
+# Tuned on the benchmark VM; reproduce with `python benchmarks/metrics.py` (counting against np.bincount).
 _CHUNK = 1 << 16  # voxels per chunk: two int64 chunks stay within L2/L3
 _DENSE_FRACTION = 12  # a chunk with more than chunk/12 runs is counted densely
 _PROBE = 4096  # voxels at the head of a chunk looked at first...

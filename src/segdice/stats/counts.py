@@ -30,13 +30,13 @@ __all__ = ["confusion"]
 # voxel. Only three per-class numbers are needed for every overlap metric: the target count G, the
 # prediction count P and the diagonal TP (FP = P - TP, FN = G - TP, TN = N - TP - FP - FN).
 #
-# CPU path (NumPy, also for CPU torch tensors through a zero-copy view): segmentation maps are made
-# of long constant runs, so the arrays are scanned in cache-sized chunks for the positions where the
-# (target, prediction) pair changes, and only one element per run is counted, weighted by the run
-# length. The scan is a few vectorised passes over data already in cache, so it costs a fraction of
-# one `np.bincount` over every voxel (which is bound by a serial increment per voxel). A chunk whose
-# labels change too often for runs to pay off (noise-like maps) falls back to a bincount of that
-# chunk, so the total is never much worse than one bincount. Labels are validated on the run values
+# CPU path (segdice.stats._runs; NumPy, also for CPU torch tensors through a zero-copy view):
+# segmentation maps are made of long constant runs, so the arrays are scanned in cache-sized chunks for
+# the positions where the (target, prediction) pair changes, and only one element per run is counted,
+# weighted by the run length. The scan is a few vectorised passes over data already in cache, so it costs
+# a fraction of one `np.bincount` over every voxel (which is bound by a serial increment per voxel). A
+# chunk whose labels change too often for runs to pay off (noise-like maps) falls back to a bincount of
+# that chunk, so the total is never much worse than one bincount. Labels are validated on the run values
 # (every voxel of a run has the run's value), which makes the range check almost free.
 #
 # CUDA path: torch.bincount over the flattened codes.

@@ -17,7 +17,14 @@ import torch
 from torch import Tensor
 
 from segdice._checks import SegDiceError, check_distributed, check_ignore_index, check_mode, describe
-from segdice.stats import _kernels
+from segdice.stats._kernels import (
+    LossTerm,
+    all_reduce_sum,
+    dense_stats,
+    index_stats,
+    is_hard_target,
+    sigmoid_hard_stats,
+)
 
 __all__ = ["SoftStats", "pool_soft_stats", "soft_stats"]
 
@@ -65,7 +72,10 @@ def _check_range(name: str, x: Tensor, lo_ok: float, hi_ok: float, ignore_index,
     _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected)
 
 
-def _raise_out_of_range(name, x, lo, hi, lo_ok, hi_ok, ignore_index, expected) -> None:
+def _raise_out_of_range(
+    name: str, x: Tensor, lo: float | Tensor, hi: float | Tensor, lo_ok: float, hi_ok: float, ignore_index,
+    expected: str,
+) -> None:  # fmt: skip
     """Raise unless ``[lo, hi]`` (the extremes of ``x``) lies in ``[lo_ok, hi_ok]``."""
     if lo_ok <= float(lo) and float(hi) <= hi_ok:
         return
@@ -220,7 +230,7 @@ def _plan_sigmoid(
     if sigmoid_hard and int_target:
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
     _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
-    if sigmoid_hard and t.dtype == x.dtype and _kernels.is_hard_target(t):
+    if sigmoid_hard and t.dtype == x.dtype and is_hard_target(t):
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
     return _Plan(x, t, "dense", "sigmoid" if from_logits else "none", not int_target)
 
@@ -307,7 +317,7 @@ def soft_stats(
     ([0.9997, 0.9997], [1.0, 1.0])
     """
     check_distributed(distributed, per_image)
-    term = _kernels.LossTerm(float(label_smoothing), focal_gamma, focal_alpha) if with_nll else None
+    term = LossTerm(float(label_smoothing), focal_gamma, focal_alpha) if with_nll else None
     allow_sigmoid_hard = not squared and ignore_index is None
     x, t, kernel, activation, soft = _prepare(
         input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
@@ -317,11 +327,11 @@ def soft_stats(
     pool = not per_image and not distributed
     if kernel == "sigmoid_hard":
         check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
-        out = _kernels.sigmoid_hard_stats(x, t, check, term, pool)
+        out = sigmoid_hard_stats(x, t, check, term, pool)
     elif kernel == "index":
         fused = activation == "softmax"
         try:
-            out = _kernels.index_stats(
+            out = index_stats(
                 x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
                 term=term, pool=pool,
             )  # fmt: skip
@@ -330,8 +340,8 @@ def soft_stats(
             raise
     else:
         # The dense kernel fuses the plain BCE with logits only.
-        fused = activation == "sigmoid" and term in (None, _kernels.LossTerm())
-        out = _kernels.dense_stats(
+        fused = activation == "sigmoid" and term in (None, LossTerm())
+        out = dense_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
             soft=soft, pool=pool,
         )  # fmt: skip
@@ -380,7 +390,7 @@ def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats
                 "distributed: got True but torch.distributed has no initialised process group; expected "
                 "torch.distributed.init_process_group(...) before the loss is called"
             )
-        stacked = _kernels.all_reduce_sum(stacked)
+        stacked = all_reduce_sum(stacked)
     pooled = list(stacked.unbind(0))
     if stats.nll is None:
         pooled.insert(3, None)
