@@ -68,12 +68,12 @@ def test_json_safe_turns_non_finite_into_null():
 
 
 def _png_array(data: bytes) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(data)))
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 def test_plots_are_png_images():
     for data in (
-        plots.box_strip_plot({"a": [0.1, 0.5, 0.9], "empty": [math.nan]}, "dice"),
+        *plots.box_plot_pages({"a": [0.1, 0.5, 0.9], "empty": [math.nan]}, "dice"),
         plots.accuracy_dice_scatter([0.99, 0.5], [0.0, 0.6], ["1", "2"]),
         plots.overlay_png(np.eye(5, dtype=int), np.ones((5, 5), dtype=int)),
     ):
@@ -141,7 +141,14 @@ def test_html_report_is_self_contained_and_names_cannot_inject_markup(tmp_path):
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert result.files["report"] == tmp_path / "out" / "report.html"
 
-    assert "<script" not in html.lower()
+    # The page's one script is the template's fixed code: no name, path or error text inside it.
+    assert html.lower().count("<script") == 1
+    script = html[html.index("<script>") + len("<script>") : html.index("</script>")]
+    for payload in ("alert", "liver", "onmouseover", "not an array"):
+        assert payload not in script
+    assert "Content-Security-Policy" in html and "default-src 'none'" in html
+    html = html.replace(script, "")
+    assert "<script" not in html.lower().replace("<script></script>", "")
     assert "<img src=x" not in html and "<i>liver" not in html and "<b>not" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;.npy" in html  # the path is shown, as text
     assert "&#34;alert(2)" in html
@@ -150,9 +157,10 @@ def test_html_report_is_self_contained_and_names_cannot_inject_markup(tmp_path):
 
     parser = _TagCollector()
     parser.feed(html)
-    assert "script" not in parser.tags
+    assert parser.tags.count("script") == 1  # the template's own, emptied above
     assert not [name for name, _ in parser.attributes if name.startswith("on")]  # no event handlers
     sources = [value for name, value in parser.attributes if name == "src"]
+    assert [v for name, v in parser.attributes if name == "href"] == ["data:,"]  # the empty favicon
     assert sources and all(v.startswith("data:image/png;base64,") for v in sources)  # nothing fetched
     for source in sources:
         assert _png_array(base64.b64decode(source.split(",", 1)[1])).size

@@ -1,18 +1,26 @@
-"""Progress bars for the evaluator and the demo: Rich bars when asked for, silence otherwise.
+"""Progress for the evaluator and the demo, always on stderr: Rich bars on a terminal, plain lines in a pipe.
 
-Rich comes with the ``cli`` extra; without it the bars are silent rather than an error, because a
+Progress is a message, not a result, so it never goes to stdout (``segdice evaluate --json | jq`` must
+read only the summary). When stderr is not a terminal (a log file, CI, ``2>&1 | tee``), a live bar
+would be drawn only once, at the end; plain lines such as ``scoring cases: 9/90`` are written instead,
+at every tenth of the work, so a log shows how far a long run got.
+
+Rich comes with the ``cli`` extra; without it progress is silent rather than an error, because a
 progress bar is never what a run is for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["ProgressBars"]
+__all__ = ["PLAIN_STEPS", "ProgressBars"]
+
+# A plain-text bar writes a line each time this fraction of its total is passed (and at the end).
+PLAIN_STEPS = 10
 
 
 class ProgressBars:
@@ -23,7 +31,8 @@ class ProgressBars:
     enabled
         Draw bars; when false (tests, library use) every callback does nothing.
     console
-        The Rich console to draw on (default: Rich's own, on stdout).
+        The Rich console to draw on (default: a new one on stderr). A console that is not a terminal
+        gets plain lines (see the module text), written to its file.
 
     Examples
     --------
@@ -34,9 +43,11 @@ class ProgressBars:
 
     def __init__(self, enabled: bool, console: Console | None = None) -> None:
         self._bar = None
+        self._plain: IO[str] | None = None
         if not enabled:
             return
         try:
+            from rich.console import Console
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
@@ -46,6 +57,10 @@ class ProgressBars:
                 TimeRemainingColumn,
             )
         except ImportError:  # pragma: no cover - rich comes with the cli extra
+            return
+        console = console if console is not None else Console(stderr=True)
+        if not console.is_terminal:
+            self._plain = console.file
             return
         self._bar = Progress(
             TextColumn("{task.description:<28}"),
@@ -71,6 +86,8 @@ class ProgressBars:
 
         ``info=`` sets the text beside the bar.
         """
+        if self._plain is not None:
+            return _plain_task(self._plain, description, total)
         if self._bar is None:
             return lambda **_: None
         bar, task_id = self._bar, self._bar.add_task(description, total=total, info="")
@@ -82,3 +99,23 @@ class ProgressBars:
                 bar.update(task_id, completed=completed, **fields)
 
         return update
+
+
+def _plain_task(stream: IO[str], description: str, total: int) -> Callable[..., None]:
+    """The callback of a bar drawn as lines: one at the start and each time a further tenth is done."""
+    state: dict[str, Any] = {"done": 0, "shown": -1, "info": ""}
+
+    def update(*, completed: int | None = None, info: str | None = None, **_: Any) -> None:
+        state["done"] = state["done"] + 1 if completed is None else completed
+        if info is not None:
+            state["info"] = info
+        done = state["done"]
+        step = min(done * PLAIN_STEPS // total, PLAIN_STEPS) if total > 0 else PLAIN_STEPS
+        if step <= state["shown"]:
+            return
+        state["shown"] = step
+        extra = f"  {state['info']}" if state["info"] else ""
+        stream.write(f"{description}: {done}/{total}{extra}\n")
+        stream.flush()
+
+    return update

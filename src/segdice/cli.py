@@ -41,10 +41,42 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    # Click's plain help: every default shown whole, flags as --x/--no-x without a type metavar, and
+    # wrapped to the terminal rather than cut inside a box.
+    rich_markup_mode=None,
 )
+# Results go to stdout, everything else (progress, messages, errors) to stderr: `segdice evaluate
+# --json | jq` reads only the summary.
 console = Console()
 err_console = Console(stderr=True)
+# Beyond this many labels/regions, the terminal shows the across-label mean and the worst ones only.
+SUMMARY_MAX_ITEMS = 20
+SUMMARY_WORST_ITEMS = 10
+
+
+# The metavar of an option's value in --help, by the Python type Typer found: plain words, never Python's.
+_METAVARS = {"Path": "PATH", "str": "TEXT", "int": "INTEGER", "float": "NUMBER", "list[str]": "TEXT"}
+
+
+class _Command(TyperCommand):
+    """A command whose --help names values in plain words (``--out PATH``, argument ``PRED``): Typer
+    would write ``<path>``, ``<str>`` or ``<list[str]>``. Flags show no metavar at all."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if param.metavar is not None or getattr(param, "is_flag", False):
+                continue
+            if param.param_type_name == "argument":
+                param.metavar = (param.name or "").upper()
+                # Typer writes an argument's Python type after its name ("PRED <path>"): the name is enough,
+                # and braces around it in the usage line ("{PRED}"): click's plain "PRED" reads better.
+                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+                usage = param.metavar + ("..." if param.nargs != 1 else "")
+                param._usage_display_name = lambda name=usage: name  # type: ignore[method-assign]
+            else:
+                kind = param.bare_type() if hasattr(param, "bare_type") else ""
+                param.metavar = _METAVARS.get(kind, "VALUE")
 
 
 def _version_callback(value: bool) -> None:
@@ -80,29 +112,53 @@ _REPORTED_PACKAGES = (
 )
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Show the versions of segdice, Python and the packages it uses.")
 def info() -> None:
     """Show the versions of segdice, Python and the packages it uses (paste this into bug reports)."""
-    table = Table(title=f"segdice {__version__}", show_header=True)
-    table.add_column("package")
-    table.add_column("version")
-    table.add_row("python", sys.version.split()[0])
+    rows = [["python", sys.version.split()[0]]]
     for name in _REPORTED_PACKAGES:
         try:
-            ver = importlib.metadata.version(name)
+            rows.append([name, importlib.metadata.version(name)])
         except importlib.metadata.PackageNotFoundError:
-            ver = "[dim]not installed[/dim]"
-        table.add_row(name, ver)
+            rows.append([name, "not installed"])
     import torch
 
-    table.add_row("torch threads", str(torch.get_num_threads()))
-    table.add_row("CUDA available", str(torch.cuda.is_available()))
-    console.print(table)
+    rows.append(["torch threads", str(torch.get_num_threads())])
+    rows.append(["CUDA available", "yes" if torch.cuda.is_available() else "no"])
+    _print_table(console, f"segdice {__version__}", ["package", "version"], rows)
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
+def _printable(text: str) -> str:
+    r"""``text`` with control characters (from file and case names) shown as escapes, never sent raw.
+
+    Examples
+    --------
+    >>> _printable("case\x1b[31m\nnext")
+    'case\\x1b[31m\\nnext'
+    """
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(_printable(message))}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(code=code)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (rows kept, workers stopped)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+# Exit codes of `segdice evaluate` (DESIGN §7).
+_EXIT_NOTHING_SCORED = 1  # no case could be scored, or (--strict) any case failed
+_EXIT_USAGE = 2
+_EXIT_SIGINT = 130  # 128 + SIGINT, as shells report it
+_EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 
 def _int_list(option: str, text: str) -> list[int]:
@@ -162,36 +218,90 @@ def _parse_spacing(spacing: str | None) -> list[float] | None:
         raise SegDiceError(f"--spacing: got {spacing!r}; expected numbers separated by commas") from None
 
 
-def _summary_table(result: EvaluationResult) -> Table:
+def _summary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]], str]:
+    """The terminal summary: a header, one row per label/region (means over cases) and a closing note.
+
+    Up to :data:`SUMMARY_MAX_ITEMS` labels/regions every one is shown, then their mean; beyond, the
+    across-label mean first and the :data:`SUMMARY_WORST_ITEMS` worst (the files have every label).
+    """
+    from segdice.report.digest import metric_unit, ranking_metric, worst_items
+
     summary = result.summary
-    table = Table(title="segdice evaluate: statistics over cases", show_header=True)
-    for name in ("label / region", "metric"):
-        table.add_column(name)
-    for name in ("mean", "95% CI", "median [q1, q3]", "n", "nan", "missing", "errors"):
-        table.add_column(name, justify="right")
+    metrics = list(summary["inputs"]["metrics"])
+    header = ["label / region"]
+    for metric in metrics:
+        unit = metric_unit(metric, summary)
+        header.append(f"{metric} ({unit})" if unit else metric)
+    header += ["cases", "missing", "errors"]
 
-    def fmt(value: float) -> str:
-        return "–" if math.isnan(value) else f"{value:.4g}"
+    def fmt(value: float | None) -> str:
+        return "nan" if value is None or math.isnan(value) else f"{value:.4g}"
 
-    for item in summary["items"]:
-        for k, metric in enumerate(summary["inputs"]["metrics"]):
-            s = summary["results"][item["name"]][metric]
-            table.add_row(
-                escape(item["name"]) if k == 0 else "",
-                metric,
-                fmt(s["mean"]),
-                f"[{fmt(s['ci_low'])}, {fmt(s['ci_high'])}]",
-                f"{fmt(s['median'])} [{fmt(s['q1'])}, {fmt(s['q3'])}]",
-                str(s["n"]),
-                str(s["n_nan"]),
-                str(s["n_missing"]),
-                str(s["n_error"]),
-                end_section=k == len(summary["inputs"]["metrics"]) - 1,
-            )
-    return table
+    def row(name: str) -> list[str]:
+        stats = summary["results"][name]
+        first = stats[metrics[0]] if metrics else {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+        return [
+            name,
+            *(fmt(stats[m]["mean"]) for m in metrics),
+            str(first["n"] + first["n_nan"]),
+            str(first["n_missing"]),
+            str(first["n_error"]),
+        ]
+
+    names = [item["name"] for item in summary["items"]]
+    means = summary.get("foreground_mean", {})
+    mean_row = ["mean over labels", *(fmt(means.get(m)) for m in metrics), "", "", ""]
+    note = "mean over cases per label/region; std, median, quartiles and 95% CI: summary.json"
+    if len(names) <= SUMMARY_MAX_ITEMS:
+        rows = [row(n) for n in names] + ([mean_row] if len(names) > 1 else [])
+        return header, rows, note
+    worst = worst_items(summary, SUMMARY_WORST_ITEMS)
+    rows = [mean_row] + [row(n) for n in worst]
+    order = "lowest" if ranking_metric(metrics) not in ("hd", "hd95", "assd", "masd") else "highest"
+    note = (
+        f"{len(names)} labels/regions: their mean, then the {len(worst)} with the {order} mean "
+        f"{ranking_metric(metrics)}; every label is in per_case.csv, summary.json and report.html. {note}"
+    )
+    return header, rows, note
 
 
-class _EvaluateCommand(TyperCommand):
+def _wide(target: Console) -> Console:
+    """``target`` on a terminal; elsewhere a console on the same file that never cuts a Rich table at 80
+    columns (a table takes its natural width, however wide)."""
+    return target if target.is_terminal else Console(file=target.file, width=10_000)
+
+
+def _print_table(target: Console, title: str, header: list[str], rows: list[list[str]]) -> None:
+    """A table on stdout: Rich on a terminal wide enough for it, plain aligned text otherwise.
+
+    Plain text keeps every value whole and on one line, whatever the width (a pipe, a file, a narrow
+    terminal, which wraps long lines itself): the first column left-aligned, the others right-aligned,
+    two spaces between columns.
+    """
+    if target.is_terminal:
+        from rich import box
+
+        table = Table(title=escape(title), show_header=True, box=box.SIMPLE_HEAD)
+        for k, name in enumerate(header):
+            table.add_column(escape(name), justify="left" if k == 0 else "right", no_wrap=True)
+        for cells in rows:
+            table.add_row(*(escape(c) for c in cells))
+        natural = Measurement.get(target, target.options.update(max_width=1_000_000), table).maximum
+        if natural <= target.width:
+            target.print(table)
+            return
+    widths = [max(len(r[k]) for r in [header, *rows]) for k in range(len(header))]
+    lines = [title]
+    for cells in [header, *rows]:
+        text = [
+            c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        lines.append("  ".join(text).rstrip())
+    target.file.write("\n".join(lines) + "\n")
+    target.file.flush()
+
+
+class _EvaluateCommand(_Command):
     """``segdice evaluate``, whose ``--metrics`` default and help are filled in from
     :mod:`segdice.evaluation` when the command is used: the metric names have their one home there, and
     building the app for ``segdice --help`` must not import the evaluator (and torch)."""
@@ -206,7 +316,11 @@ class _EvaluateCommand(TyperCommand):
         return super().make_context(info_name, args, parent, **extra)
 
 
-@app.command("evaluate", cls=_EvaluateCommand)
+@app.command(
+    "evaluate",
+    cls=_EvaluateCommand,
+    short_help="Score predicted masks against ground truth; write a CSV, a JSON summary and a report.",
+)
 def evaluate_command(
     pred: Annotated[Path, typer.Argument(help="Predicted mask file or folder.", show_default=False)],
     gt: Annotated[Path, typer.Argument(help="Ground-truth mask file or folder.", show_default=False)],
@@ -256,7 +370,17 @@ def evaluate_command(
     ] = "",
     resume: Annotated[bool, typer.Option(help="Skip cases already scored in OUT/per_case.csv.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit with code 1 when any case failed.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="Print no progress and no summary; failures still go to stderr."),
+    ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print summary.json's content on stdout instead of the table, nothing else."
+        ),
+    ] = False,
     instances: Annotated[
         str | None,
         typer.Option(
@@ -289,12 +413,19 @@ def evaluate_command(
 ) -> None:
     """Score predicted masks against ground truth; write per-case CSV, JSON summary and an HTML report.
 
-    Exit codes: 0 every case scored (or failures without --strict), 1 some cases failed with --strict,
-    2 usage errors, 130 interrupted (computed rows are kept; rerun with --resume).
+    Exit codes: 0 every case scored (or some failed, without --strict); 1 no case could be scored, or
+    any case failed with --strict; 2 usage errors (a bad --out, an --out in use by another run); 130 / 143
+    interrupted by SIGINT / SIGTERM (the finished rows are kept; rerun with --resume).
     """
+    import signal
+
     from segdice._checks import SegDiceError
     from segdice.evaluation import DEFAULT_METRICS, evaluate
 
+    try:  # SIGTERM (a scheduler, `kill`) is an interrupt like Ctrl-C: same clean-up, exit 143
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     try:
         label_list, names, regions = _parse_label_options(labels, label_names, region)
         result = evaluate(
@@ -313,7 +444,7 @@ def evaluate_command(
             pred_suffix=pred_suffix,
             gt_suffix=gt_suffix,
             resume=resume,
-            progress=progress,
+            progress=progress and not quiet,
             instances=instances,
             match=match,
             match_threshold=match_threshold,
@@ -322,38 +453,58 @@ def evaluate_command(
             protocol=protocol,
         )
     except SegDiceError as exc:
-        raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
+        raise _fail(str(exc), _EXIT_USAGE) from None
+    except KeyboardInterrupt as exc:
+        code = _EXIT_SIGTERM if isinstance(exc, _Terminated) else _EXIT_SIGINT
         where = f"; the finished cases are in {out / 'per_case.csv'}, rerun with --resume" if out else ""
-        err_console.print(f"interrupted{escape(where)}", highlight=False)
-        raise typer.Exit(code=130) from None
-    _print_outcome(result, out, strict)
+        err_console.print(escape(_printable(f"interrupted{where}")), highlight=False)
+        raise typer.Exit(code=code) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    _print_outcome(result, out, strict, quiet=quiet, json_out=json_out)
 
 
-def _print_outcome(result: EvaluationResult, out: Path | None, strict: bool) -> None:
-    """The statistics table, the counts, the files written and the failed cases; exit 1 with ``strict``."""
-    console.print(_summary_table(result))
+def _print_outcome(
+    result: EvaluationResult, out: Path | None, strict: bool, *, quiet: bool = False, json_out: bool = False
+) -> None:
+    """Results on stdout (the summary table and counts, or the summary JSON), messages on stderr (the
+    files written, the failed cases); exit 1 with ``strict`` when a case failed."""
     counts = result.summary["counts"]
-    console.print(
+    counts_line = (
         f"{counts['cases']} case(s): {counts['scored']} scored, {counts['failed']} failed, "
-        f"{counts['missing_predictions']} missing prediction(s), {counts['extra_predictions']} extra.",
-        highlight=False,
+        f"{counts['missing_predictions']} missing prediction(s), {counts['extra_predictions']} extra."
     )
-    if out is not None:
-        lesions = ", lesions.csv" if "lesions" in result.files else ""
-        console.print(
-            f"wrote {escape(str(out))}/per_case.csv, summary.json, report.html{lesions}", highlight=False
+    if json_out:
+        import json
+
+        from segdice.report.tables import to_json_safe
+
+        console.file.write(json.dumps(to_json_safe(result.summary), indent=2, allow_nan=False) + "\n")
+        console.file.flush()
+    elif not quiet:
+        header, rows, note = _summary_rows(result)
+        _print_table(console, "segdice evaluate: " + note, header, rows)
+        console.print(counts_line, markup=False, highlight=False, soft_wrap=True)
+    if out is not None and not quiet:
+        written = ", ".join(path.name for path in result.files.values()) if result.files else ""
+        err_console.print(
+            f"wrote {_printable(str(out))}/: {written}", markup=False, highlight=False, soft_wrap=True
         )
     if result.n_failed:
         for case, error in list(result.failed_cases.items())[:10]:
-            err_console.print(f"failed: {escape(case)}: {escape(error)}", highlight=False)
+            err_console.print(
+                f"failed: {_printable(f'{case}: {error}')}", markup=False, highlight=False, soft_wrap=True
+            )
         if result.n_failed > 10:
             err_console.print(f"... and {result.n_failed - 10} more (see per_case.csv)", highlight=False)
+        if counts["scored"] == 0:
+            raise _fail(f"no case could be scored ({result.n_failed} failed)", _EXIT_NOTHING_SCORED)
         if strict:
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=_EXIT_NOTHING_SCORED)
 
 
-@app.command()
+@app.command(cls=_Command, short_help="Train a tiny U-Net with 3 losses: pixel accuracy vs Dice.")
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")] = Path("segdice-demo"),
     quick: Annotated[bool, typer.Option("--quick", help="Sub-minute smoke run on smaller data.")] = False,
@@ -383,7 +534,7 @@ def demo(
         )
     except SegDiceError as exc:
         raise _fail(str(exc)) from None
-    console.print(demo_table(result))
+    _wide(console).print(demo_table(result))
     for line in demo_story(result):
         console.print(line, markup=False, highlight=False)
     console.print(
@@ -393,7 +544,7 @@ def demo(
     )
 
 
-class _CompareCommand(TyperCommand):
+class _CompareCommand(_Command):
     """``segdice compare``, whose option defaults and choices are filled in from :func:`segdice.compare` when
     the command is used: they have their one home there, and ``segdice --help`` must not import it."""
 

@@ -28,6 +28,7 @@ __all__ = [
     "bootstrap_ci",
     "build_summary",
     "describe_values",
+    "foreground_mean",
     "summarize_rows",
 ]
 
@@ -58,6 +59,10 @@ DEFINITIONS: dict[str, str | dict] = {
     "missing_prediction": (
         "scored as an empty prediction (Dice 0 where the ground truth has the label, distances at "
         "the worst case) and counted in n_missing"
+    ),
+    "foreground_mean": (
+        "per metric, the mean over labels and regions of their means over cases (nnU-Net's "
+        "foreground_mean); a label whose mean is NaN is left out"
     ),
     "errors": "rows with an error are left out of the statistics and counted in n_error",
     "ignore_label": "ground-truth voxels with this label are left out of every count and surface",
@@ -236,6 +241,7 @@ def build_summary(
     for row in per_case:
         if row["error"] and row["case"] not in failed:
             failed[row["case"]] = row["error"]
+    results = summarize_rows(per_case, [i.name for i in items], options.metrics)
     return {
         "segdice_version": __version__,
         "inputs": {
@@ -260,8 +266,27 @@ def build_summary(
         "extra_predictions": [str(p) for p in extras],
         "failed_cases": failed,
         "items": [{"name": i.name, "labels": list(i.ids), "region": i.region} for i in items],
-        "results": summarize_rows(per_case, [i.name for i in items], options.metrics),
+        "results": results,
+        "foreground_mean": foreground_mean(results, options.metrics),
     }
+
+
+def foreground_mean(results: dict, metrics: Iterable[str]) -> dict[str, float]:
+    """Per metric, the mean over items of their means over cases (nnU-Net's ``foreground_mean``).
+
+    Items whose mean is NaN (no value for any case) are left out; NaN when every item's is.
+
+    Examples
+    --------
+    >>> results = {"1": {"dice": {"mean": 0.5}}, "2": {"dice": {"mean": 1.0}}, "3": {"dice": {"mean": math.nan}}}
+    >>> foreground_mean(results, ["dice"])
+    {'dice': 0.75}
+    """
+    means = {}
+    for metric in metrics:
+        values = [s[metric]["mean"] for s in results.values() if not math.isnan(s[metric]["mean"])]
+        means[metric] = float(np.mean(values)) if values else math.nan
+    return means
 
 
 def _definitions(options: Options) -> dict:

@@ -1,7 +1,16 @@
 """The self-contained HTML report: one file, plots inlined as base64 PNG, rendered by Jinja2.
 
-Autoescaping is on for the whole template, so file names, case names and error texts are always
-text, never markup (a file called ``<script>alert(1)</script>.npy`` shows up as those characters).
+Autoescaping is on for the whole template, so file names, case names, label names and error texts are
+always text, never markup (a file called ``<script>alert(1)</script>.npy`` shows up as those
+characters). The page's only script is a fixed block of the template (sorting and filtering tables); it
+holds no data. A Content-Security-Policy in the page allows nothing but that script, inline styles and
+``data:`` images, so the report never reaches the network. Names drawn in figures go through
+:func:`~segdice.report.plots.plain_text`, never through matplotlib's math-text parser.
+
+The page is built for 1 to hundreds of labels: one wide table with a row per label, box plots with a
+row per label split into figures of at most :data:`~segdice.report.plots.BOXES_PER_FIGURE` rows, a
+short worst-case table, and the per-case table capped at :data:`MAX_TABLE_ROWS` rows (the worst first
+when there are more; ``per_case.csv`` always has every row).
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 import base64
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -17,8 +27,9 @@ import numpy as np
 from segdice._checks import SegDiceError
 from segdice.io import read_mask
 from segdice.report import plots
+from segdice.report.digest import DISTANCE_METRICS, metric_unit, ranking_metric, worst_items
 
-__all__ = ["ReportData", "render_report", "write_report"]
+__all__ = ["MAX_TABLE_ROWS", "N_WORST", "PLAIN_DEFINITIONS", "ReportData", "render_report", "write_report"]
 
 
 class ReportData(Protocol):
@@ -33,9 +44,48 @@ class ReportData(Protocol):
 
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+# Cases shown as worst cases, with a thumbnail each.
 N_WORST = 5
 # The per-case table stops here; per_case.csv always has every row.
 MAX_TABLE_ROWS = 5000
+# Labels named as the worst of a worst case.
+_WORST_LABELS_PER_CASE = 3
+
+# What each metric means, in plain words; "{unit}" and "{tolerance}" are filled in for the run.
+PLAIN_DEFINITIONS: dict[str, str] = {
+    "dice": (
+        "How much the prediction and the ground truth overlap: twice the voxels they share, divided by "
+        "the voxels of both together. 1 means identical, 0 means no voxel in common."
+    ),
+    "iou": (
+        "Intersection over union (Jaccard index): the voxels both share, divided by the voxels in either. "
+        "Never above Dice."
+    ),
+    "precision": "Of the voxels predicted as the label, the fraction that carry it in the ground truth.",
+    "recall": "Of the ground-truth voxels of the label, the fraction the prediction found (sensitivity).",
+    "specificity": "Of the voxels that are not the label, the fraction the prediction also left out.",
+    "accuracy": (
+        "The fraction of all voxels given the right answer for this label. Close to 1 even when a small "
+        "structure is missed entirely, which is why Dice is the headline number."
+    ),
+    "hd": (
+        "Hausdorff distance: how far, at the worst point, the surface of one mask is from the surface "
+        "of the other, in {unit}."
+    ),
+    "hd95": (
+        "Like the Hausdorff distance, but the 95th percentile of the surface distances instead of the "
+        "largest, so a few stray voxels do not dominate it; in {unit}."
+    ),
+    "assd": (
+        "Average symmetric surface distance: the mean distance from each surface point of either mask to "
+        "the other mask's surface, in {unit}."
+    ),
+    "masd": "The mean of the two one-way mean surface distances (prediction to truth, truth to prediction), in {unit}.",
+    "nsd": (
+        "Normalised surface Dice: the fraction of both surfaces that lies within {tolerance} {unit} of the "
+        "other surface. 1 means every boundary point is within the tolerance."
+    ),
+}
 
 
 def _number(value: Any, digits: int = 4) -> str:
@@ -68,50 +118,193 @@ def _environment():
     return env
 
 
-def _values(rows: list[dict], item: str, metric: str) -> list[float]:
-    return [
-        float(r[metric]) for r in rows if r["item"] == item and not r["error"] and r.get(metric) is not None
-    ]
+def _finite(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
-def _worst_cases(rows: list[dict], items: list[str]) -> list[dict]:
-    """The cases with the lowest mean Dice over labels/regions, each with an overlay thumbnail."""
+def _rows_by_item(rows: list[dict]) -> dict[str, list[dict]]:
+    """Rows without an error, grouped by label/region (one pass: the report must scale with rows)."""
+    grouped: dict[str, list[dict]] = {}
+    for row in rows:
+        if not row["error"]:
+            grouped.setdefault(row["item"], []).append(row)
+    return grouped
+
+
+def _across_labels(summary: dict, metrics: Sequence[str]) -> dict[str, float]:
+    """``summary["foreground_mean"]``, or the same mean of means for a summary written without it."""
+    if "foreground_mean" in summary:
+        return {m: summary["foreground_mean"].get(m, math.nan) for m in metrics}
+    means = {}
+    for metric in metrics:
+        values = [s[metric]["mean"] for s in summary["results"].values() if _finite(s[metric]["mean"])]
+        means[metric] = float(np.mean(values)) if values else math.nan
+    return means
+
+
+def _label_table(summary: dict, metrics: Sequence[str]) -> list[dict]:
+    """One row per label/region: its ids, each metric's mean (and spread, for a tooltip) and its counts."""
+    table = []
+    for item in summary["items"]:
+        stats = summary["results"][item["name"]]
+        first = stats[metrics[0]] if metrics else {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+        cells = []
+        for metric in metrics:
+            s = stats[metric]
+            spread = (
+                f"median {_number(s['median'])}, quartiles {_number(s['q1'])} to {_number(s['q3'])}, "
+                f"95% CI of the mean {_number(s['ci_low'])} to {_number(s['ci_high'])}, n {s['n']}"
+            )
+            cells.append({"mean": s["mean"], "spread": spread})
+        table.append(
+            {
+                "name": item["name"],
+                "ids": "+".join(str(i) for i in item["labels"]),
+                "region": item["region"],
+                "cells": cells,
+                "cases": first["n"] + first["n_nan"],
+                "missing": first["n_missing"],
+                "errors": first["n_error"],
+            }
+        )
+    return table
+
+
+def _box_figures(
+    grouped: dict[str, list[dict]], items: list[str], metrics: Sequence[str], titles: dict
+) -> list:
+    """Per metric, its pages of horizontal box plots (a row per label/region)."""
+    figures = []
+    for metric in metrics:
+        values = {
+            item: [float(r[metric]) for r in grouped.get(item, []) if _finite(r.get(metric))]
+            for item in items
+        }
+        if not any(values.values()):
+            continue
+        pages = plots.box_plot_pages(values, titles[metric])
+        figures.append({"metric": metric, "title": titles[metric], "pages": [_data_uri(p) for p in pages]})
+    return figures
+
+
+def _scatter_figure(rows: list[dict], metrics: Sequence[str], n_items: int) -> dict | None:
+    scatter_rows = [r for r in rows if not r["error"] and r.get("n_voxels") and _finite(r.get("dice"))]
+    if "dice" not in metrics or not scatter_rows:
+        return None
+    accuracy = [(r["tp"] + r["tn"]) / r["n_voxels"] for r in scatter_rows]
+    png = plots.accuracy_dice_scatter(
+        accuracy, [r["dice"] for r in scatter_rows], [r["item"] for r in scatter_rows]
+    )
+    colours = (
+        "one colour per label/region"
+        if 1 < n_items <= plots.MAX_LEGEND_ENTRIES
+        else "all labels in one colour"
+    )
+    return {
+        "src": _data_uri(png),
+        "caption": (
+            f"Pixel accuracy against Dice, one dot per case and label/region ({colours}). A structure "
+            "missed entirely keeps an accuracy near 1 while its Dice is 0."
+        ),
+    }
+
+
+def _worst_cases(rows: list[dict]) -> list[dict]:
+    """The :data:`N_WORST` cases with the lowest mean Dice over labels/regions, each with a thumbnail."""
     by_case: dict[str, list[dict]] = {}
     for row in rows:
         if not row["error"]:
             by_case.setdefault(row["case"], []).append(row)
     ranked = []
     for case, mine in by_case.items():
-        dice = [r["dice"] for r in mine if r.get("dice") is not None and not math.isnan(r["dice"])]
+        dice = [r["dice"] for r in mine if _finite(r.get("dice"))]
         if dice:
             ranked.append((float(np.mean(dice)), case, mine))
     ranked.sort(key=lambda t: (t[0], t[1]))
     worst = []
     for mean_dice, case, mine in ranked[:N_WORST]:
-        entry = {
-            "case": case,
-            "mean_dice": mean_dice,
-            "dice": {r["item"]: r["dice"] for r in mine},
-            "pred_file": mine[0]["pred_file"] or "(missing: scored as empty)",
-            "gt_file": mine[0]["gt_file"],
-            "image": None,
-            "slice": None,
-        }
-        entry["image"], entry["slice"] = _thumbnail(mine[0]["pred_file"], mine[0]["gt_file"])
-        worst.append(entry)
+        scored = sorted((r for r in mine if _finite(r.get("dice"))), key=lambda r: (r["dice"], r["item"]))
+        thumbnail = _thumbnail(mine[0]["pred_file"], mine[0]["gt_file"])
+        worst.append(
+            {
+                "case": case,
+                "mean_dice": mean_dice,
+                "worst": [(r["item"], r["dice"]) for r in scored[:_WORST_LABELS_PER_CASE]],
+                "pred_file": mine[0]["pred_file"] or "(missing: scored as empty)",
+                "gt_file": mine[0]["gt_file"],
+                **thumbnail,
+            }
+        )
     return worst
 
 
-def _thumbnail(pred_file: str, gt_file: str) -> tuple[str | None, int | None]:
+def _thumbnail(pred_file: str, gt_file: str) -> dict:
+    """The slice with the most wrong voxels as an overlay, with where it is and how it is shown.
+
+    3-D volumes with a geometry are shown as axial slices in the radiological convention (see
+    :func:`~segdice.report.plots.radiological_view`); without one, along the last array axis as stored.
+    A case whose masks are both empty everywhere gets no image, never a blank one.
+    """
+    none = {"image": None, "where": "", "convention": ""}
     try:
-        gt = read_mask(gt_file).array
-        pred = read_mask(pred_file).array if pred_file else np.zeros_like(gt)
+        gt_mask = read_mask(gt_file)
+        pred_mask = read_mask(pred_file) if pred_file else None
     except SegDiceError:
-        return None, None
-    if gt.shape != pred.shape or gt.ndim not in (2, 3):
-        return None, None
-    index, pred_slice, gt_slice = plots.slice_of_largest_error(pred, gt)
-    return _data_uri(plots.overlay_png(pred_slice, gt_slice)), index
+        return none
+    gt = gt_mask.array
+    pred = pred_mask.array if pred_mask is not None else np.zeros_like(gt)
+    if gt.shape != pred.shape or gt.ndim not in (2, 3) or not ((gt != 0).any() or (pred != 0).any()):
+        return none
+    spacing = gt_mask.spacing or (1.0,) * gt.ndim
+    # io's Mask carries the orientation where the format stores one
+    geometry = getattr(gt_mask, "geometry", None)
+    view = plots.radiological_view(getattr(geometry, "direction", None), gt.ndim)
+    if gt.ndim == 2:
+        index, pred_2d, gt_2d = plots.slice_of_largest_error(pred, gt)
+        return {
+            "image": _data_uri(plots.overlay_png(pred_2d, gt_2d, aspect=spacing[0] / spacing[1])),
+            "where": "",
+            "convention": "as stored (rows top to bottom)",
+        }
+    if view is None:
+        index, pred_2d, gt_2d = plots.slice_of_largest_error(pred, gt)
+        return {
+            "image": _data_uri(plots.overlay_png(pred_2d, gt_2d, aspect=spacing[0] / spacing[1])),
+            "where": f"slice {index} of array axis 2",
+            "convention": "array axes as stored (the file gives no orientation)",
+        }
+    axes, flips = view
+
+    def oriented(array: np.ndarray) -> np.ndarray:
+        out = np.transpose(array, axes)
+        for axis, flip in enumerate(flips):
+            if flip:
+                out = np.flip(out, axis)
+        return out
+
+    index, pred_2d, gt_2d = plots.slice_of_largest_error(oriented(pred), oriented(gt))
+    stored = gt.shape[axes[2]] - 1 - index if flips[2] else index
+    return {
+        "image": _data_uri(plots.overlay_png(pred_2d, gt_2d, aspect=spacing[axes[0]] / spacing[axes[1]])),
+        "where": f"axial slice {stored} of array axis {axes[2]}",
+        "convention": "radiological: patient's right on the left, anterior at the top",
+    }
+
+
+def _case_rows(rows: list[dict], metrics: Sequence[str]) -> tuple[list[dict], bool]:
+    """The rows of the per-case table: all of them, or the :data:`MAX_TABLE_ROWS` worst ones."""
+    if len(rows) <= MAX_TABLE_ROWS:
+        return rows, False
+    metric = ranking_metric(list(metrics))
+    sign = 1.0 if metric in DISTANCE_METRICS else -1.0
+
+    def badness(row: dict) -> tuple[int, float]:
+        if row["error"]:
+            return 0, 0.0
+        value = row.get(metric) if metric else None
+        return (1, -sign * float(value)) if _finite(value) else (2, 0.0)
+
+    return sorted(rows, key=badness)[:MAX_TABLE_ROWS], True
 
 
 def render_report(result: ReportData) -> str:
@@ -130,42 +323,36 @@ def render_report(result: ReportData) -> str:
     summary = result.summary
     rows = result.per_case
     items = [item["name"] for item in summary["items"]]
-    metrics = summary["inputs"]["metrics"]
-    figures = []
-    for metric in metrics:
-        values = {item: _values(rows, item, metric) for item in items}
-        if any(values.values()):
-            caption = f"{metric} per label/region: box = quartiles, line = median, dots = cases"
-            figures.append({"caption": caption, "src": _data_uri(plots.box_strip_plot(values, metric))})
-    scatter_rows = [r for r in rows if not r["error"] and r.get("n_voxels")]
-    if "dice" in metrics and scatter_rows:
-        accuracy = [(r["tp"] + r["tn"]) / r["n_voxels"] for r in scatter_rows]
-        png = plots.accuracy_dice_scatter(
-            accuracy, [r["dice"] for r in scatter_rows], [r["item"] for r in scatter_rows]
-        )
-        figures.append(
-            {
-                "caption": (
-                    "pixel accuracy vs Dice, one dot per case and label/region: a structure missed entirely "
-                    "keeps an accuracy near 1 while its Dice is 0"
-                ),
-                "src": _data_uri(png),
-            }
-        )
-    table = [
-        {"item": item, "metric": metric, **summary["results"][item][metric]}
-        for item in items
-        for metric in metrics
-    ]
+    metrics = list(summary["inputs"]["metrics"])
+    units = {m: metric_unit(m, summary) for m in metrics}
+    titles = {m: f"{m} ({units[m]})" if units[m] else m for m in metrics}
+    distance_unit = next((units[m] for m in metrics if units[m]), "mm")
+    tolerance = summary["definitions"].get("nsd_tolerance", "")
+    plain = {
+        m: PLAIN_DEFINITIONS[m].format(unit=distance_unit, tolerance=tolerance)
+        for m in metrics
+        if m in PLAIN_DEFINITIONS
+    }
+    grouped = _rows_by_item(rows)
+    table_rows, capped = _case_rows(rows, metrics)
+    ranked = ranking_metric(metrics)
     template = _environment().get_template("report.html")
     return template.render(
         summary=summary,
         metrics=metrics,
-        rows=rows[:MAX_TABLE_ROWS],
+        titles=titles,
+        labels=_label_table(summary, metrics),
+        across=_across_labels(summary, metrics),
+        worst_labels=worst_items(summary, 5) if len(items) > 1 else [],
+        ranked=ranked,
+        ranked_order="highest" if ranked in DISTANCE_METRICS else "lowest",
+        box_figures=_box_figures(grouped, items, metrics, titles),
+        scatter=_scatter_figure(rows, metrics, len(items)),
+        worst=_worst_cases(rows) if "dice" in metrics else [],
+        rows=table_rows,
         n_rows=len(rows),
-        table=table,
-        figures=figures,
-        worst=_worst_cases(rows, items) if "dice" in metrics else [],
+        capped=capped,
+        plain=plain,
         colours={k: _hex(v) for k, v in plots.OVERLAY_COLOURS.items()},
     )
 

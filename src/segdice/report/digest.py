@@ -1,0 +1,78 @@
+"""What a reader needs first from a summary: each metric's unit, and which labels did worst.
+
+Shared by the HTML report and the terminal summary, so both say the same thing. Everything here reads
+the plain ``summary`` dict (``summary.json``); nothing imports the evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["DISTANCE_METRICS", "metric_unit", "ranking_metric", "worst_items"]
+
+# Metrics measured in the spacing's physical units (every other metric is a fraction in [0, 1]).
+# Lower is better for these; higher is better for the others.
+DISTANCE_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd")
+
+
+def metric_unit(metric: str, summary: dict) -> str:
+    """The unit of ``metric``'s values: ``"mm"``, ``"spacing units"`` or ``""`` (a fraction).
+
+    Distances are in the units of the file headers' spacing (NIfTI and DICOM store mm) unless the run
+    set its own spacing (``inputs.spacing_override``), whose unit segdice cannot know.
+
+    Examples
+    --------
+    >>> metric_unit("hd95", {"inputs": {"spacing_override": None}})
+    'mm'
+    >>> metric_unit("hd95", {"inputs": {"spacing_override": [1.0, 1.0]}})
+    'spacing units'
+    >>> metric_unit("dice", {"inputs": {"spacing_override": None}})
+    ''
+    """
+    if metric not in DISTANCE_METRICS:
+        return ""
+    return "spacing units" if summary["inputs"].get("spacing_override") is not None else "mm"
+
+
+def ranking_metric(metrics: list[str] | tuple[str, ...]) -> str | None:
+    """The metric that orders labels from worst to best: Dice when scored, else the first one.
+
+    Examples
+    --------
+    >>> ranking_metric(["hd95", "dice"]), ranking_metric(["hd95"]), ranking_metric([])
+    ('dice', 'hd95', None)
+    """
+    if "dice" in metrics:
+        return "dice"
+    return metrics[0] if metrics else None
+
+
+def worst_items(summary: dict, limit: int) -> list[str]:
+    """The names of at most ``limit`` items (labels/regions), worst mean first, by :func:`ranking_metric`.
+
+    Items without a mean (NaN) come last; ties keep the summary's order.
+
+    Examples
+    --------
+    >>> summary = {
+    ...     "inputs": {"metrics": ["dice"]},
+    ...     "items": [{"name": "a"}, {"name": "b"}, {"name": "c"}],
+    ...     "results": {"a": {"dice": {"mean": 0.9}}, "b": {"dice": {"mean": 0.2}},
+    ...                 "c": {"dice": {"mean": float("nan")}}},
+    ... }
+    >>> worst_items(summary, 2)
+    ['b', 'a']
+    """
+    metric = ranking_metric(summary["inputs"]["metrics"])
+    names = [item["name"] for item in summary["items"]]
+    if metric is None:
+        return names[:limit]
+    sign = 1.0 if metric in DISTANCE_METRICS else -1.0  # worst first: the largest distance, lowest Dice
+
+    def key(position: int) -> tuple[bool, float, int]:
+        mean = summary["results"][names[position]][metric]["mean"]
+        missing = mean is None or math.isnan(mean)
+        return missing, 0.0 if missing else -sign * mean, position
+
+    return [names[i] for i in sorted(range(len(names)), key=key)[:limit]]
