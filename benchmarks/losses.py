@@ -1,8 +1,9 @@
 """Dice losses, forward + backward: time and peak memory as ratios to cross-entropy, side by side with peers.
 
-Run ``python benchmarks/losses.py`` (full, several minutes) or ``python benchmarks/losses.py --quick``.
-Every (case, implementation, regime) runs in a fresh Python process, so one allocator history cannot
-leak into the next measurement. Printed as markdown tables.
+Run ``python benchmarks/losses.py`` (full, several minutes) or ``python benchmarks/losses.py --quick``;
+``--threads 1`` for one CPU thread, ``--device cuda`` on a GPU. Every (case, implementation, regime) runs in
+a fresh Python process, so one allocator history cannot leak into the next measurement. Printed as
+markdown tables.
 
 Method
 ------
@@ -15,16 +16,24 @@ Method
   fixed order flatters whichever runs second. The ratio is the median over pairs of rounds of the
   geometric mean of the pair's two per-round quotients, in which that order effect cancels. The
   ``cross-entropy (reference)`` row, cross-entropy against itself, shows what bias remains (it should
-  read about 1.00x).
+  read about 1.00x). The compound losses' own term alone is that same reference: ``DiceCELoss``'s
+  cross-entropy, and the cross-entropy a focal term generalises.
 * Same loss for everyone: segdice's default ``per_image=False`` pools the batch, so MONAI runs with
   ``batch=True``. Binary targets: segdice gets the int64 label map (converted inside the timed call);
-  the ``float mask`` row gives it the float 0/1 mask that MONAI and smp get (converted beforehand).
-* Malloc regime (glibc): ``cold`` = ``MALLOC_MMAP_THRESHOLD_=65536`` (every block of 64 KiB or more is fresh
-  memory, faulted in on each call); ``warm`` = a 32 MiB threshold (blocks below it are reused, the steady
-  state of a training loop). Blocks of 32 MiB and more are always fresh.
-* Peak memory: in the cold process, after the timed rounds, ``/proc/self/clear_refs`` resets the peak RSS;
-  one forward+backward runs (the gradient is kept) and the rise of ``VmHWM`` over the ``VmRSS`` before the
-  call is the peak, on top of the inputs; shown in MiB and as a multiple of the logits' bytes.
+  the ``float mask`` row gives it the float 0/1 mask that MONAI, smp and kornia get (converted beforehand).
+  Focal terms use ``gamma=2`` and no ``alpha`` everywhere (kornia's binary focal: ``alpha=None``). MONAI's
+  ``DiceFocalLoss`` applies a sigmoid focal term even with ``softmax=True``; smp and kornia have no
+  compound loss, so their rows add their Dice and focal losses.
+* Malloc regime (glibc, CPU): ``cold`` = ``MALLOC_MMAP_THRESHOLD_=65536`` (every block of 64 KiB or more
+  is fresh memory, faulted in on each call); ``warm`` = a 32 MiB threshold (blocks below it are reused, the
+  steady state of a training loop). Blocks of 32 MiB and more are always fresh. On CUDA there is one
+  regime, the caching allocator's, and every timed call is bracketed by ``torch.cuda.synchronize()``.
+* Peak memory: CPU, in the cold process after the timed rounds, ``/proc/self/clear_refs`` resets the peak
+  RSS; one forward+backward runs (the gradient is kept) and the rise of ``VmHWM`` over the ``VmRSS`` before
+  the call is the peak, on top of the inputs. CUDA: ``max_memory_allocated`` over ``memory_allocated``
+  before the call. Shown in MiB and as a multiple of the logits' bytes.
+* The ``small`` case (4x1x64x64) measures the fixed per-call cost: there the milliseconds are mostly
+  Python and launch overhead, and they are the number to read.
 """
 
 from __future__ import annotations
@@ -44,6 +53,9 @@ CASES = {
     "3d": ("multiclass", (2, 4, 96, 96, 96)),
     "3d-big": ("multiclass", (2, 8, 128, 128, 128)),
     "binary": ("binary", (16, 1, 256, 256)),
+    "binary-3d": ("binary", (2, 1, 128, 128, 128)),
+    "small": ("binary", (4, 1, 64, 64)),
+    "small-mc": ("multiclass", (4, 4, 64, 64)),
 }
 QUICK_CASES = {
     "2d": ("multiclass", (4, 4, 64, 64)),
@@ -55,10 +67,17 @@ IMPLS = [
     "segdice DiceLoss",
     "segdice DiceLoss, float mask",
     "segdice DiceCELoss",
+    "segdice DiceCELoss, float mask",
+    "segdice DiceFocalLoss",
+    "segdice DiceFocalLoss, float mask",
     "MONAI DiceLoss",
     "MONAI DiceCELoss",
+    "MONAI DiceFocalLoss",
     "smp DiceLoss",
+    "smp DiceLoss + FocalLoss",
     "kornia dice_loss",
+    "kornia dice_loss + focal_loss",
+    "kornia binary_focal_loss_with_logits (focal alone)",
 ]
 REGIME_ENV = {"cold": "65536", "warm": str(32 * 1024 * 1024)}
 
@@ -90,35 +109,46 @@ def _make_loss(impl: str, mode: str, ndim: int):
     import segdice
 
     binary = mode == "binary"
-    if impl == "cross-entropy (reference)":
+    float_mask = impl.endswith(", float mask")
+    if float_mask and not binary:
+        return None
+    name = impl.removesuffix(", float mask")
+    if name == "cross-entropy (reference)":
         return (lambda x, t: F.binary_cross_entropy_with_logits(x, t)) if binary else F.cross_entropy
-    if impl == "segdice DiceLoss":
-        return segdice.DiceLoss(mode)
-    if impl == "segdice DiceLoss, float mask":
-        return segdice.DiceLoss(mode) if binary else None
-    if impl == "segdice DiceCELoss":
-        return segdice.DiceCELoss(mode)
-    if impl.startswith("MONAI"):
+    if name.startswith("segdice"):
+        cls = {"DiceLoss": segdice.DiceLoss, "DiceCELoss": segdice.DiceCELoss, "DiceFocalLoss": segdice.DiceFocalLoss}
+        return cls[name.split()[1]](mode)
+    if name.startswith("MONAI"):
         import monai.losses as ml
 
-        cls = ml.DiceLoss if impl == "MONAI DiceLoss" else ml.DiceCELoss
+        cls = {"DiceLoss": ml.DiceLoss, "DiceCELoss": ml.DiceCELoss, "DiceFocalLoss": ml.DiceFocalLoss}[name.split()[1]]
         if binary:
             m = cls(sigmoid=True, batch=True)
             return lambda x, t: m(x, t)
         m = cls(softmax=True, to_onehot_y=True, batch=True)
         return lambda x, t: m(x, t.unsqueeze(1))
-    if impl == "smp DiceLoss":
+    if name.startswith("smp"):
         smp = _load_smp_losses()
         if smp is None:
             return None
-        m = smp.DiceLoss("binary" if binary else "multiclass", from_logits=True)
-        return lambda x, t: m(x, t)
-    if impl == "kornia dice_loss":
-        if binary or ndim != 4:
-            return None  # kornia's dice_loss takes (B, C, H, W) softmax input only
+        smp_mode = "binary" if binary else "multiclass"
+        dice = smp.DiceLoss(smp_mode, from_logits=True)
+        if name == "smp DiceLoss":
+            return lambda x, t: dice(x, t)
+        focal = smp.FocalLoss(smp_mode, gamma=2.0)
+        return lambda x, t: dice(x, t) + focal(x, t)
+    if name.startswith("kornia"):
         import kornia.losses as kl
 
-        return kl.dice_loss
+        if name == "kornia binary_focal_loss_with_logits (focal alone)":
+            if not binary:
+                return None
+            return lambda x, t: kl.binary_focal_loss_with_logits(x, t, alpha=None, gamma=2.0, reduction="mean")
+        if binary or ndim != 4:
+            return None  # kornia's dice_loss takes (B, C, H, W) softmax input only
+        if name == "kornia dice_loss":
+            return kl.dice_loss
+        return lambda x, t: kl.dice_loss(x, t) + kl.focal_loss(x, t, alpha=None, gamma=2.0, reduction="mean")
     raise ValueError(impl)
 
 
@@ -130,20 +160,19 @@ def _rss(key: str) -> int:
     return 0
 
 
-def child(case: str, impl: str, rounds: int, threads: int, quick: bool) -> dict:
+def child(case: str, impl: str, rounds: int, threads: int, quick: bool, device: str = "cpu") -> dict:
     import torch
-    import torch.nn.functional as F
 
     warnings.filterwarnings("ignore")
     torch.set_num_threads(threads)
     mode, shape = (QUICK_CASES if quick else CASES)[case]
     gen = torch.Generator().manual_seed(0)
-    x = (torch.randn(*shape, generator=gen) * 2).requires_grad_(True)
+    x = (torch.randn(*shape, generator=gen) * 2).to(device).requires_grad_(True)
     if mode == "binary":
-        labels = torch.randint(0, 2, shape, generator=gen)
+        labels = torch.randint(0, 2, shape, generator=gen).to(device)
         target_for = {"float": labels.float()}
     else:
-        labels = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=gen)
+        labels = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=gen).to(device)
     loss = _make_loss(impl, mode, len(shape))
     if loss is None:
         return {"skipped": True}
@@ -152,11 +181,15 @@ def child(case: str, impl: str, rounds: int, threads: int, quick: bool) -> dict:
     tgt = labels if int_labels or mode != "binary" else target_for["float"]
     ref = _make_loss("cross-entropy (reference)", mode, len(shape))
     ref_t = labels if mode != "binary" else target_for["float"]
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def run(fn, t):
         x.grad = None
+        sync()
         start = time.perf_counter()
         fn(x, t).backward()
+        sync()
         return time.perf_counter() - start
 
     run(ref, ref_t)
@@ -174,15 +207,21 @@ def child(case: str, impl: str, rounds: int, threads: int, quick: bool) -> dict:
     # One ratio per pair of rounds (both orders), their geometric mean: the order bias cancels out.
     pairs = [(ratios[i] * ratios[i + 1]) ** 0.5 for i in range(0, len(ratios) - 1, 2)] or ratios
     out = {"ms": 1e3 * statistics.median(times), "ratio": statistics.median(pairs)}
-    if os.path.exists("/proc/self/clear_refs"):
-        x.grad = None
+    x.grad = None
+    if cuda:
+        sync()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        loss(x, tgt).backward()
+        sync()
+        out["peak"] = torch.cuda.max_memory_allocated() - base
+    elif os.path.exists("/proc/self/clear_refs"):
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
         base = _rss("VmRSS")
         loss(x, tgt).backward()
         out["peak"] = _rss("VmHWM") - base
     out["logits_bytes"] = x.numel() * x.element_size()
-    del F
     return out
 
 
@@ -191,11 +230,14 @@ def child(case: str, impl: str, rounds: int, threads: int, quick: bool) -> dict:
 # ---------------------------------------------------------------------------------------------------
 
 
-def _spawn(case, impl, regime, rounds, threads, quick) -> dict:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_=REGIME_ENV[regime], OMP_NUM_THREADS=str(threads))
+def _spawn(case, impl, regime, rounds, threads, quick, device="cpu") -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    if regime in REGIME_ENV:
+        env["MALLOC_MMAP_THRESHOLD_"] = REGIME_ENV[regime]
     src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(src), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", case, impl, str(rounds), str(threads)]
+    cmd += ["--device", device]
     if quick:
         cmd.append("--quick")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -205,7 +247,9 @@ def _spawn(case, impl, regime, rounds, threads, quick) -> dict:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:,.0f}" if v >= 100 else (f"{v:.1f}" if v >= 10 else f"{v:.2f}")
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.1f}" if v >= 10 else (f"{v:.2f}" if v >= 1 else f"{v:.3f}")
 
 
 def main() -> None:
@@ -221,29 +265,41 @@ def main() -> None:
     ap.add_argument("--regime", choices=["cold", "warm", "both"], default="both")
     ap.add_argument("--cases", nargs="*", default=None)
     ap.add_argument("--impls", nargs="*", default=None, help="substrings selecting implementations")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     ap.add_argument("--child", nargs=4, metavar=("CASE", "IMPL", "ROUNDS", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         case, impl, rounds, threads = args.child
-        print(json.dumps(child(case, impl, int(rounds), int(threads), args.quick)))
+        print(json.dumps(child(case, impl, int(rounds), int(threads), args.quick, args.device)))
         return
-    cases = QUICK_CASES if args.quick else CASES
-    selected = [c for c in cases if not args.cases or c in args.cases]
-    impls = [i for i in IMPLS if not args.impls or any(s.lower() in i.lower() for s in args.impls)]
-    regimes = (
-        ["cold"]
-        if (args.quick or args.regime == "cold")
-        else (["warm"] if args.regime == "warm" else ["warm", "cold"])
-    )
     import torch
 
-    print(f"# Dice losses, forward + backward, {args.threads} CPU thread(s), torch {torch.__version__}\n")
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device")
+    cases = QUICK_CASES if args.quick else CASES
+    unknown = [c for c in args.cases or [] if c not in cases]
+    if unknown:
+        ap.error(f"--cases: unknown {unknown}; expected some of {list(cases)}")
+    selected = [c for c in cases if not args.cases or c in args.cases]
+    impls = [i for i in IMPLS if not args.impls or any(s.lower() in i.lower() for s in args.impls)]
+    if cuda:
+        regimes = ["cuda"]
+    elif args.quick or args.regime == "cold":
+        regimes = ["cold"]
+    else:
+        regimes = ["warm"] if args.regime == "warm" else ["warm", "cold"]
+    where = torch.cuda.get_device_name() if cuda else f"{args.threads} CPU thread(s)"
+    print(f"# Dice losses, forward + backward, {where}, torch {torch.__version__}\n")
     print("Each cell: median ms over the rounds; `vs CE`: median of per-round time quotients against")
-    print("cross-entropy fwd+bwd on the same logits (BCE-with-logits for binary); peak: RSS rise of one")
-    print("fwd+bwd (gradient included) in a fresh process with a 64 KiB mmap threshold.\n")
+    print("cross-entropy fwd+bwd on the same logits (BCE-with-logits for binary); peak: rise of one")
+    if cuda:
+        print("fwd+bwd (gradient included) of torch.cuda.max_memory_allocated.\n")
+    else:
+        print("fwd+bwd (gradient included) in the RSS of a fresh process with a 64 KiB mmap threshold.\n")
     for case in selected:
         mode, shape = cases[case]
-        rounds = args.rounds or (4 if args.quick else (6 if case == "3d-big" else 8))
+        rounds = args.rounds or (4 if args.quick else {"3d-big": 6, "small": 40, "small-mc": 40}.get(case, 8))
         mib = 1
         for s in shape:
             mib *= s
@@ -262,7 +318,7 @@ def main() -> None:
             cells, peak = [], ""
             skipped = False
             for regime in regimes:
-                res = _spawn(case, impl, regime, rounds, args.threads, args.quick)
+                res = _spawn(case, impl, regime, rounds, args.threads, args.quick, args.device)
                 if res.get("skipped"):
                     skipped = True
                     break
@@ -270,7 +326,7 @@ def main() -> None:
                     cells += [f"error: {res['error'][:60]}", ""]
                     continue
                 cells += [_fmt(res["ms"]), f"{res['ratio']:.2f}x"]
-                if (regime == "cold" or len(regimes) == 1) and "peak" in res:
+                if (regime != "warm" or len(regimes) == 1) and "peak" in res:
                     peak = f"{res['peak'] / 2**20:.1f} ({res['peak'] / res['logits_bytes']:.2f}x)"
             if skipped:
                 continue

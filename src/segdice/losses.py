@@ -183,13 +183,15 @@ def _reduce(values: Tensor, reduction: str, w: Tensor | None) -> Tensor:
     return per_group.mean()
 
 
-def _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=False):
+def _stats(input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=False,
+           **term):  # fmt: skip
+    """(stats, pooled): ``[B, C]`` and the Dice term's statistics; pooled over the batch inside the kernel
+    with ``per_image=False`` (then both are the ``[C]`` sums)."""
     stats = soft_stats(
         input, target, mode, from_logits=from_logits, squared=squared, ignore_index=ignore_index,
-        per_image=True, with_nll=with_nll,
+        per_image=per_image, distributed=distributed, with_nll=with_nll, **term,
     )  # fmt: skip
-    pooled = stats if per_image else pool_soft_stats(stats, distributed=distributed)
-    return stats, pooled
+    return stats, stats
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -671,10 +673,12 @@ class_weights, log, distributed
 
     Notes
     -----
-    With integer labels and no label smoothing, the cross-entropy is computed inside the Dice kernel from the
-    same softmax (``-log p_t = log sum exp(z - m) - (z_t - m)``, exact), and its gradient joins the same
-    in-place backward: Dice + CE costs little more than Dice alone. Soft targets or label smoothing use a
-    separate log-softmax.
+    With integer labels (multiclass) and with binary/multilabel targets, the cross-entropy, label smoothing
+    included, is computed inside the Dice kernel from the same softmax or sigmoid, in log-sum-exp form
+    (``-log p_t = logsumexp(z) - z_t``, exact for any logit gap, as :func:`torch.nn.functional.cross_entropy`),
+    and its analytic gradient joins the same in-place backward: Dice + CE costs little more than Dice
+    alone and keeps one extra logits-sized tensor. Float multiclass targets, and label smoothing with soft
+    binary targets or ``ignore_index``, use a separate log-softmax / BCE pass.
 
     MONAI ``DiceCELoss(softmax=True, to_onehot_y=True, batch=not per_image, lambda_dice=a, lambda_ce=b)``
     equals ``dice_ce_loss(..., per_image=per_image, dice_weight=a, ce_weight=b)``; ``sigmoid=True`` with one
@@ -695,12 +699,13 @@ class_weights, log, distributed
         per_image=per_image, distributed=distributed,
     )  # fmt: skip
     w_all = _weights(class_weights, input.shape[1], input)
-    index_target = not target.is_floating_point() and tuple(target.shape) != tuple(input.shape)
-    # The kernel fuses the CE for integer labels (softmax) and for binary/multilabel (sigmoid).
-    fused = label_smoothing == 0 and (mode != "multiclass" or index_target)
+    # The kernels fuse the CE, label smoothing included, for integer multiclass labels (softmax) and for
+    # binary/multilabel targets (sigmoid); nll is None where they do not (float multiclass targets;
+    # smoothing with soft targets or ignore_index), and a separate pass computes it.
     stats, pooled = _stats(
-        input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=fused
-    )
+        input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=True,
+        label_smoothing=float(label_smoothing),
+    )  # fmt: skip
     w_dice = w_all[1:] if (w_all is not None and not include_background) else w_all
     tp, pred, tgt = _channels_stats(pooled, include_background)
     dice = _reduce(
@@ -708,7 +713,7 @@ class_weights, log, distributed
         reduction,
         w_dice,
     )
-    if fused:
+    if stats.nll is not None:
         batch = pooled if not per_image else pool_soft_stats(stats, distributed=False)
         ce = _fused_ce(batch, mode, w_all, reduction)
     else:
@@ -828,8 +833,11 @@ class_weights, log, distributed
     Notes
     -----
     MONAI ``DiceFocalLoss`` applies its sigmoid focal loss also to softmax outputs; ours uses the softmax
-    focal loss in multiclass mode. The focal term is computed with ordinary autograd (one log-softmax or
-    log-sigmoid of the logits' size); the Dice term uses the fused kernel.
+    focal loss in multiclass mode. With integer multiclass labels, and with hard binary/multilabel targets
+    (no ``ignore_index``, not ``squared``, float32/float64 logits, not compiled), the focal term is summed
+    inside the Dice kernel from the same softmax or sigmoid (``log p_t`` in log-sum-exp form, exact for any
+    logit) with an analytic gradient in the same in-place backward; otherwise a separate pass with ordinary
+    autograd computes it.
 
     Examples
     --------
@@ -844,17 +852,44 @@ class_weights, log, distributed
         per_image=per_image, distributed=distributed,
     )  # fmt: skip
     class_alpha = _softmax_focal_alpha(alpha, input) if mode == "multiclass" else None
-    dice = _overlap_loss(
-        "dice", input, target, mode, from_logits=True, smooth=smooth, squared=squared, per_image=per_image,
-        include_background=include_background, ignore_index=ignore_index, class_weights=class_weights,
-        log=log, reduction=reduction, distributed=distributed,
+    sigmoid_alpha = None if (mode == "multiclass" or alpha is None) else float(alpha)
+    # One kernel call gives the Dice statistics and the focal sums from the same activation (multiclass:
+    # per target class, alpha applied here; binary/multilabel: per channel, alpha inside the kernel); nll
+    # is None where the kernel does not fuse the focal term, and a separate pass computes it.
+    stats, pooled = _stats(
+        input, target, mode, True, squared, ignore_index, per_image, distributed, with_nll=True,
+        focal_gamma=float(gamma), focal_alpha=sigmoid_alpha,
     )  # fmt: skip
-    x = _upcast(input)
-    if mode == "multiclass":
-        per, valid = _softmax_focal(x, target, float(gamma), class_alpha, ignore_index)
+    w = _weights(class_weights, input.shape[1], input)
+    if w is not None and not include_background:
+        w = w[1:]
+    tp, pred, tgt = _channels_stats(pooled, include_background)
+    dice = _reduce(
+        _from_ratio(_smoothed_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log), reduction, w
+    )
+    if stats.nll is not None:
+        batch = pooled if not per_image else pool_soft_stats(stats, distributed=False)
+        focal = _fused_focal(batch, mode, class_alpha, reduction)
     else:
-        per, valid = _sigmoid_focal(x, target, float(gamma), alpha, ignore_index)
-    return dice_weight * dice + focal_weight * _kept_mean(per, valid, reduction)
+        x = _upcast(input)
+        if mode == "multiclass":
+            per, valid = _softmax_focal(x, target, float(gamma), class_alpha, ignore_index)
+        else:
+            per, valid = _sigmoid_focal(x, target, float(gamma), sigmoid_alpha, ignore_index)
+        focal = _kept_mean(per, valid, reduction)
+    return dice_weight * dice + focal_weight * focal
+
+
+def _fused_focal(batch: SoftStats, mode: str, class_alpha: Tensor | None, reduction: str) -> Tensor:
+    """The focal term from the kernel's per-class sums: the mean (or sum) over the kept elements."""
+    total = batch.nll
+    if class_alpha is not None:
+        total = total * class_alpha.to(total.dtype)
+    if reduction == "sum":
+        return total.sum()
+    # Multiclass: G_c counts the kept pixels of class c; binary/multilabel: n_valid counts the elements.
+    n = batch.target.sum() if mode == "multiclass" else batch.n_valid.sum()
+    return total.sum() / n.clamp_min(1)
 
 
 def _kept_mean(per: Tensor, valid: Tensor | None, reduction: str) -> Tensor:

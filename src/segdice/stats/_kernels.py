@@ -5,12 +5,16 @@ probabilities, the one-hot target and the products alive for backward (3-6x the 
 forward keeps exactly one logits-sized float tensor (the probabilities) and the backward turns that very
 buffer into the gradient in place, so the gradient costs no new allocation.
 
-Two kernels:
+Three kernels:
 
 * :class:`_IndexStats`: multiclass with an integer label map (softmax or probabilities). ``G`` comes from a
   ``scatter_add`` of ones, ``I`` from gathering the probability of the target class and a ``scatter_add`` by
-  class: no one-hot tensor ever exists. It can also return the per-class sums of ``-log p_target``, so the
-  cross-entropy of :class:`~segdice.losses.DiceCELoss` shares the softmax and the backward pass.
+  class: no one-hot tensor ever exists. It can also return the per-class sums of a loss term at the target
+  pixel (the cross-entropy ``-log p_t`` in log-sum-exp form, with label smoothing, or the focal term), so the
+  second term of :class:`~segdice.losses.DiceCELoss` and :class:`~segdice.losses.DiceFocalLoss` shares the
+  softmax and the backward pass.
+* :class:`_SigmoidHardStats`: sigmoid against a hard 0/1 target without ``ignore_index``, the lean binary
+  and multilabel path; it can add the BCE with logits or the sigmoid focal term the same way.
 * :class:`_DenseStats`: a target of the input's shape (binary/multilabel masks, one-hot or soft multiclass
   targets), processed in slabs so that temporaries stay a fraction of the logits.
 
@@ -26,7 +30,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["all_reduce_sum", "dense_stats", "index_stats", "is_hard_target", "sigmoid_hard_stats"]
+__all__ = ["LossTerm", "all_reduce_sum", "dense_stats", "index_stats", "is_hard_target", "sigmoid_hard_stats"]
 
 # Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
 # stays a handful of small-op launches per slab.
@@ -35,6 +39,23 @@ _MIN_SLAB = 1 << 19  # below ~2 MiB per slab the launch overhead outweighs the m
 # The sigmoid_hard kernel converts integer targets into one reused slab buffer, so smaller slabs
 # mean fewer fresh pages per call; its passes are few, so 1 MiB slabs still cost little in launches.
 _MIN_SIGMOID_HARD_SLAB = 1 << 18
+# The loss terms (cross-entropy, focal) chain several small ops per element; they run on chunks of this many
+# values, so that their few temporaries stay in cache and far below the logits' size.
+_CHUNK = 1 << 16
+
+
+def _chunk_size(numel: int) -> int:
+    """Values per chunk: at least _CHUNK, and at most _N_SLABS chunks per tensor (each op is one launch, and
+    on a shared machine one scheduler slice: their count matters as much as the cache)."""
+    return max(_CHUNK, -(-numel // _N_SLABS))
+
+
+class LossTerm(NamedTuple):
+    """The loss term a kernel sums per class into its NLL output (``with_nll=True``)."""
+
+    label_smoothing: float = 0.0  # cross-entropy: the target mixed with eps of the uniform distribution
+    gamma: float | None = None  # None: cross-entropy; a number: the focal term with this exponent
+    alpha: float | None = None  # sigmoid focal: the weight of the positives (multiclass: the caller's)
 
 
 class _KernelCfg(NamedTuple):
@@ -45,6 +66,8 @@ class _KernelCfg(NamedTuple):
     ignore_index: float | None
     with_nll: bool
     soft: bool = False  # dense kernel only: a float target takes the semimetric intersection
+    term: LossTerm = LossTerm()  # index kernel: what NLL sums with with_nll
+    pool: bool = False  # return the sums over the batch, [C]
 
 
 def _acc_dtype(x: Tensor) -> torch.dtype:
@@ -85,26 +108,47 @@ def _rowdot(a: Tensor, b: Tensor) -> Tensor:
     return torch.bmm(a.reshape(bb * c, 1, n), b.reshape(bb * c, 1, n).transpose(1, 2)).view(bb, c)
 
 
+def _pool(stats: tuple[Tensor, ...], pool: bool) -> tuple[Tensor, ...]:
+    """``pool``: the ``[B, C]`` sums summed over the batch inside the node, ``[C]`` (no extra autograd nodes)."""
+    return tuple(v.sum(0) for v in stats) if pool else stats
+
+
+def _unpool(grads: tuple, b: int, pool: bool) -> tuple:
+    """The incoming gradients of pooled ``[C]`` outputs as ``[B, C]`` (broadcast views)."""
+    if not pool:
+        return grads
+    return tuple(None if g is None else g.unsqueeze(0).expand(b, -1) for g in grads)
+
+
 # --------------------------------------------------------------------------------------------------------
 # multiclass, index target
 # --------------------------------------------------------------------------------------------------------
+#
+# With ``with_nll`` the kernel also returns per-class sums of a loss term at the target pixel, from the same
+# softmax, its gradient joining the same in-place backward (``d log p_t / dz_c = [c == t] - p_c``):
+#   cross-entropy   -log p_t, plus with label smoothing eps:  (1 - eps) (-log p_t) + eps / C sum_c -log p_c
+#   focal           -(1 - p_t)^gamma log p_t
+# ``log p_t`` is ``z_t - logsumexp(z)`` at every pixel, as in F.cross_entropy (see _log_target_prob).
+
+
+def _index_nll_live(cfg: _KernelCfg) -> bool:
+    return cfg.with_nll and cfg.activation == "softmax"
 
 
 class _IndexStats(torch.autograd.Function):
     """(I, P, G, NLL, N) per image and class for ``x: [B, C, N]`` and an index map ``t: [B, N]`` (int64)."""
 
     @staticmethod
-    def forward(ctx, x, t, activation, squared, ignore_index, with_nll):  # type: ignore[override]
-        cfg = _KernelCfg(activation, squared, ignore_index, with_nll)
+    def forward(ctx, x, t, cfg):  # type: ignore[override]
         with _no_autocast(x):
-            acc = _acc_dtype(x)
-            p, pt, t_safe, t_dump, ignored, stats = _index_forward(x, t, cfg, acc)
+            state, stats = _index_forward(x, t, cfg, _acc_dtype(x))
+            stats = _pool(stats, cfg.pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)  # unused outputs give None: their gradient terms are skipped
         ctx.cfg = cfg
-        # Kept as attributes, not saved tensors: backward overwrites p in place (it becomes the gradient).
-        ctx.p, ctx.pt, ctx.t_safe, ctx.t_dump, ctx.ignored = p, pt, t_safe, t_dump, ignored
-        ctx.mark_non_differentiable(*_constant_outputs(stats, with_nll and activation == "softmax"))
+        # Kept as an attribute, not saved tensors: backward overwrites p in place (it becomes the gradient).
+        ctx.state = state
+        ctx.mark_non_differentiable(*_constant_outputs(stats, _index_nll_live(cfg)))
         return stats
 
     @staticmethod
@@ -112,22 +156,15 @@ class _IndexStats(torch.autograd.Function):
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
         cfg = ctx.cfg
-        activation, squared, _, with_nll, _ = cfg
+        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
         with _no_autocast(x):
-            acc = _acc_dtype(x)
-            if ctx.p is None:  # a second backward (retain_graph=True): the first one consumed the buffer
-                p, pt, t_safe, t_dump, ignored, _ = _index_forward(x, t, cfg, acc)
-                state = {"p": p, "pt": pt}
-                del p, pt
-            else:
-                state = {"p": ctx.p, "pt": ctx.pt}
-                t_safe, t_dump, ignored = ctx.t_safe, ctx.t_dump, ctx.ignored
-                ctx.p = ctx.pt = None
-            if not (with_nll and activation == "softmax"):
-                g_n = None
+            state = ctx.state
+            ctx.state = None
+            if state is None:  # a second backward (retain_graph=True): the first one consumed the buffers
+                state, _ = _index_forward(x, t, cfg, _acc_dtype(x))
             # The buffers travel in a dict that the callee empties, so they die as soon as they are used.
-            grad = _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared)
-        return grad.to(x.dtype), None, None, None, None, None
+            grad = _index_backward(state, g_i, g_p, g_n if _index_nll_live(cfg) else None, cfg)
+        return grad.to(x.dtype), None, None
 
 
 def _constant_outputs(stats, nll_is_live: bool) -> tuple[Tensor, ...]:
@@ -135,79 +172,222 @@ def _constant_outputs(stats, nll_is_live: bool) -> tuple[Tensor, ...]:
     return (stats[2], stats[4]) if nll_is_live else (stats[2], stats[3], stats[4])
 
 
-def _index_forward(x: Tensor, t: Tensor, cfg: _KernelCfg, acc: torch.dtype):
-    activation, squared, ignore_index, with_nll, _ = cfg
+def _class_sums(values: Tensor, t_dump: Tensor, c: int) -> Tensor:
+    """``[B, C]`` sums of per-pixel ``values [B, N]`` by target class; column C (ignored pixels) is dropped."""
+    b = values.shape[0]
+    out = torch.zeros(b, c + 1, dtype=values.dtype, device=values.device)
+    return out.scatter_add_(1, t_dump, values)[:, :c].contiguous()
+
+
+def _index_forward(x, t, cfg: _KernelCfg, acc):
     b, c, _ = x.shape
-    p = _softmax(x, acc) if activation == "softmax" else x.to(acc, copy=True)
-    if ignore_index is not None:
-        ignored = t == ignore_index
+    p = _softmax(x, acc) if cfg.activation == "softmax" else x.to(acc, copy=True)
+    if cfg.ignore_index is not None:
+        ignored = t == cfg.ignore_index
         t_safe = t.masked_fill(ignored, 0)
         # Ignored pixels are counted into an extra column C that is dropped afterwards.
         t_dump = t.masked_fill(ignored, c)
         p.masked_fill_(ignored.unsqueeze(1), 0.0)
     else:
         ignored, t_safe, t_dump = None, t, t
-    pred = torch.linalg.vector_norm(p, 2, dim=2).square() if squared else p.sum(2)
+    pred = torch.linalg.vector_norm(p, 2, dim=2).square() if cfg.squared else p.sum(2)
     pt = torch.gather(p, 1, t_safe.unsqueeze(1)).squeeze(1)
-    inter = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, pt)[:, :c]
+    inter = _class_sums(pt, t_dump, c)
     ones = torch.ones(1, 1, dtype=acc, device=x.device).expand_as(pt)
-    count = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, ones)[:, :c]
-    if with_nll and activation == "softmax":
-        # -log p_t from the gathered probability; clamped at the smallest normal float so that a pixel whose
-        # p_t underflows (a logit gap above ~87) costs 87.3 instead of inf. The gradient is exact regardless.
-        log_pt = pt.clamp_min(torch.finfo(acc).tiny).log_()  # ignored pixels land in the dropped column C
-        nll = torch.zeros(b, c + 1, dtype=acc, device=x.device).scatter_add_(1, t_dump, log_pt)[:, :c].neg()
+    count = _class_sums(ones, t_dump, c)
+    state = {"p": p, "pt": pt, "log_pt": None, "t_safe": t_safe, "t_dump": t_dump, "ignored": ignored}
+    if _index_nll_live(cfg):
+        nll = _index_loss_sums(x, state, cfg.term, acc)
     else:
         nll = torch.zeros(b, c, dtype=acc, device=x.device)
     n_valid = count.sum(1, keepdim=True).expand(b, c).contiguous()
-    stats = (inter.contiguous(), pred, count.contiguous(), nll.contiguous(), n_valid)
-    return p, pt, t_safe, t_dump, ignored, stats
+    return state, (inter, pred, count, nll, n_valid)
 
 
-def _gather_table(table: Tensor | None, index: Tensor, like: Tensor) -> Tensor | None:
-    """``table[b, index[b, n]]`` with a zero column appended for the dump index C."""
+def _index_loss_sums(x: Tensor, state: dict, term: LossTerm, acc) -> Tensor:
+    """Per-class sums of the loss term; leaves in ``state`` what the backward needs (p_t, or log p_t for focal)."""
+    c = x.shape[1]
+    pt, t_safe, t_dump, ignored = state["pt"], state["t_safe"], state["t_dump"], state["ignored"]
+    if ignored is not None:
+        # p_t = 1 at ignored pixels: log p_t = 0 and no focal weight, so they add nothing (their I and counts
+        # went to column C already).
+        pt.masked_fill_(ignored, 1.0)
+    log_pt = _log_target_prob(x, state["p"], pt, t_safe, ignored, acc)
+    if term.gamma is None:
+        nll = _class_sums(log_pt, t_dump, c).neg_()
+        eps = term.label_smoothing
+        if eps > 0:
+            nll.mul_(1.0 - eps).add_(_neg_log_prob_sums(x, log_pt, t_safe, ignored, acc), alpha=eps / c)
+        return nll  # the backward needs p_t only (the CE gradient is p - onehot)
+    # focal: -(1 - p_t)^gamma log p_t, formed in p_t's buffer; the backward keeps log p_t (p_t = exp of it)
+    state["log_pt"], state["pt"] = log_pt, None
+    m = _focal_weight_(pt.neg_().add_(1.0).clamp_min_(0.0), term.gamma)
+    return _class_sums(m.mul_(log_pt), t_dump, c).neg_()
+
+
+def _focal_weight_(m: Tensor, gamma: float) -> Tensor:
+    """``m <- m ** gamma`` in place (``m = 1 - p_t >= 0``), with the common exponents as products."""
+    if gamma == 0:
+        return m.fill_(1.0)
+    if gamma == 2:
+        return m.mul_(m)
+    return m if gamma == 1 else m.pow_(gamma)
+
+
+def _log_target_prob(x: Tensor, p: Tensor, pt: Tensor, t_safe: Tensor, ignored, acc) -> Tensor:
+    """``log p_t = z_t - logsumexp(z)`` per pixel, ``[B, N]``, exact also where ``p_t`` underflows.
+
+    Where ``p_t`` is a normal float, ``log(p_t)`` is that value to within rounding. A smaller ``p_t`` (a
+    logit gap above ~87 in float32) has lost its digits, and those pixels are recomputed from the logits.
+    Finding them needs a host read; where that is not wanted (compiling, accelerators) every pixel takes
+    the exact form ``z_t - max(z) + log(max_c p_c)``, since ``max_c p_c = 1 / sum_c exp(z_c - max(z))``.
+    """
+    if torch.compiler.is_compiling() or x.device.type != "cpu":
+        zt = torch.gather(x, 1, t_safe.unsqueeze(1)).squeeze(1).to(acc)
+        log_pt = zt.sub_(x.amax(1).to(acc)).add_(p.amax(1).log_())
+        return log_pt.masked_fill_(ignored, 0.0) if ignored is not None else log_pt
+    log_pt = torch.log(pt)
+    tiny = torch.finfo(acc).tiny
+    if pt.numel() and float(pt.amin()) < tiny:
+        bad = torch.nonzero(pt < tiny, as_tuple=True)
+        xs = x[bad[0], :, bad[1]].to(acc)  # [K, C]: the logits of the underflowed pixels
+        log_pt[bad] = xs.gather(1, t_safe[bad].unsqueeze(1)).squeeze(1) - torch.logsumexp(xs, 1)
+    return log_pt
+
+
+def _neg_log_prob_sums(x: Tensor, log_pt: Tensor, t_safe: Tensor, ignored, acc) -> Tensor:
+    """``[B, C]``: ``sum_i -log p_ic`` over the kept pixels, the label-smoothing term.
+
+    ``-log p_ic = lse_i - z_ic`` with ``lse_i = z_t - log p_t``: one gather and a row sum of the logits, no
+    logits-sized temporary.
+    """
+    lse = torch.gather(x, 1, t_safe.unsqueeze(1)).squeeze(1).to(acc).sub_(log_pt)
+    if ignored is None:
+        return lse.sum(1, keepdim=True) - x.sum(2, dtype=acc)
+    lse.masked_fill_(ignored, 0.0)
+    kept = (~ignored).to(acc)
+    if x.dtype == acc:
+        zsum = torch.bmm(x, kept.unsqueeze(2)).squeeze(2)
+    else:
+        zsum = torch.stack([(x[:, k].to(acc) * kept).sum(1) for k in range(x.shape[1])], 1)
+    return lse.sum(1, keepdim=True) - zsum
+
+
+def _pixel_chunks(b: int, n: int) -> list[slice]:
+    """Pixel ranges of about ``_chunk_size`` values of a ``[B, N]`` map: per-pixel temporaries stay small."""
+    step = max(1, _chunk_size(b * n) // max(b, 1))
+    return [slice(j, min(j + step, n)) for j in range(0, n, step)] or [slice(0, n)]
+
+
+def _ext_table(table: Tensor | None, like: Tensor) -> Tensor | None:
+    """``[B, C + 1]``: the per-class table with a zero column for the dump index C."""
     if table is None:
         return None
-    ext = torch.cat([table.to(like.dtype), table.new_zeros(table.shape[0], 1, dtype=like.dtype)], 1)
-    return torch.gather(ext, 1, index)
+    return torch.cat([table.to(like.dtype), table.new_zeros(table.shape[0], 1, dtype=like.dtype)], 1)
 
 
-def _index_backward(state, t_safe, t_dump, ignored, g_i, g_p, g_n, activation, squared):
+def _target_coefficient(state: dict, g_i, g_n, cfg: _KernelCfg) -> Tensor | None:
+    """``r [B, N]``: the gradient term at the target channel, per pixel, written into the kept buffer.
+
+    Softmax: ``r = a_t p_t + e_t dL/dlog p_t`` with ``a = dL/dI``, ``e = dL/dNLL`` per class (CE:
+    ``dL/dlog p_t = -(1 - eps)``; focal: ``gamma p_t (1 - p_t)^(gamma - 1) log p_t - (1 - p_t)^gamma``).
+    Probabilities given: ``r = a_t``. Chunk by chunk, the temporaries in one reused scratch buffer.
+    """
+    pt, log_pt, t_dump = state.pop("pt"), state.pop("log_pt"), state["t_dump"]
+    if g_i is None and g_n is None:
+        return None
+    out = pt if pt is not None else log_pt
+    b, n = out.shape
+    a_ext, e_ext = _ext_table(g_i, out), _ext_table(g_n, out)
+    focal = log_pt is not None
+    chunks = _pixel_chunks(b, n)
+    width = chunks[0].stop - chunks[0].start
+    scratch = torch.empty(5 if focal else 2, b * width, dtype=out.dtype, device=out.device)
+    for ns in chunks:
+        w = [row[: b * (ns.stop - ns.start)].view(b, -1) for row in scratch]
+        tc = t_dump[:, ns]
+        a_t = torch.gather(a_ext, 1, tc, out=w[0]) if a_ext is not None else None
+        e_t = torch.gather(e_ext, 1, tc, out=w[1]) if e_ext is not None else None
+        oc = out[:, ns]
+        if focal:  # oc holds log p_t; it becomes r
+            ptc = torch.exp(oc, out=w[2])
+            if e_t is None:
+                oc.zero_()
+            else:
+                _focal_dlogp_(oc, ptc, cfg.term.gamma, w[3], w[4]).mul_(e_t)
+            if a_t is not None:
+                oc.addcmul_(a_t, ptc)
+            continue
+        if a_t is None:
+            oc.zero_()
+        elif cfg.activation == "softmax":
+            oc.mul_(a_t)
+        else:
+            oc.copy_(a_t)
+        if e_t is not None:
+            oc.sub_(e_t, alpha=1.0 - cfg.term.label_smoothing)
+    return out
+
+
+def _focal_dlogp_(log_pt: Tensor, pt: Tensor, gamma: float, m: Tensor, w: Tensor) -> Tensor:
+    """``log_pt <-`` d/dlog p_t of ``-(1 - p_t)^gamma log p_t`` = ``gamma p_t m^(gamma - 1) log p_t - m^gamma``.
+
+    ``m = 1 - p_t``; ``m`` and ``w`` are scratch of the same shape. At ``p_t = 1`` the first term is taken at
+    its limit 0 (``m^(gamma - 1) log p_t ~ -m^gamma``), so ``0 < gamma < 1`` gives 0 there, not NaN.
+    """
+    if gamma == 0:
+        return log_pt.fill_(-1.0)
+    torch.neg(pt, out=m).add_(1.0).clamp_min_(0.0)
+    log_pt.mul_(pt).mul_(gamma)
+    if gamma == 1:
+        return log_pt.sub_(m)
+    mg1 = m if gamma == 2 else torch.pow(m, gamma - 1, out=w)
+    if gamma < 1:
+        mg1.masked_fill_(m == 0, 0.0)
+    return log_pt.mul_(mg1).addcmul_(mg1, m, value=-1.0)  # - m^(gamma - 1) m = - m^gamma
+
+
+def _index_backward(state: dict, g_i, g_p, g_n, cfg: _KernelCfg) -> Tensor:
+    t_safe, ignored = state["t_safe"], state["ignored"]
+    r = _target_coefficient(state, g_i, g_n, cfg)
     p = state.pop("p")
-    pt = state.pop("pt")
+    c = p.shape[1]
     q = g_p.to(p.dtype) if g_p is not None else None
-    # r: the per-pixel term at the target channel, from I (= sum of p_t) and NLL (= -sum of log p_t).
-    r = _gather_table(g_i, t_dump, p)
-    if r is not None and activation == "softmax":
-        r.mul_(pt)
-    del pt
-    if g_n is not None and activation == "softmax":
-        e_t = _gather_table(g_n, t_dump, p)
-        r = e_t.neg_() if r is None else r.sub_(e_t)
-        del e_t
-    if activation == "softmax":
-        s = _softmax_shift(p, q, r, squared)
-        # r is not kept: after _softmax_grad_, sum_c p_c (h_c - s) = sum_c p_c h_c - s = -r (softmax rows
-        # sum to 1, ignored pixels are 0), so it is recovered from the gradient itself and never coexists
-        # with the group buffer.
+    if cfg.activation != "softmax":
+        grad = _prob_grad_(p, q, ignored, cfg.squared)
+    else:
+        s = _softmax_shift(p, q, r, cfg.squared)
+        # Label smoothing: d/dz_k of eps/C sum_c e_c (lse - z_c) = E p_k - eps/C e_k with E = eps/C sum_c e_c;
+        # E p_k joins p_k (h_k - s) through s, the constant -eps/C e_k is the offset of _softmax_grad_.
+        offset = None
+        if g_n is not None and cfg.term.gamma is None and cfg.term.label_smoothing > 0:
+            offset = g_n.to(p.dtype) * (cfg.term.label_smoothing / c)
+            s.sub_(offset.sum(1, keepdim=True))
+        # r is not kept: after _softmax_grad_, sum_c grad_c = sum_c p_c h_c - s (- sum of the offsets, which
+        # E cancels) = -r (softmax rows sum to 1, ignored pixels are 0), so it is recovered from the gradient
+        # itself and never coexists with the group buffer.
         has_r = r is not None
         del r
-        grad = _softmax_grad_(p, q, s, squared)
+        grad = _softmax_grad_(p, q, s, cfg.squared, offset)
         del s
+        if offset is not None and ignored is not None:
+            grad.masked_fill_(ignored.unsqueeze(1), 0.0)
         r = grad.sum(1).neg_() if has_r else None
-    else:
-        grad = _prob_grad_(p, q, ignored, squared)
     if r is not None:
         grad.scatter_add_(1, t_safe.unsqueeze(1), r.unsqueeze(1))
     return grad
 
 
 def _softmax_shift(p: Tensor, q: Tensor | None, r: Tensor | None, squared: bool) -> Tensor:
-    """``s = sum_c p_c h_c + r`` per pixel, ``[B, N]``, with ``h_c = q_c`` (or ``2 q_c p_c`` when squared)."""
+    """``s = sum_c p_c h_c + r`` per pixel, ``[B, N]``, with ``h_c = q_c`` (or ``2 q_c p_c`` when squared).
+
+    ``r`` may be overwritten (it becomes ``s``).
+    """
     if q is not None and not squared:
-        s = torch.bmm(q.unsqueeze(1), p) if r is None else torch.baddbmm(r.unsqueeze(1), q.unsqueeze(1), p)
-        return s.squeeze(1)
-    s = r.clone() if r is not None else torch.zeros_like(p[:, 0])
+        if r is None:
+            return torch.bmm(q.unsqueeze(1), p).squeeze(1)
+        return r.unsqueeze(1).baddbmm_(q.unsqueeze(1), p).squeeze(1)
+    s = r if r is not None else torch.zeros_like(p[:, 0])
     if q is not None:
         sq = torch.empty_like(s)
         for k in range(p.shape[1]):
@@ -216,8 +396,8 @@ def _softmax_shift(p: Tensor, q: Tensor | None, r: Tensor | None, squared: bool)
     return s
 
 
-def _softmax_grad_(p: Tensor, q: Tensor | None, s: Tensor, squared: bool) -> Tensor:
-    """Overwrite the softmax probabilities ``p`` with ``p_c * (h_c - s)``: the gradient less its target term.
+def _softmax_grad_(p: Tensor, q: Tensor | None, s: Tensor, squared: bool, offset: Tensor | None = None) -> Tensor:
+    """Overwrite the softmax probabilities ``p`` with ``p_c * (h_c - s) - offset_c``: the gradient less its target term.
 
     The softmax gradient is ``d/dz_c = p_c * (h_c - s) + [c == t] * r``; the caller adds the last term.
     Two channel groups (C >= 4): each op is a parallel region, and their count dominates when other
@@ -237,7 +417,10 @@ def _softmax_grad_(p: Tensor, q: Tensor | None, s: Tensor, squared: bool) -> Ten
             torch.mul(pg, 2.0 * qg, out=bg).sub_(s3)
         else:
             torch.sub(qg, s3, out=bg)
-        pg.mul_(bg)
+        if offset is None:
+            pg.mul_(bg)
+        else:
+            torch.addcmul(offset[:, k0 : k0 + gsize].unsqueeze(2).neg(), pg, bg, out=pg)
     return p
 
 
@@ -262,9 +445,16 @@ def index_stats(
     squared: bool = False,
     ignore_index: int | None = None,
     with_nll: bool = False,
+    term: LossTerm | None = None,
+    pool: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(I, P, G, NLL, N_valid), each ``[B, C]``, for logits/probabilities ``x [B, C, N]`` and labels ``t [B, N]``."""
-    return _IndexStats.apply(x, t, activation, squared, ignore_index, with_nll)
+    """(I, P, G, NLL, N_valid), each ``[B, C]`` (``[C]`` with ``pool``), for ``x [B, C, N]`` and labels ``t [B, N]``.
+
+    With ``with_nll``, NLL holds the per-class sums of ``term`` (the cross-entropy by default) over the pixels
+    of each target class.
+    """
+    cfg = _KernelCfg(activation, squared, ignore_index, with_nll, term=term or LossTerm(), pool=pool)
+    return _IndexStats.apply(x, t, cfg)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -289,12 +479,12 @@ class _DenseStats(torch.autograd.Function):
     """(I, P, G, NLL, N) per image and channel for ``x, t: [B, C, N]``; soft targets use the semimetric I."""
 
     @staticmethod
-    def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft):  # type: ignore[override]
-        cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft)
+    def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft, pool):  # type: ignore[override]
+        cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft, pool=pool)
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = _activate(x, activation, acc)
-            stats = _dense_forward(x, t, p, cfg, acc)
+            stats = _pool(_dense_forward(x, t, p, cfg, acc), pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
         ctx.cfg = cfg
@@ -307,6 +497,7 @@ class _DenseStats(torch.autograd.Function):
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
         cfg = ctx.cfg
+        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
         with _no_autocast(x):
             acc = _acc_dtype(x)
             p = ctx.p
@@ -315,7 +506,7 @@ class _DenseStats(torch.autograd.Function):
                 _dense_forward(x, t, p, cfg, acc)
             ctx.p = None
             grad = _dense_backward(x, t, p, cfg, g_i, g_p, g_n, acc)
-        return grad.to(x.dtype), None, None, None, None, None, None
+        return grad.to(x.dtype), None, None, None, None, None, None, None
 
 
 def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Tensor, Tensor | None, bool]:
@@ -330,7 +521,7 @@ def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Te
 
 
 def _dense_forward(x: Tensor, t: Tensor, p: Tensor, cfg: _KernelCfg, acc: torch.dtype):
-    activation, squared, ignore_index, with_nll, soft = cfg
+    activation, squared, ignore_index, with_nll, soft = cfg[:5]
     b, c, n = x.shape
     inter, pred, tsum, nll, count = (torch.zeros(b, c, dtype=acc, device=x.device) for _ in range(5))
     for bs, ns in _slabs(b, c, n):
@@ -373,7 +564,7 @@ def _dense_backward(
     x: Tensor, t: Tensor, p: Tensor, cfg: _KernelCfg, g_i: Tensor | None, g_p: Tensor | None, g_n: Tensor | None,
     acc: torch.dtype,
 ) -> Tensor:  # fmt: skip
-    activation, squared, ignore_index, _, soft = cfg
+    activation, squared, ignore_index, _, soft = cfg[:5]
     b, c, n = x.shape
     a = g_i.to(acc).unsqueeze(2) if g_i is not None else None
     q = g_p.to(acc).unsqueeze(2) if g_p is not None else None
@@ -425,9 +616,10 @@ def dense_stats(
     ignore_index: float | None = None,
     with_nll: bool = False,
     soft: bool = True,
+    pool: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(I, P, G, NLL, N_valid), each ``[B, C]``, for ``x, t: [B, C, N]``."""
-    return _DenseStats.apply(x, t, activation, squared, ignore_index, with_nll, soft)
+    """(I, P, G, NLL, N_valid), each ``[B, C]`` (``[C]`` with ``pool``), for ``x, t: [B, C, N]``."""
+    return _DenseStats.apply(x, t, activation, squared, ignore_index, with_nll, soft, pool)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -443,6 +635,15 @@ def dense_stats(
 # The backward's scalar form needs a / q to be one number: the usual case (per_image=False, one channel).
 # Otherwise (per-image or per-channel coefficients, q = 0, accelerators, torch.compile) it forms
 # h = q + a g slab by slab and applies sigmoid_backward(h, p): one more temporary, no host sync.
+#
+# With a loss term (BCE or sigmoid focal) the NLL output holds its per-channel sums, and its gradient
+# e * dT/dx (e = dL/dNLL) joins the same backward, slab by slab. For a hard target every quantity comes
+# from p and x without another exponential: with m = |g - p| = 1 - p_t,
+#   softplus(x) = relu(x) - log max(p, 1 - p)        (max(p, 1 - p) = sigmoid(|x|) lies in [1/2, 1])
+#   BCE         = softplus(x) - g x                  = -log p_t, finite for any logit
+#   focal       = alpha_t m^gamma BCE                dT/dx = (1 - 2g) alpha_t m^gamma (m + gamma (1 - m) BCE)
+# (1 - 2g) alpha_t is (1 - alpha) - g, and 1 - 2g without alpha. m and log max(p, 1 - p) carry an absolute
+# error of one rounding of 1 (p's), so a term below ~1e-7 (float32) is only known to that absolute accuracy.
 
 
 def _sigmoid_grad_(p: Tensor, grad: Tensor) -> Tensor:
@@ -450,7 +651,7 @@ def _sigmoid_grad_(p: Tensor, grad: Tensor) -> Tensor:
     return torch.ops.aten.sigmoid_backward.grad_input(grad, p, grad_input=p)
 
 
-def _float_slabs(t: Tensor, like: Tensor, *, split: bool = False):
+def _float_slabs(t: Tensor, like: Tensor, *, split: bool = False, min_slab: int = _MIN_SIGMOID_HARD_SLAB):
     """Yield ``(slab index, target slab as like's dtype)``.
 
     A target of ``like``'s dtype comes whole unless ``split`` (then as slab views, never copied). Any other
@@ -461,7 +662,7 @@ def _float_slabs(t: Tensor, like: Tensor, *, split: bool = False):
     if t.dtype == like.dtype and not split:
         yield (slice(0, b), slice(0, n)), t
         return
-    slabs = _slabs(b, c, n, min_slab=_MIN_SIGMOID_HARD_SLAB)
+    slabs = _slabs(b, c, n, min_slab=min_slab)
     if t.dtype == like.dtype:
         for bs, ns in slabs:
             yield (bs, ns), t[bs, :, ns]
@@ -472,6 +673,31 @@ def _float_slabs(t: Tensor, like: Tensor, *, split: bool = False):
         g = buf[: sb * c * sn].view(sb, c, sn)
         g.copy_(t[bs, :, ns])
         yield (bs, ns), g
+
+
+def _chunks(bs: slice, ns: slice, c: int, size: int) -> list[tuple[slice, slice]]:
+    """Split the slab ``[bs, :, ns]`` into pieces of at most ``size`` values (absolute indices)."""
+    sb, sn = bs.stop - bs.start, ns.stop - ns.start
+    if sb * c * sn <= size:
+        return [(bs, ns)]
+    if c * sn <= size:
+        step = size // (c * sn)
+        return [(slice(i, min(i + step, bs.stop)), ns) for i in range(bs.start, bs.stop, step)]
+    step = max(1, size // c)
+    return [(slice(i, i + 1), slice(j, min(j + step, ns.stop))) for i in range(bs.start, bs.stop)
+            for j in range(ns.start, ns.stop, step)]  # fmt: skip
+
+
+class _Scratch:
+    """Reused chunk-sized temporaries: views of one buffer, so each pass faults its pages only once."""
+
+    def __init__(self, like: Tensor, n: int = 2) -> None:
+        self.size = min(_chunk_size(like.numel()), like.numel())
+        self.buf = torch.empty(n, self.size, dtype=like.dtype, device=like.device)
+
+    def views(self, like: Tensor) -> tuple[Tensor, ...]:
+        k = like.numel()
+        return tuple(row[:k].view(like.shape) for row in self.buf)
 
 
 def _uniform_ratio(a: Tensor, q: Tensor) -> float | None:
@@ -489,49 +715,135 @@ def _uniform_ratio(a: Tensor, q: Tensor) -> float | None:
 
 
 class _SigmoidHardStats(torch.autograd.Function):
-    """(I, P, G, NLL = 0, N) per image and channel for logits ``x [B, C, N]`` (float32/64), target 0/1."""
+    """(I, P, G, NLL, N) per image and channel for logits ``x [B, C, N]`` (float32/64), target 0/1."""
 
     @staticmethod
-    def forward(ctx, x, t, check):  # type: ignore[override]
+    def forward(ctx, x, t, check, term, pool):  # type: ignore[override]
         with _no_autocast(x):
             p = torch.sigmoid(x)
-            stats = _hard_forward(p, t, check)
+            if x.numel() <= _CHUNK:
+                # Small input: the fixed cost of the slab machinery dominates, so the target's float copy is
+                # made once and kept for the backward (at most _CHUNK values, far below one logits tensor).
+                g = t if t.dtype == p.dtype else t.to(p.dtype)
+                stats = _small_hard_forward(x, p, g, check if g is not t else None, term)
+                t = g
+            else:
+                stats = _hard_forward(x, p, t, check, term)
+            stats = _pool(stats, pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
-        ctx.p = p
-        ctx.mark_non_differentiable(stats[2], stats[3], stats[4])
+        ctx.p, ctx.term, ctx.pool = p, term, pool
+        ctx.mark_non_differentiable(*_constant_outputs(stats, term is not None))
         return stats
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_i, g_p, _g_g, _g_n, _g_count):  # type: ignore[override]
+    def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
+        g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], ctx.pool)
         with _no_autocast(x):
             p = ctx.p if ctx.p is not None else torch.sigmoid(x)  # None: a second backward
             ctx.p = None
-            grad = _hard_backward(p, t, g_i, g_p)
-        return grad, None, None
+            if ctx.term is None or g_n is None:
+                grad = _hard_backward(p, t, g_i, g_p)
+            else:
+                grad = _hard_backward_with_term(x, p, t, g_i, g_p, g_n, ctx.term)
+        return grad, None, None, None, None
 
 
-def _hard_forward(p: Tensor, t: Tensor, check):
+def _small_hard_forward(x: Tensor, p: Tensor, g: Tensor, check, term: LossTerm | None):
+    """The sums of a small input in a handful of whole-tensor ops, ``g`` already of ``p``'s dtype."""
+    b, c, n = p.shape
+    if check is not None and g.numel():
+        lo, hi = torch.aminmax(g)
+        check(float(lo), float(hi))
+    if term is None:
+        nll = torch.zeros(b, c, dtype=p.dtype, device=p.device)
+    else:
+        nll = _sigmoid_term_sums(x, p, g, term, torch.empty_like(p), torch.empty_like(p))
+    count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
+    return _rowdot(p, g), p.sum(2), g.sum(2), nll, count
+
+
+def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None):
     b, c, n = p.shape
     pred = p.sum(2)
-    if t.dtype == p.dtype:  # one pass, no copy
+    nll = torch.zeros(b, c, dtype=p.dtype, device=p.device)
+    if t.dtype == p.dtype and term is None:  # one pass, no copy
         inter, tsum = _rowdot(p, t), t.sum(2)
     else:
         inter = torch.zeros(b, c, dtype=p.dtype, device=p.device)
         tsum = torch.zeros(b, c, dtype=p.dtype, device=p.device)
+        scratch = _Scratch(p) if term is not None else None
         extremes = []
-        for (bs, ns), g in _float_slabs(t, p):
+        # With a term, slabs as small as its chunks: the integer target's float copy stays 1/8 of the logits.
+        min_slab = scratch.size if scratch is not None else _MIN_SIGMOID_HARD_SLAB
+        for (bs, ns), g in _float_slabs(t, p, split=term is not None, min_slab=min_slab):
             if check is not None and g.numel():
                 extremes.append(torch.aminmax(g))
-            tsum[bs] += g.sum(2)
-            inter[bs] += _rowdot(p[bs, :, ns], g)
+            pb = p[bs, :, ns]
+            tsum[bs].add_(g.sum(2))  # in place on the row view: no index_put copy
+            inter[bs].add_(_rowdot(pb, g))
+            if scratch is not None:
+                for cb, cn in _chunks(bs, ns, c, scratch.size):
+                    gb, gn = slice(cb.start - bs.start, cb.stop - bs.start), slice(cn.start - ns.start, cn.stop - ns.start)
+                    pc, gc = p[cb, :, cn], g[gb, :, gn]
+                    nll[cb].add_(_sigmoid_term_sums(x[cb, :, cn], pc, gc, term, *scratch.views(pc)))
         if extremes:
             check(min(float(lo) for lo, _ in extremes), max(float(hi) for _, hi in extremes))
-    nll = torch.zeros(b, c, dtype=p.dtype, device=p.device)
     count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
     return inter, pred, tsum, nll, count
+
+
+def _softplus_into(x: Tensor, p: Tensor, w0: Tensor, out: Tensor) -> Tensor:
+    """``out <- softplus(x) = relu(x) - log max(p, 1 - p)`` from the stored ``p = sigmoid(x)``; uses ``w0``."""
+    log_max = torch.sub(p, 0.5, out=w0).abs_().add_(0.5).log_()
+    return torch.clamp_min(x, 0.0, out=out).sub_(log_max)
+
+
+def _sigmoid_term_sums(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tensor, w1: Tensor) -> Tensor:
+    """``[b, C]`` sums of the BCE (label-smoothed) or of the sigmoid focal term over one slab."""
+    sp = _softplus_into(x, p, w0, w1)
+    if term.gamma is None:
+        # BCE against g' = (1 - eps) g + eps / 2: sum softplus(x) - (1 - eps) sum g x - eps / 2 sum x
+        eps = term.label_smoothing
+        out = sp.sum(2) - (1.0 - eps) * _rowdot(x, g)
+        return out - (eps / 2) * x.sum(2) if eps > 0 else out
+    bce = sp.addcmul_(g, x, value=-1.0)
+    m = torch.sub(g, p, out=w0).abs_()  # 1 - p_t
+    focal = bce.mul_(_focal_weight_(m, term.gamma)) if term.gamma != 0 else bce
+    if term.alpha is None:
+        return focal.sum(2)
+    # alpha_t = (1 - alpha) + (2 alpha - 1) g
+    return (1.0 - term.alpha) * focal.sum(2) + (2.0 * term.alpha - 1.0) * _rowdot(focal, g)
+
+
+def _sigmoid_term_grad(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
+    """``dT/dx`` per element of one chunk, into ``w1`` (``p`` still holds the probabilities)."""
+    if term.gamma is None:  # p - g' = p - (1 - eps) g - eps / 2
+        out = torch.sub(p, g, alpha=1.0 - term.label_smoothing, out=w1)
+        return out.sub_(term.label_smoothing / 2) if term.label_smoothing > 0 else out
+    gamma = term.gamma
+    if gamma == 0:
+        out = torch.sub(p, g, out=w1)  # (1 - 2g) m = p - g
+    else:
+        # (1 - 2g) m^gamma (m + gamma (1 - m) BCE) = d m^(gamma - 1) (m + gamma (1 - m) BCE), d = p - g, m = |d|
+        bce = _softplus_into(x, p, w0, w1).addcmul_(g, x, value=-1.0)
+        d = torch.sub(p, g, out=w2)
+        m = torch.abs(d, out=w0)
+        out = bce.addcmul_(bce, m, value=-1.0).mul_(gamma).add_(m)
+        if gamma != 1:
+            if gamma != 2:
+                lim = m == 0
+                m.pow_(gamma - 1)
+                if gamma < 1:
+                    m.masked_fill_(lim, 0.0)  # d m^(gamma - 1) -> 0 as m -> 0
+            out.mul_(m)
+        out.mul_(d)
+    if term.alpha is None:
+        return out
+    alpha_t = torch.mul(g, 2.0 * term.alpha - 1.0, out=w0).add_(1.0 - term.alpha)
+    return out.mul_(alpha_t)
 
 
 def _hard_backward(p: Tensor, t: Tensor, g_i: Tensor | None, g_p: Tensor | None) -> Tensor:
@@ -559,14 +871,44 @@ def _hard_backward(p: Tensor, t: Tensor, g_i: Tensor | None, g_p: Tensor | None)
     return p
 
 
-def sigmoid_hard_stats(x: Tensor, t: Tensor, check=None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(I, P, G, NLL = 0, N_valid), each ``[B, C]``, for logits ``x [B, C, N]`` and a 0/1 target ``t``.
+def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
+    """``p (1 - p) (q + a g) + e dT/dx`` slab by slab, into ``p``."""
+    a = g_i.to(p.dtype).unsqueeze(2) if g_i is not None else None
+    q = g_p.to(p.dtype).unsqueeze(2) if g_p is not None else None
+    e = g_n.to(p.dtype).unsqueeze(2)
+    scratch = _Scratch(p, 3)
+    c = p.shape[1]
+    for (bs, ns), g in _float_slabs(t, p, split=True, min_slab=scratch.size):
+        for cb, cn in _chunks(bs, ns, c, scratch.size):
+            pc = p[cb, :, cn]
+            gc = g[cb.start - bs.start : cb.stop - bs.start, :, cn.start - ns.start : cn.stop - ns.start]
+            w0, w1, w2 = scratch.views(pc)
+            extra = _sigmoid_term_grad(x[cb, :, cn], pc, gc, term, w0, w1, w2).mul_(e[cb])
+            if a is None and q is None:
+                pc.copy_(extra)
+                continue
+            if a is None:
+                h = q[cb].expand_as(pc)
+            elif q is None:
+                h = torch.mul(gc, a[cb], out=w0)
+            else:
+                h = torch.addcmul(q[cb], gc, a[cb], out=w0)
+            _sigmoid_grad_(pc, h).add_(extra)
+    return p
+
+
+def sigmoid_hard_stats(
+    x: Tensor, t: Tensor, check=None, term: LossTerm | None = None, pool: bool = False
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(I, P, G, NLL, N_valid), each ``[B, C]``, for logits ``x [B, C, N]`` and a 0/1 target ``t``.
 
     ``x`` must be float32 or float64 (the accumulation dtype); ``t`` has ``x``'s shape, either of ``x``'s
     dtype with values known to be 0/1, or any integer dtype. ``check(lo, hi)``, if given, receives the
-    target's minimum and maximum (as Python floats) before the forward returns.
+    target's minimum and maximum (as Python floats) before the forward returns. With ``term``, NLL holds
+    the per-channel sums of that loss term (BCE with logits, or the sigmoid focal term), else zeros.
+    ``pool``: each output summed over the batch, ``[C]``.
     """
-    return _SigmoidHardStats.apply(x, t, check)
+    return _SigmoidHardStats.apply(x, t, check, term, pool)
 
 
 def is_hard_target(t: Tensor) -> bool:

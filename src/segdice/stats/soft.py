@@ -18,6 +18,7 @@ from torch import Tensor
 
 from segdice._checks import SegDiceError, check_distributed, check_ignore_index, check_mode, describe
 from segdice.stats._kernels import (
+    LossTerm,
     all_reduce_sum,
     dense_stats,
     index_stats,
@@ -43,9 +44,11 @@ class SoftStats(NamedTuple):
     target
         ``G = sum(g)`` (``sum(g**2)`` with ``squared=True``); for index targets, the pixel count per class.
     nll
-        Sum of the cross-entropy per class (``with_nll=True`` only, zeros otherwise): multiclass, the sum of
+        Per-class sums of a loss term (``with_nll=True`` only, zeros otherwise): multiclass, the sum of
         ``-log p_target`` over the pixels of each target class; binary/multilabel, the sum of the
-        binary cross-entropy with logits over each channel.
+        binary cross-entropy with logits over each channel. ``label_smoothing`` and ``focal_gamma`` of
+        :func:`soft_stats` change the term; ``None`` where the kernel chosen for the target does not
+        compute the term asked for (see :func:`soft_stats`), and the caller computes it separately.
     n_valid
         Number of elements counted (pixels not equal to ``ignore_index``), per image and channel.
     """
@@ -53,7 +56,7 @@ class SoftStats(NamedTuple):
     tp: Tensor
     pred: Tensor
     target: Tensor
-    nll: Tensor
+    nll: Tensor | None
     n_valid: Tensor
 
 
@@ -243,6 +246,9 @@ def soft_stats(
     per_image: bool = True,
     distributed: bool = False,
     with_nll: bool = False,
+    label_smoothing: float = 0.0,
+    focal_gamma: float | None = None,
+    focal_alpha: float | None = None,
 ) -> SoftStats:
     """Per-class soft overlap statistics ``I, P, G`` of predictions against a target, differentiable.
 
@@ -273,7 +279,24 @@ def soft_stats(
     distributed
         With ``per_image=False``, sum the statistics over all ``torch.distributed`` ranks (differentiable).
     with_nll
-        Also return the per-class cross-entropy sums (``nll``) the compound losses use.
+        Also return the per-class loss sums (``nll``) the compound losses use, computed from the same
+        activation and differentiated in the same backward: the cross-entropy by default (multiclass:
+        ``-log p_t = logsumexp(z) - z_t`` per pixel, exact for any logit gap; binary/multilabel: the BCE
+        with logits). Fused for integer multiclass labels (softmax) and for binary/multilabel targets;
+        ``nll`` is ``None`` for float multiclass targets, and for ``label_smoothing``/``focal_gamma`` with
+        a soft target, ``ignore_index``, ``squared``, half-precision logits or under ``torch.compile`` in
+        binary/multilabel mode.
+    label_smoothing
+        With ``with_nll``: the cross-entropy against the target mixed with ``label_smoothing`` of the
+        uniform distribution, as :func:`torch.nn.functional.cross_entropy` defines it (multiclass, per
+        class ``c``: ``(1 - eps) sum_{t_i = c} -log p_ic + eps / C sum_i -log p_ic``); binary/multilabel:
+        the BCE against ``g (1 - eps) + eps / 2``.
+    focal_gamma
+        With ``with_nll``: ``nll`` holds the focal term instead of the cross-entropy. Multiclass:
+        ``-(1 - p_t)^gamma log p_t`` summed per target class; binary/multilabel (torchvision's sigmoid
+        focal loss): ``BCE (1 - p_t)^gamma`` with ``p_t = p g + (1 - p)(1 - g)``, summed per channel.
+    focal_alpha
+        Binary/multilabel focal only: weigh each element by ``alpha g + (1 - alpha)(1 - g)``.
 
     Returns
     -------
@@ -294,28 +317,39 @@ def soft_stats(
     ([0.9997, 0.9997], [1.0, 1.0])
     """
     check_distributed(distributed, per_image)
-    allow_sigmoid_hard = not squared and ignore_index is None and not with_nll
+    term = LossTerm(float(label_smoothing), focal_gamma, focal_alpha) if with_nll else None
+    allow_sigmoid_hard = not squared and ignore_index is None
     x, t, kernel, activation, soft = _prepare(
         input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
     )
+    fused = True
+    # Pooled over the batch inside the kernel (no autograd nodes for it); across ranks by pool_soft_stats.
+    pool = not per_image and not distributed
     if kernel == "sigmoid_hard":
         check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
-        out = sigmoid_hard_stats(x, t, check)
+        out = sigmoid_hard_stats(x, t, check, term, pool)
     elif kernel == "index":
+        fused = activation == "softmax"
         try:
             out = index_stats(
-                x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll
-            )
+                x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
+                term=term, pool=pool,
+            )  # fmt: skip
         except RuntimeError:
             _check_soft_labels(target, x.shape[1], ignore_index)  # a label out of range: say which
             raise
     else:
+        # The dense kernel fuses the plain BCE with logits only.
+        fused = activation == "sigmoid" and term in (None, LossTerm())
         out = dense_stats(
-            x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll, soft=soft
-        )
+            x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
+            soft=soft, pool=pool,
+        )  # fmt: skip
     stats = SoftStats(*out)
-    if not per_image:
-        stats = pool_soft_stats(stats, distributed=distributed)
+    if with_nll and not fused:
+        stats = stats._replace(nll=None)
+    if distributed:
+        stats = pool_soft_stats(stats, distributed=True)
     return stats
 
 
@@ -346,7 +380,8 @@ def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats
     >>> pool_soft_stats(st).tp.tolist()
     [2.0, 2.0, 2.0]
     """
-    stacked = torch.stack(tuple(stats)).sum(1)  # [5, C]
+    fields = tuple(v for v in stats if v is not None)
+    stacked = torch.stack(fields).sum(1)  # [5, C] (4 without nll)
     if distributed:
         import torch.distributed as dist
 
@@ -356,4 +391,7 @@ def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats
                 "torch.distributed.init_process_group(...) before the loss is called"
             )
         stacked = all_reduce_sum(stacked)
-    return SoftStats(*stacked.unbind(0))
+    pooled = list(stacked.unbind(0))
+    if stats.nll is None:
+        pooled.insert(3, None)
+    return SoftStats(*pooled)
