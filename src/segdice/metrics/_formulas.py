@@ -84,4 +84,8 @@ def class_average(
     weight = torch.where(known, (tp + fn).to(torch.float64), torch.zeros_like(per_class))
     total = weight.sum(-1)
     weighted = (torch.where(known, per_class, torch.zeros_like(per_class)) * weight).sum(-1)
-    return torch.where(total > 0, weighted / torch.where(total > 0, total, 1.0), math.nan)
+    # Where every known class has zero support (only false positives on empty targets), the support weights
+    # are all 0; the plain mean of the known classes keeps that false positive in the score instead of
+    # dropping the image (as torchmetrics does). Nothing known at all stays NaN.
+    plain = torch.nanmean(per_class, dim=-1)
+    return torch.where(total > 0, weighted / torch.where(total > 0, total, 1.0), plain)
