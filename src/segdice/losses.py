@@ -161,7 +161,9 @@ def _smoothed_ratio(num: Tensor, den: Tensor, smooth: float, den_nonnegative: bo
         return (num + smooth) / (den + smooth)
     den_s = den + smooth
     tiny = torch.finfo(den_s.dtype).tiny
-    return torch.where(den_s > 0, (num + smooth) / den_s.clamp_min(tiny), torch.ones_like(den_s))
+    # `den_s <= 0`, not `not den_s > 0`: a NaN denominator (non-finite input) must stay NaN, never count as
+    # the perfect 0/0 case.
+    return torch.where(den_s <= 0, torch.ones_like(den_s), (num + smooth) / den_s.clamp_min(tiny))
 
 
 def _from_ratio(r: Tensor, log: bool) -> Tensor:

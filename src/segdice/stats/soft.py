@@ -10,6 +10,8 @@ and pools the result.
 
 from __future__ import annotations
 
+import math
+
 from functools import partial
 from typing import Literal, NamedTuple
 
@@ -313,10 +315,22 @@ def soft_stats(
         out = dense_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll, soft=soft
         )
-    stats = SoftStats(*out)
+    stats = _poison_if_nonfinite(SoftStats(*out), input)
     if not per_image:
         stats = pool_soft_stats(stats, distributed=distributed)
     return stats
+
+
+def _poison_if_nonfinite(stats: SoftStats, input: Tensor) -> SoftStats:
+    """Every sum becomes NaN when ``input`` holds a NaN or an infinity, anywhere.
+
+    A sigmoid or softmax saturates an infinite logit into a finite probability, and a NaN can vanish in a
+    0/0 rule downstream; either way a diverged network would get a finite, even perfect, loss. One detached
+    reduction (no temporary, no host sync, no gradient) finds them; the flag is added to the sums.
+    """
+    total = input.detach().sum(dtype=torch.float64 if input.dtype == torch.float64 else torch.float32)
+    flag = torch.where(torch.isfinite(total), 0.0, math.nan).to(stats.tp.dtype)
+    return SoftStats(*(f + flag if f.is_floating_point() else f for f in stats))
 
 
 def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats:
