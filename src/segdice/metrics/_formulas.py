@@ -6,8 +6,6 @@ Metric names, the averages over classes, and the ratio of each metric from the c
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = ["AVERAGES", "METRICS", "class_average", "ratio_from_counts"]

@@ -11,7 +11,6 @@ and pools the result.
 from __future__ import annotations
 
 import math
-
 from functools import partial
 from typing import Literal, NamedTuple
 
