@@ -214,7 +214,8 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         m = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
         feed(m, pred[local], target[local], RANK_BATCHES[rank])
         result = m.compute()  # synced on a copy
-        local_images = m._n_images.item()
+        flat = m.compute(flat=True)  # the same sums, for a logger
+        local_images = m.state_dict()["sums"]["n_images"].item()
         m.sync()  # in place
         try:
             m.update(torch.from_numpy(pred[:1]), torch.from_numpy(target[:1]))
@@ -222,7 +223,14 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         except SegDiceError:
             refused = True
         torch.save(
-            {"result": result, "after_sync": m.compute(), "local_images": local_images, "refused": refused},
+            {
+                "result": result,
+                "flat": flat,
+                "after_sync": m.compute(),
+                "state_after_sync": m.state_dict(),
+                "local_images": local_images,
+                "refused": refused,
+            },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
     finally:
@@ -253,6 +261,17 @@ def test_distributed_two_gloo_ranks_equal_one_process(tmp_path):
         saved = torch.load(tmp_path / f"rank{rank}.pt", weights_only=False)
         assert saved["local_images"] == sum(RANK_BATCHES[rank])
         assert saved["refused"]
+        want_flat = one.compute(flat=True)
+        assert list(saved["flat"]) == list(want_flat)
+        for key, value in want_flat.items():
+            np.testing.assert_allclose(saved["flat"][key], value, rtol=1e-12, err_msg=key)
+        # a rank's state after sync() is the global one: loaded into a fresh object, it gives the same
+        # numbers, and it stays marked as synced (no more updates until reset)
+        resumed = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
+        resumed.load_state_dict(saved["state_after_sync"])
+        assert_matches(resumed.compute(), expected, one.class_names)
+        with pytest.raises(SegDiceError, match="synced"):
+            resumed.update(torch.from_numpy(pred[:1]), torch.from_numpy(target[:1]))
         for key in ("result", "after_sync"):
             result = saved[key]
             assert result["n_images"] == 8

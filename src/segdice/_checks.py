@@ -42,6 +42,9 @@ class SegDiceError(ValueError):
     """
 
 
+SegDiceError.__module__ = "segdice"  # tracebacks and reprs show the public name, segdice.SegDiceError
+
+
 def describe(x: Any, *, values: bool = True) -> str:
     """Describe an array-like for an error message: its type, shape, dtype and value range.
 

@@ -10,12 +10,17 @@ The state is a handful of sums, so memory does not grow with the number of image
 Every one of them is a sum, so combining ranks (or shards of a dataset) is one ``all_reduce(SUM)``;
 the result equals what one process would compute on all the data, whatever the batch sizes.
 Per-case values are kept only when asked for (``keep_per_case=True``).
+
+The same object serves training loops: calling it returns the batch's values while accumulating them,
+``to`` moves the state, ``state_dict`` / ``load_state_dict`` checkpoint it (the sums are the state), and
+``compute(flat=True)`` gives the flat dict that Lightning's ``log_dict`` takes. The state is declared
+once, in ``_STATE``, and everything that touches it walks that table.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,17 +34,45 @@ from segdice._checks import (
     check_mode,
     check_number,
 )
-from segdice.metrics._formulas import METRICS, class_average, ratio_from_counts
-from segdice.metrics.overlap import score_from_counts
+from segdice.metrics._formulas import AVERAGES, METRICS, class_average, ratio_from_counts
 from segdice.stats import confusion
 
-__all__ = ["SegmentationMetrics"]
+__all__ = ["STATE_VERSION", "SegmentationMetrics"]
 
-_AVERAGES = ("macro", "micro", "weighted")
+# The averages over classes that the state keeps per image ("none" is the per-class values themselves).
+_AVERAGES = tuple(a for a in AVERAGES if a != "none")
+
+#: Layout version of :meth:`SegmentationMetrics.state_dict`, raised whenever that layout changes.
+STATE_VERSION = 1
+
+# The state, declared once: (name, shape from (number of metrics, number of classes), dtype). Every entry
+# is a sum over images, so reset, device moves, state_dict and the distributed all_reduce all walk this
+# table, and a new entry needs no code anywhere else.
+_STATE: tuple[tuple[str, Callable[[int, int], tuple[int, ...]], torch.dtype], ...] = (
+    ("counts", lambda m, c: (4, c), torch.int64),  # tp, fp, fn, tn pooled over images: the global scores
+    ("n", lambda m, c: (2, m, c), torch.int64),  # per metric and class: images with a defined / NaN score
+    ("agg_n", lambda m, c: (2, m, len(_AVERAGES)), torch.int64),  # the same for each class average
+    ("n_images", lambda m, c: (1,), torch.int64),
+    ("sum", lambda m, c: (m, c), torch.float64),  # per metric and class: sum of the defined image scores
+    ("agg_sum", lambda m, c: (m, len(_AVERAGES)), torch.float64),  # the same for each class average
+)
+# The entries grouped by dtype: one flat tensor, and one all_reduce, per group.
+_BY_DTYPE: dict[torch.dtype, tuple[str, ...]] = {
+    dtype: tuple(name for name, _, d in _STATE if d == dtype) for _, _, dtype in _STATE
+}
+
+# The keys of a state_dict; "config" holds the settings that give the sums their meaning.
+_STATE_DICT_KEYS = ("version", "config", "synced", "sums", "cases")
 
 
 class SegmentationMetrics:
     """Accumulate overlap metrics over batches; per class, per-image means and pooled scores.
+
+    It serves both evaluation scripts (:meth:`update` per batch, :meth:`compute` once) and training
+    loops: calling it (:meth:`forward`) returns the batch's values and accumulates them, as a
+    torchmetrics metric does; :meth:`to` moves the state, :meth:`state_dict` / :meth:`load_state_dict`
+    checkpoint it, and ``compute(flat=True)`` gives a flat ``{"dice/macro": ...}`` dict for
+    Lightning's ``self.log_dict``.
 
     Parameters
     ----------
@@ -58,8 +91,10 @@ class SegmentationMetrics:
         Score of an (image, class) absent from both target and prediction: NaN (default; then left
         out of the means and counted in ``n_nan``), 0 or 1.
     class_names
-        Names of the reported classes (after ``include_background``), used as keys of the result;
-        default the class indices as strings.
+        Names of the reported classes, used as keys of the result; default the class indices as
+        strings. With ``include_background=False`` either the reported classes' names or all
+        ``num_classes`` names (the background's first; it is then dropped). ``"macro"``, ``"micro"``,
+        ``"weighted"`` and names starting with ``"global/"`` are taken by the flat result's keys.
     beta
         The F-beta weight, for ``"fbeta"``.
     keep_per_case
@@ -127,66 +162,184 @@ class SegmentationMetrics:
         self.empty_value = check_empty_value(empty_value)
         check_number("beta", beta, minimum=0)
         self.beta = float(beta)
-        first = 0 if include_background else 1
-        n_out = self.num_classes - first
-        if n_out < 1:
+        if not include_background and self.num_classes < 2:
             raise SegDiceError(
                 f"num_classes: got {num_classes}; with include_background=False at least 2 classes are needed"
             )
-        if class_names is None:
-            class_names = [str(c) for c in range(first, self.num_classes)]
-        elif isinstance(class_names, str) or len(class_names) != n_out:
-            raise SegDiceError(
-                f"class_names: got {class_names!r}; expected {n_out} names (one per reported class)"
-            )
-        names = [str(n) for n in class_names]
-        if len(set(names)) != len(names):
-            raise SegDiceError(f"class_names: got {names!r}; expected distinct names")
-        self.class_names = tuple(names)
+        self.class_names = self._reported_names(class_names)
         self.keep_per_case = bool(keep_per_case)
         self.sync_on_compute = bool(sync_on_compute)
         self.process_group = process_group
+        self._device = torch.device("cpu")
         self.reset()
+
+    def _reported_names(self, class_names: Sequence[str] | None) -> tuple[str, ...]:
+        first = 0 if self.include_background else 1
+        n_out = self.num_classes - first
+        if class_names is None:
+            return tuple(str(c) for c in range(first, self.num_classes))
+        if isinstance(class_names, str):
+            raise SegDiceError(f"class_names: got the string {class_names!r}; expected a sequence of names")
+        if not isinstance(class_names, Iterable):
+            raise SegDiceError(
+                f"class_names: got {class_names!r} ({type(class_names).__name__}); expected a sequence of names"
+            )
+        names = [str(n) for n in class_names]
+        if not self.include_background and len(names) == self.num_classes:
+            names = names[1:]  # all names given: the background's is known but not reported
+        if len(names) != n_out:
+            also = "" if self.include_background else f", or {self.num_classes} with the background's first"
+            raise SegDiceError(
+                f"class_names: got {len(names)} names {names!r}; expected {n_out} (one per reported class{also})"
+            )
+        if len(set(names)) != len(names):
+            raise SegDiceError(f"class_names: got {names!r}; expected distinct names")
+        for name in names:
+            if name in _AVERAGES or name.startswith("global/"):
+                raise SegDiceError(
+                    f"class_names: got {name!r}; expected a name other than 'macro', 'micro', 'weighted' "
+                    "or 'global/...' (the flat result's keys for the averages and pooled scores)"
+                )
+        return tuple(names)
 
     # --- state -------------------------------------------------------------------------------
 
+    @property
+    def device(self) -> torch.device:
+        """The device that holds the state (that of the last batch, or the one given to :meth:`to`)."""
+        return self._device
+
     def reset(self) -> None:
-        """Forget every update (start a new epoch)."""
-        n_metrics, n_classes = len(self.metrics), len(self.class_names)
-        device = getattr(self, "_device", torch.device("cpu"))
-        # int64 state: pooled counts, per-class n / n_nan, per-average n / n_nan, image count
-        self._counts = torch.zeros(4, n_classes, dtype=torch.int64, device=device)
-        self._n = torch.zeros(2, n_metrics, n_classes, dtype=torch.int64, device=device)
-        self._agg_n = torch.zeros(2, n_metrics, len(_AVERAGES), dtype=torch.int64, device=device)
-        self._n_images = torch.zeros(1, dtype=torch.int64, device=device)
-        # float64 state: sums of the defined per-image scores
-        self._sum = torch.zeros(n_metrics, n_classes, dtype=torch.float64, device=device)
-        self._agg_sum = torch.zeros(n_metrics, len(_AVERAGES), dtype=torch.float64, device=device)
+        """Forget every update (start a new epoch); the state stays on its device."""
+        self._sums = self._zeros(self._device)
         self._cases: list[torch.Tensor] = []
         self._synced = False
 
-    def _to(self, device: torch.device) -> None:
-        self._device = device
-        for name in ("_counts", "_n", "_agg_n", "_n_images", "_sum", "_agg_sum"):
-            setattr(self, name, getattr(self, name).to(device))
+    def _zeros(self, device: torch.device) -> dict[str, torch.Tensor]:
+        sizes = (len(self.metrics), len(self.class_names))
+        return {name: torch.zeros(shape(*sizes), dtype=dtype, device=device) for name, shape, dtype in _STATE}
 
-    def _pack(self) -> tuple[torch.Tensor, torch.Tensor]:
-        ints = torch.cat(
-            [self._counts.reshape(-1), self._n.reshape(-1), self._agg_n.reshape(-1), self._n_images]
-        )
-        floats = torch.cat([self._sum.reshape(-1), self._agg_sum.reshape(-1)])
-        return ints, floats
+    def to(self, device: torch.device | str) -> SegmentationMetrics:
+        """Move the state to ``device`` and return ``self`` (as ``torch.nn.Module.to`` does).
 
-    def _unpack(self, ints: torch.Tensor, floats: torch.Tensor) -> None:
-        sizes = [self._counts.numel(), self._n.numel(), self._agg_n.numel(), 1]
-        counts, n, agg_n, n_images = torch.split(ints, sizes)
-        self._counts = counts.reshape(self._counts.shape).clone()
-        self._n = n.reshape(self._n.shape).clone()
-        self._agg_n = agg_n.reshape(self._agg_n.shape).clone()
-        self._n_images = n_images.clone()
-        s, agg_s = torch.split(floats, [self._sum.numel(), self._agg_sum.numel()])
-        self._sum = s.reshape(self._sum.shape).clone()
-        self._agg_sum = agg_s.reshape(self._agg_sum.shape).clone()
+        :meth:`update` also moves the state to the device of its inputs by itself; per-case counts
+        (``keep_per_case=True``) always stay on the CPU.
+
+        Examples
+        --------
+        >>> m = SegmentationMetrics(2).to("cpu")
+        >>> m.device
+        device(type='cpu')
+        """
+        moved = {name: value.to(device) for name, value in self._sums.items()}
+        self._sums = moved
+        self._device = moved["counts"].device  # "cuda" becomes "cuda:0": compare like with like
+        return self
+
+    def _pack(self) -> list[torch.Tensor]:
+        """The state as one flat tensor per dtype."""
+        return [torch.cat([self._sums[name].reshape(-1) for name in names]) for names in _BY_DTYPE.values()]
+
+    def _unpack(self, flats: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+        sums = {}
+        for names, flat in zip(_BY_DTYPE.values(), flats, strict=True):
+            parts = torch.split(flat, [self._sums[name].numel() for name in names])
+            for name, part in zip(names, parts, strict=True):
+                sums[name] = part.reshape(self._sums[name].shape).clone()
+        return sums
+
+    def _config(self) -> dict[str, Any]:
+        return {
+            "num_classes": self.num_classes,
+            "metrics": list(self.metrics),
+            "mode": self.mode,
+            "include_background": self.include_background,
+            "ignore_index": self.ignore_index,
+            "empty_value": self.empty_value,
+            "beta": self.beta,
+            "keep_per_case": self.keep_per_case,
+            "class_names": list(self.class_names),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """The accumulated state as plain data, for ``torch.save`` and checkpoints.
+
+        Returns
+        -------
+        dict
+            ``"version"`` (:data:`STATE_VERSION`), ``"config"`` (the settings that give the sums their
+            meaning), ``"synced"``, ``"sums"`` (``{name: tensor}``, copies on the state's device) and
+            ``"cases"`` (the per-image counts ``[n_images, 4, C]`` on the CPU with
+            ``keep_per_case=True``, else ``None``). Only tensors, numbers, strings and lists: it loads
+            with ``torch.load(..., weights_only=True)``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = SegmentationMetrics(2, metrics=("dice",))
+        >>> m.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]))
+        >>> resumed = SegmentationMetrics(2, metrics=("dice",))
+        >>> resumed.load_state_dict(m.state_dict())
+        >>> resumed.compute()["dice"]["per_class"]["1"]["global"]
+        0.8
+        """
+        cases = None
+        if self.keep_per_case:
+            empty = torch.zeros(0, 4, len(self.class_names), dtype=torch.int64)
+            cases = torch.cat(self._cases) if self._cases else empty
+        return {
+            "version": STATE_VERSION,
+            "config": self._config(),
+            "synced": self._synced,
+            "sums": {name: value.detach().clone() for name, value in self._sums.items()},
+            "cases": cases,
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        """Restore a state from :meth:`state_dict`, onto this object's device.
+
+        The sums are replaced (not added): the result is exactly that of the saved object. The state
+        must come from a ``SegmentationMetrics`` with the same settings (``class_names`` may differ:
+        they only label the results); nothing is changed when a check fails.
+
+        Parameters
+        ----------
+        state_dict
+            The dict :meth:`state_dict` returned (possibly after ``torch.save`` / ``torch.load``, and
+            from another device).
+
+        Raises
+        ------
+        SegDiceError
+            If it is not such a dict, has another version, was saved with other settings, or holds
+            tensors of the wrong shape or dtype.
+        """
+        state = _checked_state(state_dict, self._config())
+        sums = state["sums"]
+        for name, shape, dtype in _STATE:
+            want = shape(len(self.metrics), len(self.class_names))
+            got = sums[name]
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != want or got.dtype != dtype:
+                raise SegDiceError(
+                    f"state_dict['sums'][{name!r}]: got {_describe_state(got)}; "
+                    f"expected a tensor of shape {want}, dtype {dtype}"
+                )
+        cases = state["cases"]
+        n_images = int(sums["n_images"].item())
+        if self.keep_per_case:
+            want = (n_images, 4, len(self.class_names))
+            if (
+                not isinstance(cases, torch.Tensor)
+                or tuple(cases.shape) != want
+                or cases.dtype != torch.int64
+            ):
+                raise SegDiceError(
+                    f"state_dict['cases']: got {_describe_state(cases)}; expected a tensor of shape {want}, "
+                    "dtype torch.int64 (keep_per_case=True)"
+                )
+        self._sums = {name: sums[name].detach().to(self._device, copy=True) for name, _, _ in _STATE}
+        self._cases = [cases.detach().to("cpu", copy=True)] if self.keep_per_case and n_images else []
+        self._synced = bool(state["synced"])
 
     # --- public API ----------------------------------------------------------------------------
 
@@ -213,10 +366,67 @@ class SegmentationMetrics:
         >>> m.compute()["iou"]["per_class"]["1"]["global"]
         0.6666666666666666
         """
+        self._refuse_after_sync("update")
+        self._add(*self._batch(pred, target))
+
+    def forward(
+        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, *, flat: bool = False
+    ) -> dict[str, Any]:
+        """Add one batch, as :meth:`update` does, and return the metrics of that batch alone.
+
+        One counting pass serves both (torchmetrics' ``forward`` with ``full_state_update=False``).
+        Calling the object is the same: ``metrics(pred, target)``.
+
+        Parameters
+        ----------
+        pred, target
+            As for :meth:`update`.
+        flat
+            Return the flat dict of ``compute(flat=True)`` instead of the nested one.
+
+        Returns
+        -------
+        dict
+            What :meth:`compute` would return after a :meth:`reset` and this one batch (never summed
+            over ranks: the batch's local values, as torchmetrics logs per step).
+
+        Raises
+        ------
+        SegDiceError
+            As for :meth:`update`.
+
+        Examples
+        --------
+        >>> import torch
+        >>> m = SegmentationMetrics(2, metrics=("dice",))
+        >>> m(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]), flat=True)["dice/1"]
+        0.8
+        >>> m(torch.tensor([[1, 1, 0, 0]]), torch.tensor([[0, 0, 1, 1]]), flat=True)["dice/1"]
+        0.0
+        >>> m.compute(flat=True)["dice/1"]  # the mean over both images
+        0.4
+        """
+        self._refuse_after_sync("forward")
+        sums, cases = self._batch(pred, target)
+        self._add(sums, cases)
+        return self._result(sums, [] if cases is None else [cases], flat=flat)
+
+    def __call__(
+        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, *, flat: bool = False
+    ) -> dict[str, Any]:
+        """The same as :meth:`forward`."""
+        return self.forward(pred, target, flat=flat)
+
+    def _refuse_after_sync(self, method: str) -> None:
         if self._synced:
             raise SegDiceError(
-                "update: this SegmentationMetrics was synced across ranks; call reset() before new updates"
+                f"{method}: this SegmentationMetrics was synced across ranks; call reset() before new updates"
             )
+
+    def _batch(
+        self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:
+        """The state of one batch alone (and its per-image counts when those are kept)."""
         tp, fp, fn, tn = confusion(
             pred,
             target,
@@ -226,27 +436,29 @@ class SegmentationMetrics:
             per_image=True,
             include_background=self.include_background,
         )
-        if tp.device != self._counts.device:
-            self._to(tp.device)
-        self._counts += torch.stack([tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)])
-        self._n_images += tp.shape[0]
-        for i, name in enumerate(self.metrics):
-            per_class = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta)
-            self._accumulate(per_class, self._sum[i], self._n[:, i])
-            per_image = torch.stack(
-                [class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, avg) for avg in _AVERAGES],
-                1,
-            )
-            self._accumulate(per_image, self._agg_sum[i], self._agg_n[:, i])
-        if self.keep_per_case:
-            self._cases.append(torch.stack([tp, fp, fn, tn], 1).cpu())
+        per_class, per_average = [], []
+        for name in self.metrics:
+            per_class.append(ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta))
+            averages = [
+                class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, a) for a in _AVERAGES
+            ]
+            per_average.append(torch.stack(averages, 1))
+        sums = {
+            "counts": torch.stack([tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)]),
+            "n_images": torch.tensor([tp.shape[0]], dtype=torch.int64, device=tp.device),
+        }
+        sums["sum"], sums["n"] = _score_sums(torch.stack(per_class))
+        sums["agg_sum"], sums["agg_n"] = _score_sums(torch.stack(per_average))
+        cases = torch.stack([tp, fp, fn, tn], 1).cpu() if self.keep_per_case else None
+        return sums, cases
 
-    @staticmethod
-    def _accumulate(values: torch.Tensor, total: torch.Tensor, counts: torch.Tensor) -> None:
-        nan = torch.isnan(values)
-        total += torch.where(nan, torch.zeros_like(values), values).sum(0)
-        counts[0] += (~nan).sum(0)
-        counts[1] += nan.sum(0)
+    def _add(self, sums: dict[str, torch.Tensor], cases: torch.Tensor | None) -> None:
+        if sums["counts"].device != self._device:
+            self.to(sums["counts"].device)
+        for name, total in self._sums.items():  # the table's names: a batch missing one is a bug, raised here
+            total += sums[name]
+        if cases is not None:
+            self._cases.append(cases)
 
     def sync(self) -> None:
         """Sum the state over all ``torch.distributed`` ranks, in place (a collective call).
@@ -257,23 +469,21 @@ class SegmentationMetrics:
         """
         if self._synced or not _distributed():
             return
-        ints, floats = self._reduced()
-        self._unpack(ints, floats)
+        self._sums = self._reduced()
         if self.keep_per_case:
             self._cases = self._gathered_cases()
         self._synced = True
 
-    def _reduced(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reduced(self) -> dict[str, torch.Tensor]:
         import torch.distributed as dist
 
-        ints, floats = self._pack()
-        device = ints.device
+        device = self._device
         if dist.get_backend(self.process_group) == "nccl" and device.type != "cuda":
             device = torch.device("cuda", torch.cuda.current_device())
-        ints, floats = ints.to(device), floats.to(device)
-        dist.all_reduce(ints, group=self.process_group)
-        dist.all_reduce(floats, group=self.process_group)
-        return ints.to(self._counts.device), floats.to(self._counts.device)
+        flats = [flat.to(device) for flat in self._pack()]
+        for flat in flats:
+            dist.all_reduce(flat, group=self.process_group)
+        return {name: value.to(self._device) for name, value in self._unpack(flats).items()}
 
     def _gathered_cases(self) -> list[torch.Tensor]:
         import torch.distributed as dist
@@ -283,8 +493,17 @@ class SegmentationMetrics:
         dist.all_gather_object(gathered, local, group=self.process_group)
         return [g for g in gathered if g is not None]
 
-    def compute(self) -> dict[str, Any]:
+    def compute(self, *, flat: bool = False) -> dict[str, Any]:
         """The metrics of everything seen since the last :meth:`reset`.
+
+        Parameters
+        ----------
+        flat
+            ``True``: one level of ``{"<metric>/<key>": float}``, ready for Lightning's
+            ``self.log_dict``: for each metric, ``"<metric>/macro"``, ``"/micro"``, ``"/weighted"``
+            and ``"/<class name>"`` hold the per-image means (the nested ``"mean"``), and
+            ``"<metric>/global/macro"``, ... ``"<metric>/global/<class name>"`` the pooled scores
+            (the nested ``"global"``). ``n``, ``n_nan``, ``n_images`` and ``per_case`` are left out.
 
         Returns
         -------
@@ -306,58 +525,53 @@ class SegmentationMetrics:
         >>> macro = m.compute()["dice"]["macro"]
         >>> macro["mean"], macro["n"], macro["n_nan"]
         (0.6666666666666666, 1, 1)
+        >>> m.compute(flat=True)
+        {'dice/macro': 0.6666666666666666, 'dice/micro': 0.6666666666666666, 'dice/weighted': 0.6666666666666666, 'dice/1': 0.6666666666666666, 'dice/global/macro': 0.6666666666666666, 'dice/global/micro': 0.6666666666666666, 'dice/global/weighted': 0.6666666666666666, 'dice/global/1': 0.6666666666666666}
         """
-        state = self
+        sums, cases = self._sums, self._cases
         if self.sync_on_compute and not self._synced and _distributed():
-            state = self._copy()
-            state.sync()
-        return state._result()
+            sums = self._reduced()
+            if self.keep_per_case:
+                cases = self._gathered_cases()
+        return self._result(sums, cases, flat=flat)
 
-    def _copy(self) -> SegmentationMetrics:
-        other = object.__new__(SegmentationMetrics)
-        other.__dict__.update(self.__dict__)
-        other._cases = list(self._cases)
-        return other
-
-    def _result(self) -> dict[str, Any]:
-        counts = self._counts.cpu()
-        tp, fp, fn, tn = counts
-        n, n_nan = self._n.cpu()
-        agg_n, agg_n_nan = self._agg_n.cpu()
-        sums, agg_sums = self._sum.cpu(), self._agg_sum.cpu()
+    def _result(
+        self, sums: dict[str, torch.Tensor], cases: list[torch.Tensor], *, flat: bool
+    ) -> dict[str, Any]:
+        tp, fp, fn, tn = sums["counts"].cpu()
+        # plain lists: one conversion each instead of a tensor index per number
+        n, n_nan = sums["n"].cpu().tolist()
+        agg_n, agg_n_nan = sums["agg_n"].cpu().tolist()
+        totals, agg_totals = sums["sum"].cpu().tolist(), sums["agg_sum"].cpu().tolist()
         result: dict[str, Any] = {}
         for i, name in enumerate(self.metrics):
-            pooled = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta)
+            pooled = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta).tolist()
             entry: dict[str, Any] = {"per_class": {}}
             for c, cname in enumerate(self.class_names):
                 entry["per_class"][cname] = {
-                    "mean": _mean(float(sums[i, c]), int(n[i, c])),
-                    "n": int(n[i, c]),
-                    "n_nan": int(n_nan[i, c]),
-                    "global": float(pooled[c]),
+                    "mean": _mean(totals[i][c], n[i][c]),
+                    "n": n[i][c],
+                    "n_nan": n_nan[i][c],
+                    "global": pooled[c],
                 }
             for a, avg in enumerate(_AVERAGES):
                 entry[avg] = {
-                    "mean": _mean(float(agg_sums[i, a]), int(agg_n[i, a])),
-                    "n": int(agg_n[i, a]),
-                    "n_nan": int(agg_n_nan[i, a]),
-                    "global": float(
-                        score_from_counts(
-                            name, tp, fp, fn, tn, empty_value=self.empty_value, average=avg, beta=self.beta
-                        )
-                    ),
+                    "mean": _mean(agg_totals[i][a], agg_n[i][a]),
+                    "n": agg_n[i][a],
+                    "n_nan": agg_n_nan[i][a],
+                    "global": float(class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, avg)),
                 }
             result[name] = entry
-        result["n_images"] = int(self._n_images.item())
+        if flat:
+            return _flat(result, self.class_names)
+        result["n_images"] = int(sums["n_images"].item())
         if self.keep_per_case:
-            cases = (
-                torch.cat(self._cases)
-                if self._cases
-                else torch.zeros(0, 4, len(self.class_names), dtype=torch.int64)
+            counts = (
+                torch.cat(cases) if cases else torch.zeros(0, 4, len(self.class_names), dtype=torch.int64)
             )
             result["per_case"] = {
                 name: ratio_from_counts(
-                    name, cases[:, 0], cases[:, 1], cases[:, 2], cases[:, 3], self.empty_value, self.beta
+                    name, counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], self.empty_value, self.beta
                 )
                 for name in self.metrics
             }
@@ -366,8 +580,77 @@ class SegmentationMetrics:
     def __repr__(self) -> str:
         return (
             f"SegmentationMetrics(num_classes={self.num_classes}, metrics={self.metrics!r}, mode={self.mode!r}, "
-            f"images={int(self._n_images.item())})"
+            f"images={int(self._sums['n_images'].item())})"
         )
+
+
+def _score_sums(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image scores ``[M, B, K]`` -> the sum of the defined ones ``[M, K]`` and ``[2, M, K]`` counts
+    of defined and NaN scores."""
+    nan = torch.isnan(values)
+    total = torch.where(nan, torch.zeros_like(values), values).sum(1)
+    return total, torch.stack([(~nan).sum(1), nan.sum(1)])
+
+
+def _flat(result: dict[str, Any], class_names: Sequence[str]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for statistic, prefix in (("mean", ""), ("global", "global/")):
+        for name, entry in result.items():
+            for key in (*_AVERAGES, *class_names):
+                value = entry[key] if key in _AVERAGES else entry["per_class"][key]
+                flat[f"{name}/{prefix}{key}"] = value[statistic]
+    return flat
+
+
+def _checked_state(state_dict: Any, config: dict[str, Any]) -> Mapping[str, Any]:
+    """``state_dict`` if it is a state of a SegmentationMetrics with ``config``; a SegDiceError if not."""
+    expected = "the dict that SegmentationMetrics.state_dict() returns"
+    if not isinstance(state_dict, Mapping):
+        raise SegDiceError(f"state_dict: got {type(state_dict).__name__}; expected {expected}")
+    missing = [key for key in _STATE_DICT_KEYS if key not in state_dict]
+    if "version" in missing:
+        raise SegDiceError(
+            f"state_dict: got a dict with keys {sorted(map(str, state_dict))}; expected {expected}"
+        )
+    if state_dict["version"] != STATE_VERSION:
+        raise SegDiceError(
+            f"state_dict['version']: got {state_dict['version']!r}; expected {STATE_VERSION} "
+            "(this segdice reads only the state layout it writes)"
+        )
+    if missing:
+        raise SegDiceError(f"state_dict: missing keys {missing}; expected {expected}")
+    saved = state_dict["config"]
+    if not isinstance(saved, Mapping):
+        raise SegDiceError(f"state_dict['config']: got {type(saved).__name__}; expected {expected}")
+    for key, want in config.items():
+        if key == "class_names":
+            continue  # names only label the results; renaming them on resume is allowed
+        got = saved.get(key)
+        if not _same_setting(got, want):
+            raise SegDiceError(
+                f"state_dict: saved with {key}={got!r}, but this SegmentationMetrics has {key}={want!r}; "
+                "create it with the settings of the saved one to load its state"
+            )
+    sums = state_dict["sums"]
+    names = [name for name, _, _ in _STATE]
+    if not isinstance(sums, Mapping) or sorted(sums) != sorted(names):
+        got = sorted(sums) if isinstance(sums, Mapping) else type(sums).__name__
+        raise SegDiceError(f"state_dict['sums']: got {got}; expected a dict with the keys {names}")
+    return state_dict
+
+
+def _same_setting(got: Any, want: Any) -> bool:
+    if isinstance(want, float) and math.isnan(want):
+        return isinstance(got, float) and math.isnan(got)
+    if isinstance(want, list):
+        return isinstance(got, (list, tuple)) and list(got) == want
+    return type(got) is type(want) and got == want
+
+
+def _describe_state(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}"[:120]
 
 
 def _mean(total: float, count: int) -> float:
