@@ -36,7 +36,7 @@ from segdice._checks import (
     check_number,
     describe,
 )
-from segdice.stats import SoftStats, pool_soft_stats, soft_stats
+from segdice.stats import SoftStats, check_soft_inputs, pool_soft_stats, soft_stats
 
 __all__ = [
     "DiceCELoss",
@@ -696,6 +696,7 @@ class_weights, log, distributed
         label_smoothing=label_smoothing, smooth=smooth, reduction=reduction, include_background=include_background,
         per_image=per_image, distributed=distributed,
     )  # fmt: skip
+    check_soft_inputs(input, target, mode, from_logits=True, ignore_index=ignore_index)  # before reading them
     w_all = _weights(class_weights, input.shape[1], input)
     index_target = not target.is_floating_point() and tuple(target.shape) != tuple(input.shape)
     # The kernel fuses the CE for integer labels (softmax) and for binary/multilabel (sigmoid).

@@ -59,6 +59,9 @@ BOUNDARY_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd")
 
 Label = int | tuple[int, ...]
 
+#: The largest label a float map may hold: every integer up to 2**53 is exact in float64.
+_MAX_FLOAT_LABEL = float(2**53)
+
 _PERCENTILE_NAME = re.compile(r"^hd(\d+(?:\.\d+)?)$")
 
 
@@ -94,8 +97,17 @@ def _as_labels(name: str, x: np.ndarray) -> np.ndarray:
     if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
         return x
     if np.issubdtype(x.dtype, np.floating):
-        if not np.array_equal(x, np.trunc(x)):
-            raise SegDiceError(f"{name}: got {describe(x)}; expected a label map with integer values")
+        # inf and 1e20 are "whole" floats too, but a cast to int64 turns them into INT64_MIN
+        finite = bool(np.isfinite(x).all())
+        if (
+            not finite
+            or not np.array_equal(x, np.trunc(x))
+            or (x.size and float(np.abs(x).max()) > _MAX_FLOAT_LABEL)
+        ):
+            raise SegDiceError(
+                f"{name}: got {describe(x)}; expected a label map with finite integer values "
+                f"(|label| <= 2**53 in a float map)"
+            )
         return x.astype(np.int64)
     raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected an integer label map or a mask")
 
