@@ -27,8 +27,9 @@ COMPOUND = {"DiceCELoss", "DiceFocalLoss"}
     where=st.integers(0, 2 * 3 * 5 * 4 - 1),
     seed=st.integers(0, 2**16),
 )
-def test_nonfinite_logit_gives_nonfinite_loss(name, mode, bad, smooth, per_image, reduction, index_target, where,
-                                               seed):
+def test_nonfinite_logit_gives_nonfinite_loss(
+    name, mode, bad, smooth, per_image, reduction, index_target, where, seed
+):
     if name in COMPOUND and reduction == "none":
         reduction = "mean"  # the compound losses refuse reduction="none"
     g = torch.Generator().manual_seed(seed)

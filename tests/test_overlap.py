@@ -235,8 +235,13 @@ def test_weighted_average_keeps_a_false_positive_on_an_empty_target():
     want = tm.DiceScore(num_classes=2, average="weighted", input_format="index", include_background=False)
     assert got == pytest.approx(float(want(pred, target)))
     # nothing known at all (both empty, empty_value NaN) stays NaN
-    assert math.isnan(float(dice_score(target[1:] * 0, target[1:] * 0, num_classes=2,
-                                       include_background=False, average="weighted")))
+    assert math.isnan(
+        float(
+            dice_score(
+                target[1:] * 0, target[1:] * 0, num_classes=2, include_background=False, average="weighted"
+            )
+        )
+    )
 
 
 def test_functional_averages_and_pooling():

@@ -31,12 +31,14 @@ from segdice.metrics.streaming import SegmentationMetrics
 # boundary metrics
 from segdice.metrics.surface import (
     average_surface_distance,
+    boundary_iou,
     boundary_metrics,
     hausdorff_distance,
     mean_average_surface_distance,
     surface_dice,
     surface_distances,
 )
+from segdice.metrics.topology import cldice_score
 from segdice.stats import confusion
 
 __all__: list[str] = [
@@ -44,7 +46,9 @@ __all__: list[str] = [
     "accuracy",
     "average_surface_distance",
     "balanced_accuracy",
+    "boundary_iou",
     "boundary_metrics",
+    "cldice_score",
     "confusion",
     "dice_score",
     "false_discovery_rate",
