@@ -178,7 +178,8 @@ def check_soft_inputs(
     ------
     SegDiceError
         For a non-tensor, an input with fewer than 3 dimensions or no elements, a meta tensor, two devices,
-        a bad ``ignore_index``, or probabilities outside ``[0, 1]`` with ``from_logits=False``.
+        a bad ``ignore_index``, probabilities outside ``[0, 1]`` with ``from_logits=False``, or a dense
+        multiclass target outside ``[0, 1]`` or not summing to 1 over the channels.
 
     Examples
     --------
@@ -212,6 +213,9 @@ def check_soft_inputs(
             f"target is on {target.device} but input is on {input.device}; expected one device"
         )
     check_ignore_index(ignore_index)
+    if mode == "multiclass" and tuple(target.shape) == tuple(input.shape) and input.ndim >= 3:
+        _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
+        _check_distribution(target, ignore_index)
     if not from_logits:
         _check_range(
             "input",
@@ -246,9 +250,7 @@ def _plan_multiclass(input: Tensor, target: Tensor, from_logits: bool, ignore_in
             _check_soft_labels(target, c, ignore_index)
         t = target.reshape(b, -1).to(torch.int64)
         return _Plan(x, t, "index", activation, False)
-    if tuple(target.shape) == tuple(input.shape):
-        _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
-        _check_distribution(target, ignore_index)
+    if tuple(target.shape) == tuple(input.shape):  # range and distribution checked by check_soft_inputs
         return _Plan(x, target.reshape(b, c, -1), "dense", activation, not int_target)
     raise SegDiceError(
         f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
