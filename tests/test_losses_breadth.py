@@ -177,7 +177,7 @@ def _lovasz_hinge_naive(z: list[float], g: list[int]) -> float:
     errors = [max(0.0, 1 - zi * (2 * gi - 1)) for zi, gi in zip(z, g, strict=True)]
     order = sorted(range(len(z)), key=lambda i: -errors[i])
     total, prev = 0.0, 0.0
-    fg = set(i for i in range(len(g)) if g[i])
+    fg = {i for i in range(len(g)) if g[i]}
     for k in range(1, len(order) + 1):
         chosen = set(order[:k])
         jac = 1 - len(fg - chosen) / len(fg | chosen) if fg | chosen else 0.0

@@ -1710,7 +1710,9 @@ class FocalLoss(_LossModule):
         reduction: str = "mean",
     ) -> None:
         _validate_focal_args(mode, gamma=gamma, alpha=alpha, reduction=reduction)
-        super().__init__(mode, class_weights, gamma=gamma, alpha=alpha, ignore_index=ignore_index, reduction=reduction)
+        super().__init__(
+            mode, class_weights, gamma=gamma, alpha=alpha, ignore_index=ignore_index, reduction=reduction
+        )
 
 
 class _UnweightedLossModule(_LossModule):
