@@ -243,6 +243,13 @@ def evaluate_command(
         str,
         typer.Option(help="Overlap metrics when prediction and ground truth are both empty: nan, 0 or 1."),
     ] = "nan",
+    hd95: Annotated[
+        str,
+        typer.Option(
+            "--hd95",
+            help="HD percentiles: max (the larger directed one, MONAI) or pooled (both directions, medpy).",
+        ),
+    ] = "max",
     workers: Annotated[
         int | None, typer.Option("--workers", "-j", help="Worker processes (default: every core).")
     ] = None,
@@ -278,6 +285,7 @@ def evaluate_command(
             nsd_tolerance=nsd_tolerance,
             spacing=_parse_spacing(spacing),
             empty=empty,
+            hd95=hd95,
             workers=workers,
             pred_suffix=pred_suffix,
             gt_suffix=gt_suffix,

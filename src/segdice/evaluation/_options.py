@@ -11,13 +11,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from segdice._checks import SegDiceError, check_number
+from segdice._checks import SegDiceError, check_choice, check_number
 from segdice.evaluation._scoring import BOUNDARY_METRICS, OVERLAP_METRICS, Item
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "Options", "build_items", "normalise_options"]
 
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95", "assd", "nsd")
 ALL_METRICS: tuple[str, ...] = OVERLAP_METRICS + BOUNDARY_METRICS
+#: The HD percentile definitions of ``evaluate(hd95=...)``: the larger directed one, or both directions pooled.
+HD95_DEFINITIONS: tuple[str, ...] = ("max", "pooled")
 _EMPTY_POLICIES = {"nan": math.nan, "0": 0.0, "1": 1.0}
 
 
@@ -46,6 +48,7 @@ class Options:
     pred_suffix: str
     gt_suffix: str
     resume: bool
+    hd95: str = "max"
 
     @property
     def csv_path(self) -> Path | None:
@@ -70,6 +73,7 @@ def normalise_options(
     pred_suffix: str,
     gt_suffix: str,
     resume: bool,
+    hd95: str = "max",
 ) -> Options:
     """Check every argument of :func:`~segdice.evaluation.evaluate` and return them as :class:`Options`.
 
@@ -89,6 +93,7 @@ def normalise_options(
     ((1, 2), {1: 'liver'}, ('dice', 'hd95'), 0.0)
     """
     metric_names = _parse_metrics(metrics)
+    check_choice("hd95", hd95, HD95_DEFINITIONS)
     empty_key, empty_value = _parse_empty(empty)
     check_number("nsd_tolerance", nsd_tolerance, minimum=0, strict_min=True)
     if ignore_label is not None:
@@ -129,6 +134,7 @@ def normalise_options(
         pred_suffix=pred_suffix,
         gt_suffix=gt_suffix,
         resume=bool(resume),
+        hd95=hd95,
     )
 
 

@@ -43,6 +43,7 @@ def evaluate(
     nsd_tolerance: float = 1.0,
     spacing: Sequence[float] | None = None,
     empty: str = "nan",
+    hd95: str = "max",
     workers: int | None = None,
     pred_suffix: str = "",
     gt_suffix: str = "",
@@ -68,8 +69,10 @@ def evaluate(
     ignore_label
         Ground-truth label whose voxels are left out of every count and of both surfaces.
     metrics
-        Names (or one comma-separated string) from ``dice, iou, precision, recall, specificity,
-        accuracy, hd, hd95, assd, masd, nsd``.
+        Names (or one comma-separated string) from :data:`segdice.evaluation.ALL_METRICS`: the overlap
+        metrics and the confusion family (``dice, iou, precision, recall, specificity, accuracy,
+        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``) and the boundary
+        metrics (``hd, hd95, assd, masd, nsd, biou, cldice``).
     nsd_tolerance
         Tolerance of the normalised surface Dice, in physical units.
     spacing
@@ -77,6 +80,9 @@ def evaluate(
     empty
         Overlap metrics when prediction and ground truth are both empty: ``"nan"`` (left out of
         statistics, counted in ``n_nan``), ``"0"`` or ``"1"``.
+    hd95
+        ``"max"``: the larger of the two directed 95th percentiles (MONAI, DeepMind); ``"pooled"``: the
+        95th percentile of both directions pooled (medpy's ``hd95``).
     workers
         Worker processes; ``None`` uses every core, ``1`` runs in this process.
     pred_suffix, gt_suffix
@@ -114,7 +120,7 @@ def evaluate(
     options = normalise_options(
         pred, gt, out=out, labels=labels, label_names=label_names, regions=regions,
         ignore_label=ignore_label, metrics=metrics, nsd_tolerance=nsd_tolerance, spacing=spacing,
-        empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume,
+        empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume, hd95=hd95,
     )  # fmt: skip
     pairs, extras = pair_cases(pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix)
     columns = case_columns(options.metrics)
@@ -129,6 +135,7 @@ def evaluate(
             nsd_tolerance=options.nsd_tolerance,
             spacing=options.spacing,
             empty_value=options.empty_value,
+            hd_pooled=options.hd95 == "pooled",
         )
         kept = _open_out(options, columns, pairs, items)
         collected = _Collected(

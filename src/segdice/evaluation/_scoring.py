@@ -74,6 +74,7 @@ class ScoringSpec:
     nsd_tolerance: float = 1.0
     spacing: tuple[float, ...] | None = None
     empty_value: float = math.nan
+    hd_pooled: bool = False
 
 
 def case_columns(metrics: Sequence[str]) -> list[str]:
@@ -314,6 +315,7 @@ def _boundary(
         spacing=spacing,
         metrics=wanted,
         nsd_tolerance=spec.nsd_tolerance,
+        pooled=spec.hd_pooled,
     )
     for item in spec.items:
         values = result[item.key]
