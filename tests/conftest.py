@@ -6,6 +6,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# With --doctest-modules this plugin would also be collected as a module of examples, and imported a second
+# time under the name `conftest` that src/conftest.py already holds.
+collect_ignore = ["conftest.py"]
+
 settings.register_profile(
     "ci", max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
 )

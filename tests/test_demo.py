@@ -334,24 +334,3 @@ def test_quick_run_evaluate_report_agrees_with_the_demo_table(quick_run):
     assert lesion["dice"]["mean"] == pytest.approx(best["dice_per_image"])
     assert lesion["hd95"]["mean"] == pytest.approx(best["hd95"])
     assert lesion["dice"]["n_nan"] == best["n_nan"]
-
-
-# --- docstring examples -----------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        "segdice.demo._data",
-        "segdice.demo._model",
-        pytest.param("segdice.demo._run", marks=pytest.mark.slow),  # tiny demo runs
-        pytest.param("segdice.demo._text", marks=pytest.mark.slow),
-    ],
-)
-def test_docstring_examples_run(module):
-    import doctest
-    import importlib
-
-    result = doctest.testmod(importlib.import_module(module), optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0
-    assert result.failed == 0

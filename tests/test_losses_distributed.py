@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import socket
 import tempfile
 
 import pytest
@@ -25,12 +24,6 @@ LOSSES = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _data():
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(4, 3, 6, 5, generator=gen, dtype=torch.float64) * 2
@@ -40,10 +33,14 @@ def _data():
     return x, t
 
 
-def _worker(rank: int, port: int, out_dir: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+def _worker(rank: int, out_dir: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
+    # Rendezvous through a file, not a probed TCP port that another process may take before rank 0 binds
+    # it; the timeout only catches a hang (a loaded machine can take minutes to start both ranks).
+    init = f"file://{os.path.join(out_dir, 'rendezvous')}"
+    dist.init_process_group(
+        "gloo", init_method=init, rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=600)
+    )
     try:
         x, t = _data()
         half = slice(rank * 2, rank * 2 + 2)
@@ -62,7 +59,7 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
 @pytest.mark.slow
 def test_two_gloo_ranks_reproduce_the_global_batch_loss_and_gradients():
     with tempfile.TemporaryDirectory() as out_dir:
-        mp.spawn(_worker, args=(_free_port(), out_dir), nprocs=WORLD, join=True)
+        mp.spawn(_worker, args=(out_dir,), nprocs=WORLD, join=True)
         ranks = [torch.load(os.path.join(out_dir, f"rank{r}.pt")) for r in range(WORLD)]
     x, t = _data()
     for name, fn in LOSSES.items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import math
 import os
-import socket
 import sys
 
 import numpy as np
@@ -188,24 +187,20 @@ def test_bad_update_input():
 RANK_BATCHES = {0: [3, 1, 2], 1: [2]}  # uneven: 6 images in 3 updates against 2 images in 1
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, world: int, out_dir: str) -> None:
     import torch.distributed as dist
 
     if sys.platform.startswith("linux"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     torch.set_num_threads(1)
+    # Rendezvous through a file, not a probed TCP port that another process may take before rank 0 binds
+    # it; the timeout only catches a hang (a loaded machine can take minutes to start both ranks).
     dist.init_process_group(
         "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
+        init_method=f"file://{os.path.join(out_dir, 'rendezvous')}",
         rank=rank,
         world_size=world,
-        timeout=datetime.timedelta(seconds=60),
+        timeout=datetime.timedelta(seconds=600),
     )
     try:
         pred, target = dataset(n_images=8, seed=3)
@@ -244,13 +239,7 @@ def test_distributed_two_gloo_ranks_equal_one_process(tmp_path):
 
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip("torch.distributed with gloo is not available")
-    for attempt in range(2):  # the free port can be taken between probing and binding: retry once
-        try:
-            mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-            break
-        except mp.ProcessRaisedException as exc:
-            if attempt or "address already in use" not in str(exc).lower():
-                raise
+    mp.spawn(_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
     pred, target = dataset(n_images=8, seed=3)
     one = SegmentationMetrics(NUM_CLASSES, metrics=METRICS, keep_per_case=True)
     feed(one, pred, target, [8])

@@ -38,10 +38,12 @@ _NAMES: dict[str, str] = {
     "SegmentationMetrics": "segdice.metrics.streaming",
     "EvaluationResult": "segdice.evaluation",
     "evaluate": "segdice.evaluation",
+    "ComparisonResult": "segdice.comparison",
+    "compare": "segdice.comparison",
     "run_demo": "segdice.demo",
 }
 # Subpackages reachable as attributes after a bare `import segdice` (e.g. `segdice.metrics.dice_score`).
-_SUBMODULES = frozenset({"demo", "evaluation", "io", "losses", "metrics", "report", "stats"})
+_SUBMODULES = frozenset({"comparison", "demo", "evaluation", "io", "losses", "metrics", "report", "stats"})
 
 __all__ = ["__version__", *sorted(_NAMES)]
 

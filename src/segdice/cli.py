@@ -1,4 +1,4 @@
-"""The ``segdice`` command: ``segdice evaluate | demo | info``.
+"""The ``segdice`` command: ``segdice evaluate | compare | demo | info``.
 
 Each subcommand is a thin layer over the Python API: it parses options, calls the library, and turns
 :class:`~segdice.SegDiceError` into a clean message with exit code 2 instead of a traceback. Defaults
@@ -20,6 +20,7 @@ try:
     import typer
     from rich.console import Console
     from rich.markup import escape
+    from rich.measure import Measurement
     from rich.table import Table
 except ImportError as exc:  # pragma: no cover - exercised only without the cli extra
     raise SystemExit(
@@ -31,6 +32,7 @@ from typer.core import TyperCommand
 from segdice._version import __version__
 
 if TYPE_CHECKING:
+    from segdice.comparison import ComparisonResult
     from segdice.evaluation import EvaluationResult
 
 app = typer.Typer(
@@ -262,6 +264,35 @@ def evaluate_command(
     resume: Annotated[bool, typer.Option(help="Skip cases already scored in OUT/per_case.csv.")] = False,
     strict: Annotated[bool, typer.Option(help="Exit with code 1 when any case failed.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    instances: Annotated[
+        str | None,
+        typer.Option(
+            help="Object columns and lesions.csv: 'components' (connected components per label/region) "
+            "or 'labels' (instance label maps)."
+        ),
+    ] = None,
+    match: Annotated[
+        str, typer.Option(help="Object matching: iou, dice (optimal one-to-one), overlap or brats.")
+    ] = "iou",
+    match_threshold: Annotated[
+        float, typer.Option("--match-threshold", help="A pair matches when its IoU/Dice is above this.")
+    ] = 0.5,
+    dilation: Annotated[
+        int, typer.Option(help="Dilations that merge nearby ground-truth objects (BraTS).")
+    ] = 0,
+    min_volume: Annotated[
+        float,
+        typer.Option(
+            "--min-volume", help="Ground-truth objects of at most this volume (mm³) are not counted."
+        ),
+    ] = 0.0,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Score exactly as a challenge: brats2023-gli, brats2023-ssa, brats2023-men, "
+            "brats2023-ped or brats2023-met."
+        ),
+    ] = None,
 ) -> None:
     """Score predicted masks against ground truth; write per-case CSV, JSON summary and an HTML report.
 
@@ -291,6 +322,12 @@ def evaluate_command(
             gt_suffix=gt_suffix,
             resume=resume,
             progress=progress,
+            instances=instances,
+            match=match,
+            match_threshold=match_threshold,
+            dilation=dilation,
+            min_volume=min_volume,
+            protocol=protocol,
         )
     except SegDiceError as exc:
         raise _fail(str(exc)) from None
@@ -311,7 +348,10 @@ def _print_outcome(result: EvaluationResult, out: Path | None, strict: bool) -> 
         highlight=False,
     )
     if out is not None:
-        console.print(f"wrote {escape(str(out))}/per_case.csv, summary.json, report.html", highlight=False)
+        lesions = ", lesions.csv" if "lesions" in result.files else ""
+        console.print(
+            f"wrote {escape(str(out))}/per_case.csv, summary.json, report.html{lesions}", highlight=False
+        )
     if result.n_failed:
         for case, error in list(result.failed_cases.items())[:10]:
             err_console.print(f"failed: {escape(case)}: {escape(error)}", highlight=False)
@@ -359,6 +399,143 @@ def demo(
         markup=False,
         highlight=False,
     )
+
+
+class _CompareCommand(TyperCommand):
+    """``segdice compare``, whose option defaults and choices are filled in from :func:`segdice.compare` when
+    the command is used: they have their one home there, and ``segdice --help`` must not import it."""
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        import inspect
+
+        from segdice.comparison import CORRECTIONS, TESTS, compare
+
+        defaults = inspect.signature(compare).parameters
+        helps = {
+            "test": f"Paired test: {', '.join(TESTS)}.",
+            "correction": f"Multiple-testing correction over every test: {', '.join(CORRECTIONS)}.",
+        }
+        for param in self.params:
+            if param.name in ("test", "correction", "alpha", "resamples", "seed"):
+                param.default = defaults[param.name].default
+            if param.name in helps:
+                param.help = helps[param.name]
+        return super().make_context(info_name, args, parent, **extra)
+
+
+# Rows of the comparison table on the terminal at most; comparison.csv has them all.
+_TERMINAL_ROWS = 40
+
+
+def _comparison_table(result: ComparisonResult) -> Table:
+    rows = result.comparisons
+    if len(rows) > _TERMINAL_ROWS:  # the most significant first: what a reader looks for
+        rows = sorted(rows, key=lambda r: (math.isnan(r["p_corrected"]), r["p_corrected"]))[:_TERMINAL_ROWS]
+    settings = result.summary["settings"]
+    table = Table(
+        title=f"segdice compare: run a − run b ({settings['test']}, {settings['correction']} over "
+        f"{settings['n_tests']} test(s))",
+        show_header=True,
+    )
+    for name in ("label / region", "metric", "run a", "run b"):
+        table.add_column(name)
+    for name in ("n", "mean a", "mean b", "diff [95% CI]", "p corr.", "effect", "W/T/L"):
+        table.add_column(name, justify="right")
+
+    def fmt(value: float, digits: int = 4) -> str:
+        return "–" if math.isnan(value) else f"{value:.{digits}g}"
+
+    for r in rows:
+        p = fmt(r["p_corrected"], 3)
+        table.add_row(
+            escape(r["item"]),
+            f"{escape(r['metric'])} ({'↑' if r['direction'] == 'higher' else '↓'})",
+            escape(r["run_a"]),
+            escape(r["run_b"]),
+            str(r["n"]),
+            fmt(r["mean_a"]),
+            fmt(r["mean_b"]),
+            f"{fmt(r['mean_diff'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+            f"[bold]{p}[/bold]" if r["significant"] else p,
+            fmt(r["effect_size"], 3),
+            f"{r['wins']}/{r['ties']}/{r['losses']}",
+        )
+    return table
+
+
+@app.command("compare", cls=_CompareCommand)
+def compare_command(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Two or more folders written by segdice evaluate --out.", show_default=False),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder for comparison.csv, comparison.json and comparison.html."),
+    ] = None,
+    names: Annotated[
+        str | None, typer.Option(help="Run names, e.g. baseline,new (default: the folder names).")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Metrics to compare, e.g. dice,hd95 (default: those every run has).")
+    ] = None,
+    items: Annotated[
+        str | None,
+        typer.Option(help="Labels/regions to compare, by name (default: those every run has)."),
+    ] = None,
+    # The defaults below are placeholders: _CompareCommand fills in those of segdice.compare.
+    test: Annotated[str, typer.Option(help="Paired test (wilcoxon, permutation or ttest).")] = "",
+    correction: Annotated[str, typer.Option(help="Multiple-testing correction over every test.")] = "",
+    alpha: Annotated[float, typer.Option(help="Level of significance of the corrected p-values.")] = 0.0,
+    resamples: Annotated[int, typer.Option(help="Bootstrap resamples (and permutation-test swaps).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap and the permutation test.")] = 0,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print comparison.json on stdout instead of the table.")
+    ] = False,
+) -> None:
+    """Is run B really better than run A? Paired tests, bootstrap CIs and rankings over the same cases.
+
+    Exit codes: 0 compared, 2 usage errors (a folder that is not a complete evaluation run, runs scored
+    on different ground truth, a bad option).
+    """
+    from segdice._checks import SegDiceError
+    from segdice.comparison import compare
+
+    try:
+        result = compare(
+            runs, out=out, names=names, metrics=metrics, items=items, test=test, correction=correction,
+            alpha=alpha, resamples=resamples, seed=seed,
+        )  # fmt: skip
+    except SegDiceError as exc:
+        raise _fail(str(exc)) from None
+    if json_output:
+        import json
+
+        from segdice.report.tables import to_json_safe
+
+        typer.echo(json.dumps(to_json_safe(result.summary), indent=2, allow_nan=False))
+        return
+    table = _comparison_table(result)
+    if console.is_terminal:
+        console.print(table)
+    else:  # a pipe or a file: the whole table, never cut at 80 columns
+        width = Measurement.get(console, console.options.update_width(10_000), table).maximum
+        Console(width=max(width, console.width)).print(table)
+    n_rows, n_significant = len(result.comparisons), len(result.significant)
+    shown = (
+        f"; the table shows the {_TERMINAL_ROWS} with the smallest corrected p"
+        if n_rows > _TERMINAL_ROWS
+        else ""
+    )
+    console.print(
+        f"{result.summary['cases']['n_paired']} paired case(s); {n_significant} of {n_rows} comparison(s) "
+        f"significant at alpha {result.summary['settings']['alpha']}{shown}",
+        highlight=False,
+    )
+    if out is not None:
+        console.print(
+            f"wrote {escape(str(out))}/comparison.csv, comparison.json, comparison.html", highlight=False
+        )
 
 
 def main() -> None:

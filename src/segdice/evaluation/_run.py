@@ -12,11 +12,19 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from segdice._checks import SegDiceError
 from segdice._progress import ProgressBars
+from segdice.evaluation._instances import (
+    LesionLog,
+    add_object_summary,
+    fill_missing,
+    instance_columns,
+    lesion_columns,
+    with_object_options,
+)
 from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, normalise_options
 from segdice.evaluation._pairing import CasePair, pair_cases
 from segdice.evaluation._pool import map_tasks, worker_pool
@@ -49,6 +57,12 @@ def evaluate(
     gt_suffix: str = "",
     resume: bool = False,
     progress: bool | ProgressCallback = False,
+    instances: str | None = None,
+    match: str = "iou",
+    match_threshold: float = 0.5,
+    dilation: int = 0,
+    min_volume: float = 0.0,
+    protocol: str | None = None,
 ) -> EvaluationResult:
     """Score predicted label maps against ground truth, per case and label/region, with statistics.
 
@@ -92,6 +106,24 @@ def evaluate(
         only the others.
     progress
         ``True`` for a progress bar on the terminal, or a callable ``(done, total)``.
+    instances
+        Object columns per label/region (:func:`segdice.metrics.instance_scores`): ``"components"``
+        (objects are connected components) or ``"labels"`` (the files are instance label maps, scored as
+        one item ``objects``). Adds ``objects_tp/fp/fn``, detection precision/recall/F1, ``pq``, ``sq``,
+        ``rq`` and ``lesion_<m>`` / ``matched_<m>`` for the per-object metrics among ``metrics``, and
+        writes ``lesions.csv`` (one row per object).
+    match
+        ``"iou"`` or ``"dice"`` (optimal one-to-one matching on that score), ``"overlap"`` (any shared
+        voxel) or ``"brats"`` (the BraTS 2023 rule).
+    match_threshold
+        A pair matches when its score is > this (``"iou"``, ``"dice"``).
+    dilation, min_volume
+        Target objects within ``dilation`` dilations merge; targets of volume <= ``min_volume`` (units of
+        the spacing cubed) are not counted.
+    protocol
+        ``"brats2023-gli"``, ``-ssa``, ``-men``, ``-ped`` or ``-met``: the regions WT/TC/ET, matching,
+        metrics and edge cases of the challenge; ``dice``/``hd95``/``recall``/``specificity`` hold its
+        legacy Dice, HD95, sensitivity and specificity, the object columns its lesion-wise scores.
 
     Returns
     -------
@@ -122,8 +154,12 @@ def evaluate(
         ignore_label=ignore_label, metrics=metrics, nsd_tolerance=nsd_tolerance, spacing=spacing,
         empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume, hd95=hd95,
     )  # fmt: skip
+    options, objects = with_object_options(
+        options, instances=instances, match=match, match_threshold=match_threshold, dilation=dilation,
+        min_volume=min_volume, protocol=protocol,
+    )  # fmt: skip
     pairs, extras = pair_cases(pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix)
-    columns = case_columns(options.metrics)
+    columns = case_columns(options.metrics) + instance_columns(objects)
     with ExitStack() as stack:
         # One pool serves both passes: spawning workers (each imports torch) is the slow part.
         pool = stack.enter_context(worker_pool(options.workers, len(pairs)))
@@ -136,11 +172,19 @@ def evaluate(
             spacing=options.spacing,
             empty_value=options.empty_value,
             hd_pooled=options.hd95 == "pooled",
+            instances=objects,
         )
         kept = _open_out(options, columns, pairs, items)
         collected = _Collected(
             rows=dict(kept), total=len(pairs), report=_reporter(stack, progress, len(pairs))
         )
+        if objects is not None:
+            collected.object_columns = instance_columns(objects)
+            if options.out is not None:
+                collected.lesions = LesionLog(
+                    options.out / "lesions.csv", lesion_columns(objects), keep_cases=kept
+                )
+                stack.callback(collected.lesions.close, [p.name for p in pairs])
         if options.csv_path is not None:
             collected.writer = stack.enter_context(CaseCSVWriter(options.csv_path, columns, append=resume))
         collected.report(len(kept), len(pairs))
@@ -148,9 +192,13 @@ def evaluate(
 
     per_case = [row for p in pairs for row in collected.rows[p.name]]
     summary = build_summary(per_case, pairs, extras, items, options)
+    if objects is not None:
+        add_object_summary(summary, per_case, objects, protocol)
     result = EvaluationResult(per_case=per_case, summary=summary, out=options.out)
     if options.out is not None:
         result.files = _write_outputs(result, options.out, columns)
+        if objects is not None:
+            result.files["lesions"] = options.out / "lesions.csv"
     return result
 
 
@@ -162,8 +210,14 @@ class _Collected:
     total: int
     report: ProgressCallback
     writer: CaseCSVWriter | None = None
+    object_columns: list[str] = field(default_factory=list)  # --instances: rows carry their objects
+    lesions: LesionLog | None = None
 
     def add(self, pair: CasePair, rows: list[dict]) -> None:
+        if self.object_columns:
+            objects = fill_missing(rows, self.object_columns)
+            if self.lesions is not None:
+                self.lesions.add(pair.name, objects)
         self.rows[pair.name] = rows
         if self.writer is not None:
             self.writer.write_rows(rows)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from segdice._checks import SegDiceError
+from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
 from segdice.metrics import boundary_metrics, confusion, score_from_counts
@@ -75,6 +76,7 @@ class ScoringSpec:
     spacing: tuple[float, ...] | None = None
     empty_value: float = math.nan
     hd_pooled: bool = False
+    instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
 
 
 def case_columns(metrics: Sequence[str]) -> list[str]:
@@ -182,11 +184,14 @@ def score_case(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     gt, pred_array, pred_spacing = _read_case(pair)
     spacing = _case_spacing(spec, gt, pred_spacing)
+    pred_array, gt_array, instance_maps, ignored = instance_inputs(
+        pred_array, gt.array, spec.instances, spec.ignore_label
+    )
     known = {0, *(i for item in spec.items for i in item.ids)}
     if spec.ignore_label is not None:
         known.add(spec.ignore_label)
     rows = {item: _empty_row(pair, item, spec.metrics) for item in spec.items}
-    pred_flat, gt_flat, pred_array, gt_array = _without_ignored(pred_array, gt.array, spec.ignore_label)
+    pred_flat, gt_flat, pred_array, gt_array = _without_ignored(pred_array, gt_array, spec.ignore_label)
 
     label_ids = [item.ids[0] for item in spec.items if not item.region]
     pred_codes, stray_pred = _encode(pred_flat, label_ids, known)
@@ -199,6 +204,8 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 
     _overlap(rows, (pred_codes, gt_codes), (pred_flat, gt_flat), spec)
     _boundary(rows, pred_array, gt_array, spacing, spec)
+    if spec.instances is not None:
+        score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
     for row in rows.values():
         row["error"] = "; ".join(problems)
     return list(rows.values())

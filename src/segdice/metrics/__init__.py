@@ -1,4 +1,22 @@
-"""Overlap metrics (Dice, IoU, precision, ...), boundary metrics (HD, HD95, ASSD, NSD) and streaming."""
+"""Overlap metrics (Dice, IoU, precision, ...), boundary metrics (HD, HD95, ASSD, NSD), instance and
+lesion-wise scores, and streaming."""
+
+# instances and lesions (connected components, matching, detection, PQ, AJI, BraTS)
+from segdice.metrics.instances import (
+    BRATS_CHALLENGES,
+    BRATS_REGIONS,
+    BRATS_WORST_CASE,
+    INSTANCE_METRICS,
+    BratsLesionScores,
+    InstanceMatching,
+    InstanceScores,
+    aggregated_jaccard_index,
+    brats_lesion_scores,
+    instance_scores,
+    label_components,
+    match_instances,
+    panoptic_quality,
+)
 
 # overlap metrics and streaming (one counting pass, segdice.stats.confusion)
 from segdice.metrics.overlap import (
@@ -42,12 +60,21 @@ from segdice.metrics.topology import cldice_score
 from segdice.stats import confusion
 
 __all__: list[str] = [
+    "BRATS_CHALLENGES",
+    "BRATS_REGIONS",
+    "BRATS_WORST_CASE",
+    "INSTANCE_METRICS",
+    "BratsLesionScores",
+    "InstanceMatching",
+    "InstanceScores",
     "SegmentationMetrics",
     "accuracy",
+    "aggregated_jaccard_index",
     "average_surface_distance",
     "balanced_accuracy",
     "boundary_iou",
     "boundary_metrics",
+    "brats_lesion_scores",
     "cldice_score",
     "confusion",
     "dice_score",
@@ -60,11 +87,15 @@ __all__: list[str] = [
     "generalized_dice_score",
     "hausdorff_distance",
     "informedness",
+    "instance_scores",
     "iou_score",
+    "label_components",
     "markedness",
+    "match_instances",
     "matthews_corrcoef",
     "mean_average_surface_distance",
     "negative_predictive_value",
+    "panoptic_quality",
     "precision",
     "prevalence_threshold",
     "recall",

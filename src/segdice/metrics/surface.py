@@ -15,6 +15,10 @@ Definitions (all distances in physical units, ``spacing`` in array axis order):
 * **ASSD** = the mean of ``d(P->T)`` and ``d(T->P)`` pooled together (MONAI ``symmetric=True``, medpy
   0.5.2 ``assd``). **MASD** = the mean of the two directed means (MetricsReloaded ``masd``, medpy 0.4
   ``assd``); the two differ when the surfaces have different sizes.
+* **Surfels** (``surface="surfels"`` for HD, HD percentiles, ASSD, MASD): DeepMind ``surface-distance``'s
+  surfaces on the voxel-corner grid (below), every distance weighted by its surfel's area; a percentile
+  is the first sorted distance whose cumulative area share reaches it (``compute_robust_hausdorff``,
+  the HD95 BraTS reports).
 * **NSD** (normalised surface Dice, Nikolov et al. 2021): surfaces sit on the voxel-corner grid, each
   corner weighted by the area (3D) or length (2D) of the marching-cubes surface piece through its cell;
   ``NSD = (area of T within tolerance of P + area of P within tolerance of T) / (area of T + area of P)``.
@@ -41,7 +45,7 @@ import torch
 
 from segdice._arrays import to_numpy
 from segdice._checks import SegDiceError, check_ignore_index, check_number, check_spacing, describe
-from segdice.metrics._distances import nearest_distances, pad_width, within_tolerance
+from segdice.metrics._distances import nearest_both_ways, pad_width, within_tolerance
 from segdice.metrics._surfels import code_measure_table, corner_codes
 from segdice.metrics.topology import cldice_score
 
@@ -189,32 +193,45 @@ class _Pair:
         self._voxel: tuple[np.ndarray, np.ndarray] | None = None
         self._corner: dict[str, Any] | None = None
         self._nsd: dict[float, float] = {}
+        self._surfel: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     def distances(self) -> tuple[np.ndarray, np.ndarray]:
         """Directed distances (pred surface -> target surface, target surface -> pred surface)."""
         if self._voxel is None:
             surf_p, surf_t = _erosion_surface(self.pred), _erosion_surface(self.target)
             pts_p, pts_t = np.flatnonzero(surf_p), np.flatnonzero(surf_t)
-            self._voxel = (
-                nearest_distances(pts_p, pts_t, surf_t, self.spacing),
-                nearest_distances(pts_t, pts_p, surf_p, self.spacing),
-            )
+            self._voxel = nearest_both_ways(pts_p, pts_t, surf_p, surf_t, self.spacing)
         return self._voxel
+
+    def corner_surfaces(self) -> dict[str, Any]:
+        """Per side (``"p"``, ``"t"``): surfel mask on the corner grid, flat indices, surfel areas."""
+        if self._corner is None:
+            full = 2 ** (2**self.pred.ndim) - 1
+            table = code_measure_table(self.spacing)
+            corner: dict[str, Any] = {}
+            for key, mask in (("p", self.pred), ("t", self.target)):
+                codes = corner_codes(mask)
+                surf = (codes != 0) & (codes != full)
+                pts = np.flatnonzero(surf)
+                corner[key] = (surf, pts, table[codes.reshape(-1)[pts]])
+            self._corner = corner
+        return self._corner
+
+    def surfel_distances(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+        """(distances, areas) from the pred surfels to the target surface and back, sorted as DeepMind's
+        ``compute_surface_distances`` sorts them (by distance, then area)."""
+        if self._surfel is None:
+            corner = self.corner_surfaces()
+            (surf_p, pts_p, area_p), (surf_t, pts_t, area_t) = corner["p"], corner["t"]
+            d_pt, d_tp = nearest_both_ways(pts_p, pts_t, surf_p, surf_t, self.spacing)
+            order_p, order_t = np.lexsort((area_p, d_pt)), np.lexsort((area_t, d_tp))
+            self._surfel = ((d_pt[order_p], area_p[order_p]), (d_tp[order_t], area_t[order_t]))
+        return self._surfel
 
     def surface_dice(self, tolerance: float) -> float:
         if tolerance not in self._nsd:
-            if self._corner is None:
-                full = 2 ** (2**self.pred.ndim) - 1
-                table = code_measure_table(self.spacing)
-                corner: dict[str, Any] = {}
-                for key, mask in (("p", self.pred), ("t", self.target)):
-                    codes = corner_codes(mask)
-                    surf = (codes != 0) & (codes != full)
-                    pts = np.flatnonzero(surf)
-                    corner[key] = (surf, pts, table[codes.reshape(-1)[pts]])
-                self._corner = corner
-            surf_p, pts_p, area_p = self._corner["p"]
-            surf_t, pts_t, area_t = self._corner["t"]
+            surf_p, pts_p, area_p = self.corner_surfaces()["p"]
+            surf_t, pts_t, area_t = self.corner_surfaces()["t"]
             near_p = within_tolerance(pts_p, pts_t, surf_t, self.spacing, tolerance)
             near_t = within_tolerance(pts_t, pts_p, surf_p, self.spacing, tolerance)
             total = area_p.sum() + area_t.sum()
@@ -234,7 +251,21 @@ def _pair_from_masks(
 
 
 def _directed_stat(d: np.ndarray, percentile: float | None) -> float:
-    return float(d.max()) if percentile is None else float(np.percentile(d, percentile))
+    return float(d.max()) if percentile is None else _linear_percentile(d, percentile)
+
+
+def _linear_percentile(d: np.ndarray, percentile: float) -> float:
+    """``np.percentile(d, percentile)`` (linear method), the same float, without its per-call overhead
+    (a third of the time of a small object's HD95): the two order statistics from one partition, then
+    NumPy's interpolation formula (``a + (b - a) t``, or ``b - (b - a)(1 - t)`` for ``t >= 0.5``)."""
+    virtual = (d.size - 1) * (percentile / 100)
+    if virtual >= d.size - 1:
+        return float(d.max())
+    lo = math.floor(virtual)
+    part = np.partition(d, (lo, lo + 1))
+    a, b = float(part[lo]), float(part[lo + 1])
+    t = virtual - lo
+    return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
 def _mask_metric(name: str, pair: _Pair, width: float) -> float:
@@ -262,6 +293,41 @@ def _pair_metric(name: str, pair: _Pair, tolerance: float, pooled: bool = False)
     return max(_directed_stat(d_pt, percentile), _directed_stat(d_tp, percentile))
 
 
+def _surfel_percentile(d: np.ndarray, area: np.ndarray, percentile: float | None) -> float:
+    """DeepMind's ``compute_robust_hausdorff`` for one direction: the first sorted distance whose
+    cumulative area share reaches ``percentile`` %; the maximum for ``None``."""
+    if percentile is None:
+        return float(d[-1])
+    cumulative = np.cumsum(area) / np.sum(area)
+    return float(d[min(int(np.searchsorted(cumulative, percentile / 100.0)), d.size - 1)])
+
+
+def _surfel_mean(d: np.ndarray, area: np.ndarray) -> float:
+    return float(np.sum(d * area) / np.sum(area))
+
+
+def _surfel_metric(name: str, pair: _Pair, tolerance: float) -> float:
+    """The metric on area-weighted surfels (``surface="surfels"``); NSD is surfel-based already."""
+    if name == "nsd":
+        return pair.surface_dice(tolerance)
+    (d_pt, a_p), (d_tp, a_t) = pair.surfel_distances()
+    if name == "assd":
+        return float((np.sum(d_pt * a_p) + np.sum(d_tp * a_t)) / (np.sum(a_p) + np.sum(a_t)))
+    if name == "masd":
+        return (_surfel_mean(d_pt, a_p) + _surfel_mean(d_tp, a_t)) / 2
+    percentile = None if name == "hd" else float(_PERCENTILE_NAME.match(name).group(1))
+    return max(_surfel_percentile(d_pt, a_p, percentile), _surfel_percentile(d_tp, a_t, percentile))
+
+
+def _check_surface(surface: Any, ndim: int) -> bool:
+    """True for ``"surfels"``; surfels exist for 2-D and 3-D masks only."""
+    if surface not in ("voxels", "surfels"):
+        raise SegDiceError(f"surface: got {surface!r}; expected 'voxels' or 'surfels'")
+    if surface == "surfels" and ndim not in (2, 3):
+        raise SegDiceError(f"surface: 'surfels' needs 2D or 3D masks; got {ndim} dimension(s)")
+    return surface == "surfels"
+
+
 def _prepare_binary(pred: Any, target: Any, spacing: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     p, t = _check_pair(pred, target)
     return _as_binary("pred", p), _as_binary("target", t), check_spacing("spacing", spacing, p.ndim)
@@ -287,6 +353,7 @@ def hausdorff_distance(
     worst_case: float | None = None,
     directed: bool = False,
     pooled: bool = False,
+    surface: str = "voxels",
 ) -> float:
     """Hausdorff distance between the surfaces of two binary masks (HD, or HD95 with ``percentile=95``).
 
@@ -310,6 +377,12 @@ def hausdorff_distance(
         Take the percentile of both directions' distances pooled together (medpy's and seg-metrics'
         ``hd95``) instead of the larger directed percentile. Smaller than the default when one direction holds
         the errors (up to the interpolation, never larger); the same for ``percentile=None`` (the maximum).
+    surface
+        ``"voxels"`` (default): surface voxels, percentiles with linear interpolation (MONAI).
+        ``"surfels"`` (2D/3D): DeepMind's surface elements between voxel centres, each weighted by its
+        area (length in 2D); a percentile is the first sorted distance whose cumulative area share
+        reaches it, so ``percentile=95`` equals ``surface_distance.compute_robust_hausdorff(..., 95)``,
+        the HD95 BraTS reports.
 
     Returns
     -------
@@ -336,6 +409,9 @@ def hausdorff_distance(
     inf
     >>> hausdorff_distance(pr, gt, percentile=50), hausdorff_distance(pr, gt, percentile=50, pooled=True)
     (1.5, 1.0)
+    >>> sq = np.zeros((6, 6), dtype=bool); sq[1:4, 1:4] = True
+    >>> hausdorff_distance(np.roll(sq, 1, axis=1), sq, surface="surfels")
+    1.0
     """
     p, t, spc = _prepare_binary(pred, target, spacing)
     percentile = _check_percentile(percentile)
@@ -343,12 +419,22 @@ def hausdorff_distance(
         raise SegDiceError(
             "pooled: got True with directed=True; expected one of them (pooled joins both directions)"
         )
+    surfels = _check_surface(surface, p.ndim)
+    if pooled and surfels:
+        raise SegDiceError(
+            "pooled: got True with surface='surfels'; expected surface='voxels' (the pooled percentile is "
+            "medpy's, on surface voxels; DeepMind's surfel percentiles are directed)"
+        )
     empty = _empty_value(p, t, _worst_case(worst_case, p.shape, spc))
     if empty is not None:
         return empty
     pair = _pair_from_masks(p, t, spc)
     if pooled:
         return _directed_stat(np.concatenate(pair.distances()), percentile)
+    if surfels:
+        (d_pt, a_p), (d_tp, a_t) = pair.surfel_distances()
+        forward = _surfel_percentile(d_pt, a_p, percentile)
+        return forward if directed else max(forward, _surfel_percentile(d_tp, a_t, percentile))
     d_pt, d_tp = pair.distances()
     if directed:
         return _directed_stat(d_pt, percentile)
@@ -362,6 +448,7 @@ def average_surface_distance(
     spacing: float | Sequence[float] | None = None,
     symmetric: bool = True,
     worst_case: float | None = None,
+    surface: str = "voxels",
 ) -> float:
     """Average surface distance: ASSD (pooled over both directions) or the directed mean.
 
@@ -377,6 +464,11 @@ def average_surface_distance(
         prediction's surface to the target's surface only.
     worst_case
         Value returned when exactly one mask is empty (default: the image diagonal).
+    surface
+        ``"voxels"`` (default) or ``"surfels"`` (2D/3D): every distance weighted by its surfel's area, so
+        ``symmetric=False`` equals the prediction-to-target half of DeepMind's
+        ``compute_average_surface_distance`` and ``symmetric=True`` is the area-weighted mean of both
+        directions pooled.
 
     Returns
     -------
@@ -402,10 +494,15 @@ def average_surface_distance(
     1.5
     """
     p, t, spc = _prepare_binary(pred, target, spacing)
+    surfels = _check_surface(surface, p.ndim)
     empty = _empty_value(p, t, _worst_case(worst_case, p.shape, spc))
     if empty is not None:
         return empty
     pair = _pair_from_masks(p, t, spc)
+    if surfels:
+        if not symmetric:
+            return _surfel_mean(*pair.surfel_distances()[0])
+        return _surfel_metric("assd", pair, 0.0)
     if not symmetric:
         return float(pair.distances()[0].mean())
     return _pair_metric("assd", pair, 0.0)
@@ -755,6 +852,7 @@ def boundary_metrics(
     worst_case: float | None = None,
     pooled: bool = False,
     ignore_index: int | None = None,
+    surface: str = "voxels",
 ) -> dict[Label, dict[str, float]]:
     """Boundary metrics of every label (or region) of a pair of label maps, in one call.
 
@@ -788,6 +886,9 @@ def boundary_metrics(
     ignore_index
         A target value (e.g. 255) whose voxels become background in both maps before any surface is taken
         (MONAI's rule); it is never scored as a label.
+    surface
+        ``"voxels"`` (default) or ``"surfels"`` (2D/3D): HD, HD percentiles, ASSD and MASD on DeepMind's
+        area-weighted surfels, as :func:`hausdorff_distance` and :func:`average_surface_distance`.
 
     Returns
     -------
@@ -829,6 +930,11 @@ def boundary_metrics(
     )
     if "cldice" in names and p.ndim not in (2, 3):
         raise SegDiceError(f"pred: got {describe(p, values=False)}; 'cldice' needs 2D or 3D label maps")
+    surfels = _check_surface(surface, p.ndim)
+    if pooled and surfels:
+        raise SegDiceError(
+            "pooled: got True with surface='surfels'; expected surface='voxels' (medpy's pooled HD95)"
+        )
     items = None if labels is None else _check_items(labels)
     many = items is None or sum(len(members) for _, members in items) > 2
     index_p, index_t = _LabelIndex(p, many), _LabelIndex(t, many)
@@ -854,7 +960,9 @@ def boundary_metrics(
             _padded(_member_mask(p[box], members), pad), _padded(_member_mask(t[box], members), pad), spc
         )
         results[key] = {
-            n: _mask_metric(n, pair, biou_width) if n in _MASK_METRICS else _pair_metric(n, pair, tol, pooled)
+            n: _mask_metric(n, pair, biou_width)
+            if n in _MASK_METRICS
+            else (_surfel_metric(n, pair, tol) if surfels else _pair_metric(n, pair, tol, pooled))
             for n in names
         }
     return results
