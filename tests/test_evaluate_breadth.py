@@ -103,3 +103,28 @@ def test_hd95_bad_choice(case):
         evaluate(pred_dir, gt_dir, metrics="hd95", workers=1, hd95="mean")
     result = runner.invoke(app, ["evaluate", str(pred_dir), str(gt_dir), "--hd95", "mean", "--no-progress"])
     assert result.exit_code == 2 and "hd95" in result.output
+
+
+def test_surface_surfels_equals_deepmind(case, tmp_path):
+    from surface_distance import compute_robust_hausdorff, compute_surface_distances
+
+    pred_dir, gt_dir, pred, gt = case
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate", str(pred_dir), str(gt_dir), "--out", str(out), "--metrics", "hd95",
+            "--surface", "surfels", "-j", "1", "--no-progress",
+        ],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = {
+        r["item"]: r
+        for r in evaluate(pred_dir, gt_dir, metrics="hd95", workers=1, surface="surfels").per_case
+    }
+    for label in (1, 2):
+        distances = compute_surface_distances(gt == label, pred == label, (1.0, 1.0))
+        assert rows[str(label)]["hd95"] == pytest.approx(compute_robust_hausdorff(distances, 95), rel=1e-9)
+    assert "surfel" in json.loads((out / "summary.json").read_text())["definitions"]["hd95"]
+    with pytest.raises(SegDiceError, match="surface"):
+        evaluate(pred_dir, gt_dir, metrics="hd95", workers=1, hd95="pooled", surface="surfels")

@@ -252,6 +252,13 @@ def evaluate_command(
             help="HD percentiles: max (the larger directed one, MONAI) or pooled (both directions, medpy).",
         ),
     ] = "max",
+    surface: Annotated[
+        str,
+        typer.Option(
+            "--surface",
+            help="Distance metrics on voxels (surface voxels, MONAI) or surfels (DeepMind, BraTS).",
+        ),
+    ] = "voxels",
     workers: Annotated[
         int | None, typer.Option("--workers", "-j", help="Worker processes (default: every core).")
     ] = None,
@@ -317,6 +324,7 @@ def evaluate_command(
             spacing=_parse_spacing(spacing),
             empty=empty,
             hd95=hd95,
+            surface=surface,
             workers=workers,
             pred_suffix=pred_suffix,
             gt_suffix=gt_suffix,

@@ -20,6 +20,8 @@ DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95"
 ALL_METRICS: tuple[str, ...] = OVERLAP_METRICS + BOUNDARY_METRICS
 #: The HD percentile definitions of ``evaluate(hd95=...)``: the larger directed one, or both directions pooled.
 HD95_DEFINITIONS: tuple[str, ...] = ("max", "pooled")
+#: The surfaces of the distance metrics (``evaluate(surface=...)``): surface voxels or DeepMind's surfels.
+SURFACES: tuple[str, ...] = ("voxels", "surfels")
 _EMPTY_POLICIES = {"nan": math.nan, "0": 0.0, "1": 1.0}
 
 
@@ -49,6 +51,7 @@ class Options:
     gt_suffix: str
     resume: bool
     hd95: str = "max"
+    surface: str = "voxels"
 
     @property
     def csv_path(self) -> Path | None:
@@ -74,6 +77,7 @@ def normalise_options(
     gt_suffix: str,
     resume: bool,
     hd95: str = "max",
+    surface: str = "voxels",
 ) -> Options:
     """Check every argument of :func:`~segdice.evaluation.evaluate` and return them as :class:`Options`.
 
@@ -94,6 +98,11 @@ def normalise_options(
     """
     metric_names = _parse_metrics(metrics)
     check_choice("hd95", hd95, HD95_DEFINITIONS)
+    check_choice("surface", surface, SURFACES)
+    if hd95 == "pooled" and surface == "surfels":
+        raise SegDiceError(
+            "hd95: got 'pooled' with surface='surfels'; expected surface='voxels' (medpy's pooled HD95)"
+        )
     empty_key, empty_value = _parse_empty(empty)
     check_number("nsd_tolerance", nsd_tolerance, minimum=0, strict_min=True)
     if ignore_label is not None:
@@ -135,6 +144,7 @@ def normalise_options(
         gt_suffix=gt_suffix,
         resume=bool(resume),
         hd95=hd95,
+        surface=surface,
     )
 
 

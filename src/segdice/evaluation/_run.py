@@ -52,6 +52,7 @@ def evaluate(
     spacing: Sequence[float] | None = None,
     empty: str = "nan",
     hd95: str = "max",
+    surface: str = "voxels",
     workers: int | None = None,
     pred_suffix: str = "",
     gt_suffix: str = "",
@@ -97,6 +98,9 @@ def evaluate(
     hd95
         ``"max"``: the larger of the two directed 95th percentiles (MONAI, DeepMind); ``"pooled"``: the
         95th percentile of both directions pooled (medpy's ``hd95``).
+    surface
+        ``"voxels"`` (surface voxels, MONAI) or ``"surfels"`` (DeepMind's area-weighted surfels, 2D/3D) for
+        HD, HD percentiles, ASSD and MASD.
     workers
         Worker processes; ``None`` uses every core, ``1`` runs in this process.
     pred_suffix, gt_suffix
@@ -153,6 +157,7 @@ def evaluate(
         pred, gt, out=out, labels=labels, label_names=label_names, regions=regions,
         ignore_label=ignore_label, metrics=metrics, nsd_tolerance=nsd_tolerance, spacing=spacing,
         empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume, hd95=hd95,
+        surface=surface,
     )  # fmt: skip
     options, objects = with_object_options(
         options, instances=instances, match=match, match_threshold=match_threshold, dilation=dilation,
@@ -172,6 +177,7 @@ def evaluate(
             spacing=options.spacing,
             empty_value=options.empty_value,
             hd_pooled=options.hd95 == "pooled",
+            surface=options.surface,
             instances=objects,
         )
         kept = _open_out(options, columns, pairs, items)

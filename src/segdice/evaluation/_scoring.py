@@ -76,6 +76,7 @@ class ScoringSpec:
     spacing: tuple[float, ...] | None = None
     empty_value: float = math.nan
     hd_pooled: bool = False
+    surface: str = "voxels"
     instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
 
 
@@ -323,6 +324,7 @@ def _boundary(
         metrics=wanted,
         nsd_tolerance=spec.nsd_tolerance,
         pooled=spec.hd_pooled,
+        surface=spec.surface,
     )
     for item in spec.items:
         values = result[item.key]

@@ -43,6 +43,12 @@ _HD95_POOLED = (
     "(medpy's hd95), surface voxels and exact Euclidean distances as for the default definition"
 )
 
+# hd95 with evaluate(surface="surfels")
+_HD95_SURFELS = (
+    "the larger of the two directed 95th percentiles of DeepMind's surfel distances, each weighted by its "
+    "surfel's area (compute_robust_hausdorff, the HD95 BraTS reports); HD, ASSD and MASD on the same surfels"
+)
+
 # The "definitions" of summary.json that do not depend on the run, in file order. build_summary() adds
 # the empty policy in use before them and the NSD tolerance in use after the NSD's definition.
 DEFINITIONS: dict[str, str | dict] = {
@@ -283,6 +289,8 @@ def _definitions(options: Options) -> dict:
         definitions[key] = dict(text) if isinstance(text, dict) else text  # a copy: callers may edit theirs
         if key == "hd95" and options.hd95 == "pooled":
             definitions[key] = _HD95_POOLED
+        if key == "hd95" and options.surface == "surfels":
+            definitions[key] = _HD95_SURFELS
         if key == "nsd":  # the tolerance in use sits beside the definition it parameterises
             definitions["nsd_tolerance"] = options.nsd_tolerance
     return definitions
