@@ -122,3 +122,25 @@ def test_every_public_name_resolves_and_is_listed():
     assert segdice.metrics.dice_score.__module__ == "segdice.metrics.overlap"
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         _ = segdice.no_such_name
+
+
+def test_no_merge_conflict_markers_in_tracked_files():
+    # A merge that committed its conflict markers once broke the docs build; catch it at the source.
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=False).stdout
+    if not files:
+        import pytest
+
+        pytest.skip("not a git checkout")
+    bad = []
+    for name in files.splitlines():
+        path = root / name
+        if path.suffix not in {".py", ".md", ".yml", ".yaml", ".toml", ".html", ".cfg", ".txt", ""} or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======":
+                bad.append(f"{name}:{number}")
+    assert not bad, f"merge conflict markers: {bad}"

@@ -100,9 +100,37 @@ def info() -> None:
     console.print(table)
 
 
-def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/bold red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
+def _printable(text: str) -> str:
+    r"""``text`` with control characters (from file and case names) shown as escapes, never sent raw.
+
+    Examples
+    --------
+    >>> _printable("case\x1b[31m\nnext")
+    'case\\x1b[31m\\nnext'
+    """
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(
+        f"[bold red]error:[/bold red] {escape(_printable(message))}", highlight=False, soft_wrap=True
+    )
+    return typer.Exit(code=code)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that the same clean-up runs (rows kept, workers stopped)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
+# Exit codes of `segdice evaluate` (DESIGN §7).
+_EXIT_NOTHING_SCORED = 1  # no case could be scored, or (--strict) any case failed
+_EXIT_USAGE = 2
+_EXIT_SIGINT = 130  # 128 + SIGINT, as shells report it
+_EXIT_SIGTERM = 143  # 128 + SIGTERM
 
 
 def _int_list(option: str, text: str) -> list[int]:
@@ -303,12 +331,19 @@ def evaluate_command(
 ) -> None:
     """Score predicted masks against ground truth; write per-case CSV, JSON summary and an HTML report.
 
-    Exit codes: 0 every case scored (or failures without --strict), 1 some cases failed with --strict,
-    2 usage errors, 130 interrupted (computed rows are kept; rerun with --resume).
+    Exit codes: 0 every case scored (or some failed, without --strict); 1 no case could be scored, or
+    any case failed with --strict; 2 usage errors (a bad --out, an --out in use by another run); 130 / 143
+    interrupted by SIGINT / SIGTERM (the finished rows are kept; rerun with --resume).
     """
+    import signal
+
     from segdice._checks import SegDiceError
     from segdice.evaluation import DEFAULT_METRICS, evaluate
 
+    try:  # SIGTERM (a scheduler, `kill`) is an interrupt like Ctrl-C: same clean-up, exit 143
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     try:
         label_list, names, regions = _parse_label_options(labels, label_names, region)
         result = evaluate(
@@ -338,11 +373,15 @@ def evaluate_command(
             protocol=protocol,
         )
     except SegDiceError as exc:
-        raise _fail(str(exc)) from None
-    except KeyboardInterrupt:
+        raise _fail(str(exc), _EXIT_USAGE) from None
+    except KeyboardInterrupt as exc:
+        code = _EXIT_SIGTERM if isinstance(exc, _Terminated) else _EXIT_SIGINT
         where = f"; the finished cases are in {out / 'per_case.csv'}, rerun with --resume" if out else ""
-        err_console.print(f"interrupted{escape(where)}", highlight=False)
-        raise typer.Exit(code=130) from None
+        err_console.print(escape(_printable(f"interrupted{where}")), highlight=False)
+        raise typer.Exit(code=code) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     _print_outcome(result, out, strict)
 
 
@@ -358,15 +397,18 @@ def _print_outcome(result: EvaluationResult, out: Path | None, strict: bool) -> 
     if out is not None:
         lesions = ", lesions.csv" if "lesions" in result.files else ""
         console.print(
-            f"wrote {escape(str(out))}/per_case.csv, summary.json, report.html{lesions}", highlight=False
+            f"wrote {escape(_printable(str(out)))}/per_case.csv, summary.json, report.html{lesions}",
+            highlight=False,
         )
     if result.n_failed:
         for case, error in list(result.failed_cases.items())[:10]:
-            err_console.print(f"failed: {escape(case)}: {escape(error)}", highlight=False)
+            err_console.print(f"failed: {escape(_printable(f'{case}: {error}'))}", highlight=False)
         if result.n_failed > 10:
             err_console.print(f"... and {result.n_failed - 10} more (see per_case.csv)", highlight=False)
+        if counts["scored"] == 0:
+            raise _fail(f"no case could be scored ({result.n_failed} failed)", _EXIT_NOTHING_SCORED)
         if strict:
-            raise typer.Exit(code=1)
+            raise typer.Exit(code=_EXIT_NOTHING_SCORED)
 
 
 @app.command()

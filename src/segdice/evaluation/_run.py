@@ -7,10 +7,11 @@ case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from pathlib import Path
 from segdice._checks import SegDiceError
 from segdice._progress import ProgressBars
 from segdice.evaluation._instances import (
+    InstanceSpec,
     LesionLog,
     add_object_summary,
     fill_missing,
@@ -26,8 +28,9 @@ from segdice.evaluation._instances import (
     with_object_options,
 )
 from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, normalise_options
+from segdice.evaluation._output import locked_output_folder, output_error
 from segdice.evaluation._pairing import CasePair, pair_cases
-from segdice.evaluation._pool import map_tasks, worker_pool
+from segdice.evaluation._pool import LocalPool, TaskLost
 from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, gt_label_set, score_case
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
@@ -36,6 +39,11 @@ from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, 
 __all__ = ["ProgressCallback", "evaluate"]
 
 ProgressCallback = Callable[[int, int], None]
+
+# Test-only fault injection: a worker process asked to score the case of this name exits at once, as
+# if it had crashed (tests/test_evaluate_robust.py sets it in a subprocess's environment). Never set
+# by segdice; ignored in the main process.
+CRASH_CASE_ENV = "SEGDICE_TEST_CRASH_CASE"
 
 
 def evaluate(
@@ -102,7 +110,10 @@ def evaluate(
         ``"voxels"`` (surface voxels, MONAI) or ``"surfels"`` (DeepMind's area-weighted surfels, 2D/3D) for
         HD, HD percentiles, ASSD and MASD.
     workers
-        Worker processes; ``None`` uses every core, ``1`` runs in this process.
+        Worker processes; ``None`` uses every core, ``1`` runs in this process. The first cases are
+        always scored in this process; the workers start only when the cases left pay for their
+        start-up (see ``EvaluationResult.workers_started``). A case whose worker dies is retried once,
+        then gets an error row.
     pred_suffix, gt_suffix
         Stripped from file stems before pairing (e.g. ``"_pred"``, ``"_seg"``).
     resume
@@ -137,8 +148,9 @@ def evaluate(
     Raises
     ------
     SegDiceError
-        For invalid arguments, missing inputs, no labels to evaluate, or a ``per_case.csv`` that cannot
-        be resumed. Problems with single cases never raise: they become rows with an ``error``.
+        For invalid arguments, missing inputs, no labels to evaluate, a ``per_case.csv`` that cannot
+        be resumed, an ``out`` that is a file, cannot be written, fills the disk or is in use by another
+        run (its lock, ``out/.segdice.lock``). Problems with single cases never raise: they become rows with an ``error``.
 
     Examples
     --------
@@ -165,9 +177,42 @@ def evaluate(
     )  # fmt: skip
     pairs, extras = pair_cases(pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix)
     columns = case_columns(options.metrics) + instance_columns(objects)
+    with ExitStack() as locked:
+        if options.out is not None:  # held until every output is written
+            locked.enter_context(locked_output_folder(options.out))
+        items, rows, workers_started = _run_cases(options, objects, pairs, columns, progress)
+        per_case = [row for p in pairs for row in rows[p.name]]
+        summary = build_summary(per_case, pairs, extras, items, options)
+        if objects is not None:
+            add_object_summary(summary, per_case, objects, protocol)
+        result = EvaluationResult(
+            per_case=per_case, summary=summary, out=options.out, workers_started=workers_started
+        )
+        if options.out is not None:
+            try:
+                result.files = _write_outputs(result, options.out, columns)
+            except OSError as exc:
+                raise output_error(options.out, exc) from None
+            if objects is not None:
+                result.files["lesions"] = options.out / "lesions.csv"
+    return result
+
+
+def _run_cases(
+    options: Options,
+    objects: InstanceSpec | None,
+    pairs: Sequence[CasePair],
+    columns: list[str],
+    progress: bool | ProgressCallback,
+) -> tuple[tuple[Item, ...], dict[str, list[dict]], int]:
+    """Resolve the items, keep the resumable rows, score the other cases, streaming rows to the CSV.
+
+    Returns the items, the rows of every case and how many worker processes were started. An
+    interrupt or a write error tears the pool down at once and leaves the rows written so far.
+    """
     with ExitStack() as stack:
-        # One pool serves both passes: spawning workers (each imports torch) is the slow part.
-        pool = stack.enter_context(worker_pool(options.workers, len(pairs)))
+        # One pool serves both passes; it starts only once the work left pays for its start-up.
+        pool = stack.enter_context(LocalPool(options.workers))
         items = _resolve_items(options, pairs, pool)
         spec = ScoringSpec(
             items=items,
@@ -180,7 +225,10 @@ def evaluate(
             surface=options.surface,
             instances=objects,
         )
-        kept = _open_out(options, columns, pairs, items)
+        try:
+            kept = _open_out(options, columns, pairs, items)
+        except OSError as exc:
+            raise output_error(options.out, exc) from None  # type: ignore[arg-type]
         collected = _Collected(
             rows=dict(kept), total=len(pairs), report=_reporter(stack, progress, len(pairs))
         )
@@ -192,20 +240,15 @@ def evaluate(
                 )
                 stack.callback(collected.lesions.close, [p.name for p in pairs])
         if options.csv_path is not None:
-            collected.writer = stack.enter_context(CaseCSVWriter(options.csv_path, columns, append=resume))
+            try:
+                collected.writer = stack.enter_context(
+                    CaseCSVWriter(options.csv_path, columns, append=options.resume)
+                )
+            except OSError as exc:
+                raise output_error(options.out, exc) from None  # type: ignore[arg-type]
         collected.report(len(kept), len(pairs))
-        _score_cases([p for p in pairs if p.name not in kept], spec, pool, options.workers, collected)
-
-    per_case = [row for p in pairs for row in collected.rows[p.name]]
-    summary = build_summary(per_case, pairs, extras, items, options)
-    if objects is not None:
-        add_object_summary(summary, per_case, objects, protocol)
-    result = EvaluationResult(per_case=per_case, summary=summary, out=options.out)
-    if options.out is not None:
-        result.files = _write_outputs(result, options.out, columns)
-        if objects is not None:
-            result.files["lesions"] = options.out / "lesions.csv"
-    return result
+        _score_cases([p for p in pairs if p.name not in kept], spec, pool, collected)
+    return items, collected.rows, pool.started
 
 
 @dataclass
@@ -224,26 +267,23 @@ class _Collected:
             objects = fill_missing(rows, self.object_columns)
             if self.lesions is not None:
                 self.lesions.add(pair.name, objects)
-        self.rows[pair.name] = rows
         if self.writer is not None:
-            self.writer.write_rows(rows)
+            try:
+                self.writer.write_rows(rows)
+            except OSError as exc:  # a full disk: stop cleanly; the rows on disk stay readable
+                raise output_error(self.writer.path, exc) from None
+        self.rows[pair.name] = rows
         self.report(len(self.rows), self.total)
 
 
-def _resolve_items(
-    options: Options, pairs: Sequence[CasePair], pool: ProcessPoolExecutor | None
-) -> tuple[Item, ...]:
+def _resolve_items(options: Options, pairs: Sequence[CasePair], pool: LocalPool) -> tuple[Item, ...]:
     """The labels and regions to score; ``"auto"`` reads the ground truth once to find the labels."""
     labels = options.labels
     if isinstance(labels, str):  # "auto": one cheap pass over the ground truth fixes the label list
         found: set[int] = set()
-        map_tasks(
-            gt_label_set,
-            [(p.gt, options.ignore_label) for p in pairs],
-            pool,
-            options.workers,
-            lambda _i, ids: found.update(ids),  # type: ignore[arg-type]
-        )
+        for _index, ids in pool.imap(gt_label_set, [(p.gt, options.ignore_label) for p in pairs]):
+            if not isinstance(ids, TaskLost):  # the scoring pass reports that case on its own rows
+                found.update(ids)  # type: ignore[arg-type]
         labels = tuple(sorted(found))
     items = build_items(labels, options)
     if not items:
@@ -256,10 +296,9 @@ def _resolve_items(
 def _open_out(
     options: Options, columns: list[str], pairs: Sequence[CasePair], items: Sequence[Item]
 ) -> dict[str, list[dict]]:
-    """Create the output folder; on resume, the kept rows of an earlier run (rewritten alone to the CSV)."""
+    """On resume, the kept rows of an earlier run (rewritten alone to the CSV: a cut last row goes)."""
     if options.out is None:
         return {}
-    options.out.mkdir(parents=True, exist_ok=True)
     csv_path = options.csv_path
     if not (options.resume and csv_path.exists()):
         return {}
@@ -277,21 +316,42 @@ def _reporter(stack: ExitStack, progress: bool | ProgressCallback, total: int) -
     return lambda done, total: step(completed=done)
 
 
-def _score_cases(
-    todo: Sequence[CasePair],
-    spec: ScoringSpec,
-    pool: ProcessPoolExecutor | None,
-    workers: int,
-    collected: _Collected,
-) -> None:
-    """Score every case of ``todo``, in the pool when there is one, handing each case's rows on as it ends."""
-    map_tasks(
-        score_case,
-        [(p, spec) for p in todo],
-        pool,
-        workers,
-        lambda index, rows: collected.add(todo[index], rows),  # type: ignore[arg-type]
-    )
+def _score_cases(todo: Sequence[CasePair], spec: ScoringSpec, pool: LocalPool, collected: _Collected) -> None:
+    """Score every case of ``todo`` (here or in the pool), handing each case's rows on as it ends.
+
+    A case whose worker process died twice gets error rows; the other cases go on.
+    """
+    for index, rows in pool.imap(_score_in_worker, [(p, spec) for p in todo]):
+        pair = todo[index]
+        if isinstance(rows, TaskLost):
+            rows = _lost_rows(pair, spec, rows.reason)
+        collected.add(pair, rows)  # type: ignore[arg-type]
+
+
+def _score_in_worker(pair: CasePair, spec: ScoringSpec) -> list[dict]:
+    """:func:`score_case`, with the test-only crash of :data:`CRASH_CASE_ENV` in worker processes."""
+    if pair.name == os.environ.get(CRASH_CASE_ENV) and multiprocessing.parent_process() is not None:
+        os._exit(70)
+    return score_case(pair, spec)
+
+
+def _lost_rows(pair: CasePair, spec: ScoringSpec, reason: str) -> list[dict]:
+    """The rows of a case that could not be scored because its worker died: NaN metrics, the reason."""
+    rows = []
+    for item in spec.items:
+        row = dict.fromkeys(case_columns(spec.metrics))
+        row.update(
+            case=pair.name,
+            item=item.name,
+            labels=item.label_text,
+            missing_pred=pair.pred is None,
+            error=reason,
+            pred_file=str(pair.pred) if pair.pred is not None else "",
+            gt_file=str(pair.gt),
+        )
+        row.update(dict.fromkeys(spec.metrics, math.nan))
+        rows.append(row)
+    return rows
 
 
 def _write_outputs(result: EvaluationResult, out: Path, columns: list[str]) -> dict[str, Path]:

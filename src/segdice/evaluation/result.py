@@ -23,6 +23,9 @@ class EvaluationResult:
         The output folder, or ``None`` when nothing was written.
     files
         Name -> path of every file written (``per_case``, ``summary``, ``report``).
+    workers_started
+        Worker processes started for this run: 0 when every case was scored in the calling process
+        (one worker asked for, or too little work to pay for starting a pool).
 
     Examples
     --------
@@ -35,6 +38,7 @@ class EvaluationResult:
     summary: dict
     out: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    workers_started: int = 0
 
     @property
     def failed_cases(self) -> dict[str, str]:

@@ -1,16 +1,24 @@
 """CSV and JSON writers for evaluation results.
 
-``per_case.csv`` is written row by row as cases finish (each write is flushed), so an interrupted run
-keeps every case it computed, and read back by :func:`read_case_csv` to resume. ``summary.json`` is
-strict JSON: NaN and infinity are written as ``null``.
+``per_case.csv`` is written case by case as cases finish (one unbuffered write per case, synced to
+disk), so an interrupted run keeps every case it computed, and read back by :func:`read_case_csv` to
+resume; a row cut short by a kill or a full disk is recognised and dropped. ``summary.json`` is strict
+JSON: NaN and infinity are written as ``null``. Whole files are written to a temporary file of their own
+(never a name shared with another run) and renamed over the target.
+
+Text cells that a spreadsheet would run as a formula (beginning with ``= + - @``, a tab or a carriage
+return) are written with a leading ``'``; so is a cell that already begins with ``'``, which keeps the
+mapping reversible: :func:`read_case_csv` removes exactly one such ``'``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +56,18 @@ CASE_COLUMNS: dict[str, type] = {
 }
 
 
+# First characters that make a spreadsheet read a cell as a formula, plus the quote that neutralises them.
+_FORMULA_STARTS = frozenset("=+-@\t\r'")
+
+
+def _neutralise(text: str) -> str:
+    return "'" + text if text[:1] in _FORMULA_STARTS else text
+
+
+def _restore(text: str) -> str:
+    return text[1:] if text[:1] == "'" and text[1:2] in _FORMULA_STARTS else text
+
+
 def _format(value: Any) -> str:
     if value is None:
         return ""
@@ -55,13 +75,15 @@ def _format(value: Any) -> str:
         return "True" if value else "False"
     if isinstance(value, float):
         return repr(value)  # shortest text that reads back to the same float; nan/inf as words
+    if isinstance(value, str):
+        return _neutralise(value)
     return str(value)
 
 
 def _parse(column: str, text: str) -> Any:
     kind = CASE_COLUMNS.get(column, float)
     if kind is str:
-        return text
+        return _restore(text)
     if text == "":
         return None
     if kind is bool:
@@ -96,18 +118,33 @@ class CaseCSVWriter:
         self.path = Path(path)
         self.columns = list(columns)
         new = not (append and self.path.exists())
-        self._file = open(self.path, "w" if new else "a", newline="", encoding="utf-8")  # noqa: SIM115
-        self._writer = csv.writer(self._file)
+        # Unbuffered: a failed write (a full disk) leaves nothing queued that a later flush or close
+        # would try again, so the error is raised once, where the rows were written.
+        self._file = open(self.path, "wb" if new else "ab", buffering=0)  # noqa: SIM115
         if new:
-            self._writer.writerow(self.columns)
-            self._file.flush()
+            self._write_all(self._encode([self.columns]))
+
+    def _encode(self, records: Iterable[Sequence[str]]) -> bytes:
+        text = io.StringIO()
+        csv.writer(text).writerows(records)
+        return text.getvalue().encode("utf-8")
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[self._file.write(view) :]
+        os.fsync(self._file.fileno())
 
     def write_rows(self, rows: Iterable[dict]) -> None:
-        """Write rows and flush them to disk."""
-        for row in rows:
-            self._writer.writerow([_format(row.get(column)) for column in self.columns])
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        """Write rows (one write, synced to disk).
+
+        Raises
+        ------
+        OSError
+            When the disk is full or the file cannot be written; the rows written before stay valid
+            and a partial last row is dropped by :func:`read_case_csv`.
+        """
+        self._write_all(self._encode([_format(row.get(column)) for column in self.columns] for row in rows))
 
     def close(self) -> None:
         """Close the file."""
@@ -120,13 +157,27 @@ class CaseCSVWriter:
         self.close()
 
 
+def _replace_atomically(path: Path, write: Any) -> None:
+    """Call ``write(temporary_path)`` on a fresh temporary file beside ``path``, then rename it over
+    ``path``; on any error the temporary file is removed and ``path`` is left as it was."""
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(Path(name))
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+
+
 def write_case_csv(path: str | os.PathLike[str], columns: Sequence[str], rows: Iterable[dict]) -> None:
-    """Write a whole per-case CSV atomically (a temporary file renamed over ``path``)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with CaseCSVWriter(tmp, columns) as writer:
-        writer.write_rows(rows)
-    os.replace(tmp, path)
+    """Write a whole per-case CSV atomically (a temporary file of its own, renamed over ``path``)."""
+
+    def write(tmp: Path) -> None:
+        with CaseCSVWriter(tmp, columns) as writer:
+            writer.write_rows(rows)
+
+    _replace_atomically(Path(path), write)
 
 
 def read_case_csv(path: str | os.PathLike[str]) -> tuple[list[str], list[dict]]:
@@ -138,27 +189,38 @@ def read_case_csv(path: str | os.PathLike[str]) -> tuple[list[str], list[dict]]:
         The header.
     rows : list of dict
         Counts as ``int``, flags as ``bool``, metrics as ``float`` (``nan`` kept), empty cells as ``None``.
-        A last line cut short by an interruption is dropped.
+        A last row cut short by an interruption or a full disk is dropped: the file does not end with a
+        line end (or ends inside a quoted cell), or a row has the wrong number of cells, or a cell does
+        not read back as its column's type.
 
     Raises
     ------
     SegDiceError
-        If the file has no header.
+        If the file has no header or is not UTF-8 text.
     """
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SegDiceError(
+            f"{path}: not UTF-8 text (byte {exc.start} is 0x{data[exc.start]:02x}); expected a per-case CSV "
+            "written by segdice; move it away or choose another output folder"
+        ) from None
+    records = list(csv.reader(io.StringIO(text, newline="")))
+    if not records:
+        raise SegDiceError(f"{path}: empty file; expected a per-case CSV with a header")
+    if not text.endswith("\n") or text.count('"') % 2:
+        records.pop()  # the last row was cut: the process died or the disk filled up while writing it
+        if not records:
+            raise SegDiceError(f"{path}: the header is cut short; expected a per-case CSV with a header")
+    columns, rows = records[0], []
+    for record in records[1:]:
+        if len(record) != len(columns):
+            continue
         try:
-            columns = next(reader)
-        except StopIteration:
-            raise SegDiceError(f"{path}: empty file; expected a per-case CSV with a header") from None
-        rows = []
-        for record in reader:
-            if len(record) != len(columns):
-                continue  # a row cut short when the run was killed mid-write
-            try:
-                rows.append({c: _parse(c, v) for c, v in zip(columns, record, strict=True)})
-            except ValueError:
-                continue
+            rows.append({c: _parse(c, v) for c, v in zip(columns, record, strict=True)})
+        except ValueError:
+            continue
     return columns, rows
 
 
@@ -182,8 +244,6 @@ def to_json_safe(value: Any) -> Any:
 
 
 def write_summary_json(path: str | os.PathLike[str], summary: dict) -> None:
-    """Write the summary as indented, strict JSON (``null`` for NaN)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_json_safe(summary), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Write the summary as indented, strict JSON (``null`` for NaN), atomically."""
+    text = json.dumps(to_json_safe(summary), indent=2, allow_nan=False) + "\n"
+    _replace_atomically(Path(path), lambda tmp: tmp.write_text(text, encoding="utf-8"))
