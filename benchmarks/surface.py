@@ -40,7 +40,7 @@ import numpy as np
 
 THREADS = "2"
 TOLERANCE = 1.0
-IMPLS = ("segdice", "monai", "surface-distance", "medpy")
+IMPLS = ("segdice", "segdice-surfels", "monai", "surface-distance", "medpy")
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -130,6 +130,18 @@ def run_segdice(pred, gt, spacing):
     return {k: v["hd95"] for k, v in out.items()}
 
 
+def run_segdice_surfels(pred, gt, spacing):
+    """The same metrics on DeepMind's surfels (``surface="surfels"``): surface-distance's numbers."""
+    from segdice.metrics import boundary_metrics
+
+    labels = [1] if gt.dtype == bool else None
+    out = boundary_metrics(
+        pred, gt, labels, spacing=spacing, metrics=("hd95", "assd", "nsd"), nsd_tolerance=TOLERANCE,
+        surface="surfels",
+    )  # fmt: skip
+    return {k: v["hd95"] for k, v in out.items()}
+
+
 def run_monai(pred, gt, spacing):
     import torch
     from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
@@ -176,6 +188,7 @@ def run_medpy(pred, gt, spacing):
 
 RUNNERS = {
     "segdice": run_segdice,
+    "segdice-surfels": run_segdice_surfels,
     "monai": run_monai,
     "surface-distance": run_surface_distance,
     "medpy": run_medpy,

@@ -90,7 +90,6 @@ NOT_LOADED_BY_CLI_HELP = ("torch",)
 CLI_ARGUMENTS = (("--help",), ("--version",))
 
 
-
 @dataclass(frozen=True)
 class Rules:
     helpers: frozenset = HELPERS
@@ -161,7 +160,9 @@ class _FileScanner(ast.NodeVisitor):
         self._type_only = 0
 
     def _add(self, node: ast.AST, target: str, name: str | None) -> None:
-        site = ImportSite(self.rel, node.lineno, self.module, target, name, self._depth > 0, self._type_only > 0)
+        site = ImportSite(
+            self.rel, node.lineno, self.module, target, name, self._depth > 0, self._type_only > 0
+        )
         self.imports.append(site)
 
     def _absolute(self, node: ast.ImportFrom) -> str:
@@ -331,7 +332,11 @@ def _import_violations(site: ImportSite, rules: Rules) -> Iterable[tuple[str, st
     parts = site.target.split(".")
     private_at = next((i for i, part in enumerate(parts) if i and _is_private(part)), None)
     if private_at is not None and parts[1] != here and not (private_at == 1 and parts[1] in rules.helpers):
-        owner = f"{TOP}.{parts[1]}" if private_at > 1 else f"the root (shared: {', '.join(sorted(rules.helpers))})"
+        owner = (
+            f"{TOP}.{parts[1]}"
+            if private_at > 1
+            else f"the root (shared: {', '.join(sorted(rules.helpers))})"
+        )
         yield "private-module", f"imports {site.target}, private to {owner}, from {here!r}"
     if site.name is not None and _is_private(site.name):
         yield "private-name", f"imports the underscored name {site.name} from {site.target}"
@@ -341,7 +346,10 @@ def _import_violations(site: ImportSite, rules: Rules) -> Iterable[tuple[str, st
         kind = "TYPE_CHECKING " if site.type_only else "in-function " if site.lazy else ""
         yield "arrow", f"{here} -> {there} ({kind}import of {imported}) is against the arrows"
     if here == ROOT and not site.lazy and not site.type_only and there not in rules.root_eager:
-        yield "root-eager", f"the root __init__ imports {site.target} at module level; name it lazily (PEP 562)"
+        yield (
+            "root-eager",
+            f"the root __init__ imports {site.target} at module level; name it lazily (PEP 562)",
+        )
 
 
 def _shadowing(module: str, tree: ast.Module, scanner: _FileScanner, modules: Mapping[str, Path]):
@@ -389,10 +397,14 @@ def scan(src: Path, rules: Rules | None = None) -> list[Violation]:
         for site in scanner.imports + _lazy_table_sites(tree, scanner):
             if unit_of(site.target) != here:
                 edges[here].setdefault(unit_of(site.target), site)
-            found.update(Violation(rel, site.line, rule, msg) for rule, msg in _import_violations(site, rules))
+            found.update(
+                Violation(rel, site.line, rule, msg) for rule, msg in _import_violations(site, rules)
+            )
         for line, owner, attr in scanner.attribute_reads:
             found.add(Violation(rel, line, "private-name", f"reads the underscored name {attr} of {owner}"))
-        found.update(Violation(rel, line, "shadowing", msg) for line, msg in _shadowing(module, tree, scanner, modules))
+        found.update(
+            Violation(rel, line, "shadowing", msg) for line, msg in _shadowing(module, tree, scanner, modules)
+        )
 
     for cycle in _find_cycles(edges):
         steps = [(a, b, edges[a][b]) for a, b in itertools.pairwise(cycle)]
@@ -410,7 +422,11 @@ def modules_loaded(arguments: list[str], pythonpath: Iterable[os.PathLike | str]
     env["PYTHONPATH"] = os.pathsep.join(str(p) for p in pythonpath)
     proc = subprocess.run(
         [sys.executable, "-X", "importtime", *arguments],
-        capture_output=True, text=True, env=env, check=False, timeout=600,  # only catches a hang
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=600,  # only catches a hang
     )
     loaded, other = set(), []
     for line in proc.stderr.splitlines():
@@ -444,8 +460,6 @@ def console_script(src: Path) -> str:
     return f"import sys; from {module} import {func}; sys.argv[0] = {TOP!r}; sys.exit({func}())"
 
 
-
-
 def _env_pythonpath() -> list[str]:
     return [str(SRC), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
 
@@ -471,7 +485,9 @@ def test_cli_help_and_version_load_no_torch(entry, arguments):
     loaded, stdout = modules_loaded([*program, *arguments], _env_pythonpath())
     assert stdout.strip()
     heavy = forbidden_loaded(loaded, NOT_LOADED_BY_CLI_HELP)
-    assert not heavy, f"{entry} {' '.join(arguments)} loads {len(heavy)} forbidden modules: {', '.join(heavy[:5])}, ..."
+    assert not heavy, (
+        f"{entry} {' '.join(arguments)} loads {len(heavy)} forbidden modules: {', '.join(heavy[:5])}, ..."
+    )
 
 
 # --- the checks of the checker, on tiny synthetic trees ---------------------------------------------------
@@ -524,35 +540,62 @@ CLEAN_TREE = {
 
 VIOLATIONS = {
     # case: (files changed or added on top of CLEAN_TREE, the violations expected as (rule, file, line))
-    "private name": ({"segdice/metrics/streaming.py": "from segdice.metrics._formulas import _hidden\n"},
-                     [("private-name", "segdice/metrics/streaming.py", 1)]),
-    "private helper name": ({"segdice/metrics/streaming.py": "from segdice._checks import _describe\n"},
-                            [("private-name", "segdice/metrics/streaming.py", 1)]),
-    "private name read": ({"segdice/metrics/streaming.py": "from . import overlap\nx = overlap._ratio\n"},
-                          [("private-name", "segdice/metrics/streaming.py", 2)]),
-    "private module": ({"segdice/metrics/streaming.py": "def f():\n    from segdice.stats import _kernels\n"},
-                       [("private-module", "segdice/metrics/streaming.py", 2)]),
-    "arrow": ({"segdice/io.py": "def f():\n    from segdice.metrics import dice\n"},
-              [("arrow", "segdice/io.py", 2)]),
-    "TYPE_CHECKING arrow": ({"segdice/report/html.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                             "    from segdice.demo import DemoResult\n"},
-                            [("arrow", "segdice/report/html.py", 3)]),
+    "private name": (
+        {"segdice/metrics/streaming.py": "from segdice.metrics._formulas import _hidden\n"},
+        [("private-name", "segdice/metrics/streaming.py", 1)],
+    ),
+    "private helper name": (
+        {"segdice/metrics/streaming.py": "from segdice._checks import _describe\n"},
+        [("private-name", "segdice/metrics/streaming.py", 1)],
+    ),
+    "private name read": (
+        {"segdice/metrics/streaming.py": "from . import overlap\nx = overlap._ratio\n"},
+        [("private-name", "segdice/metrics/streaming.py", 2)],
+    ),
+    "private module": (
+        {"segdice/metrics/streaming.py": "def f():\n    from segdice.stats import _kernels\n"},
+        [("private-module", "segdice/metrics/streaming.py", 2)],
+    ),
+    "arrow": (
+        {"segdice/io.py": "def f():\n    from segdice.metrics import dice\n"},
+        [("arrow", "segdice/io.py", 2)],
+    ),
+    "TYPE_CHECKING arrow": (
+        {
+            "segdice/report/html.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+            "    from segdice.demo import DemoResult\n"
+        },
+        [("arrow", "segdice/report/html.py", 3)],
+    ),
     # The root names everything, so reaching up to it is a cycle as well as an arrow broken.
-    "root name from below": ({"segdice/metrics/streaming.py": "from segdice import __version__\n"},
-                             [("cycle", "segdice/evaluation/_run.py", 1),
-                              ("arrow", "segdice/metrics/streaming.py", 1)]),
-    "eager root": ({"segdice/__init__.py": "from segdice.evaluation import evaluate\n"},
-                   [("root-eager", "segdice/__init__.py", 1)]),
-    "unknown package": ({"segdice/_pairing.py": "def pair_cases(): ...\n"},
-                        [("unknown-package", "segdice/_pairing.py", 1)]),
-    "cycle": ({"segdice/demo/__init__.py": "def run_demo():\n    from segdice import evaluate\n",
-               "segdice/__init__.py": CLEAN_TREE["segdice/__init__.py"]
-               + "def _lazy():\n    from segdice.demo import run_demo\n"},
-              [("cycle", "segdice/demo/__init__.py", 2)]),
-    "function named as its module": ({"segdice/evaluation/pairing.py": "def pairing(): ...\n"},
-                                     [("shadowing", "segdice/evaluation/pairing.py", 1)]),
-    "package name hiding a submodule": ({"segdice/evaluation/__init__.py": "from ._run import evaluate as _run\n"},
-                                        [("shadowing", "segdice/evaluation/__init__.py", 1)]),
+    "root name from below": (
+        {"segdice/metrics/streaming.py": "from segdice import __version__\n"},
+        [("cycle", "segdice/evaluation/_run.py", 1), ("arrow", "segdice/metrics/streaming.py", 1)],
+    ),
+    "eager root": (
+        {"segdice/__init__.py": "from segdice.evaluation import evaluate\n"},
+        [("root-eager", "segdice/__init__.py", 1)],
+    ),
+    "unknown package": (
+        {"segdice/_pairing.py": "def pair_cases(): ...\n"},
+        [("unknown-package", "segdice/_pairing.py", 1)],
+    ),
+    "cycle": (
+        {
+            "segdice/demo/__init__.py": "def run_demo():\n    from segdice import evaluate\n",
+            "segdice/__init__.py": CLEAN_TREE["segdice/__init__.py"]
+            + "def _lazy():\n    from segdice.demo import run_demo\n",
+        },
+        [("cycle", "segdice/demo/__init__.py", 2)],
+    ),
+    "function named as its module": (
+        {"segdice/evaluation/pairing.py": "def pairing(): ...\n"},
+        [("shadowing", "segdice/evaluation/pairing.py", 1)],
+    ),
+    "package name hiding a submodule": (
+        {"segdice/evaluation/__init__.py": "from ._run import evaluate as _run\n"},
+        [("shadowing", "segdice/evaluation/__init__.py", 1)],
+    ),
 }
 
 
@@ -570,12 +613,17 @@ def test_each_kind_of_violation_is_caught(tmp_path, case):
 
 
 def test_a_cycle_is_reported_with_every_step(tmp_path):
-    rules = Rules(arrows={ROOT: AllBut(), "a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"})})
-    src = make_tree(tmp_path, {
-        "segdice/a.py": "import segdice.b\n",
-        "segdice/b.py": "def f():\n    from segdice import c\n",
-        "segdice/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from segdice.a import x\n",
-    })
+    rules = Rules(
+        arrows={ROOT: AllBut(), "a": frozenset({"b"}), "b": frozenset({"c"}), "c": frozenset({"a"})}
+    )
+    src = make_tree(
+        tmp_path,
+        {
+            "segdice/a.py": "import segdice.b\n",
+            "segdice/b.py": "def f():\n    from segdice import c\n",
+            "segdice/c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from segdice.a import x\n",
+        },
+    )
     (cycle,) = scan(src, rules)
     assert cycle.rule == "cycle"
     assert cycle.message == (
@@ -590,8 +638,14 @@ def test_lazy_table_of_module_names_counts_as_imports(tmp_path):
         "def __getattr__(name):\n"
         "    return getattr(importlib.import_module(_LAZY[name]), name)\n"
     )
-    src = make_tree(tmp_path, {**CLEAN_TREE, "segdice/__init__.py": init,
-                               "segdice/evaluation/_run.py": "from segdice import evaluate\n"})
+    src = make_tree(
+        tmp_path,
+        {
+            **CLEAN_TREE,
+            "segdice/__init__.py": init,
+            "segdice/evaluation/_run.py": "from segdice import evaluate\n",
+        },
+    )
     violations = scan(src)
     assert [(v.rule, v.path, v.line) for v in violations] == [
         ("arrow", "segdice/evaluation/_run.py", 1),
@@ -602,11 +656,14 @@ def test_lazy_table_of_module_names_counts_as_imports(tmp_path):
 
 def test_heavy_import_of_the_package_is_caught(tmp_path):
     # Fake heavy modules on the synthetic path stand in for the real ones (and keep this fast).
-    src = make_tree(tmp_path, {
-        "segdice/__init__.py": "from segdice import evaluation\n",
-        "segdice/evaluation/__init__.py": "import scipy\n",
-        "scipy/__init__.py": "",
-    })
+    src = make_tree(
+        tmp_path,
+        {
+            "segdice/__init__.py": "from segdice import evaluation\n",
+            "segdice/evaluation/__init__.py": "import scipy\n",
+            "scipy/__init__.py": "",
+        },
+    )
     loaded, _ = modules_loaded(["-c", "import segdice"], [src])
     assert forbidden_loaded(loaded, NOT_LOADED_BY_IMPORT) == ["scipy", "segdice.evaluation"]
 
@@ -617,12 +674,15 @@ def test_heavy_import_of_the_package_is_caught(tmp_path):
 
 
 def test_torch_behind_the_help_is_caught(tmp_path):
-    src = make_tree(tmp_path, {
-        "segdice/cli.py": "import sys\ndef main():\n    if '--help' in sys.argv:\n        import torch.nn\n"
-                          "    print('usage: segdice')\n",
-        "torch/__init__.py": "",
-        "torch/nn.py": "",
-    })
+    src = make_tree(
+        tmp_path,
+        {
+            "segdice/cli.py": "import sys\ndef main():\n    if '--help' in sys.argv:\n        import torch.nn\n"
+            "    print('usage: segdice')\n",
+            "torch/__init__.py": "",
+            "torch/nn.py": "",
+        },
+    )
     loaded, stdout = modules_loaded(["-c", console_script(src), "--help"], [src])
     assert stdout.strip() == "usage: segdice"
     assert forbidden_loaded(loaded, NOT_LOADED_BY_CLI_HELP) == ["torch", "torch.nn"]

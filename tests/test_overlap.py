@@ -193,7 +193,10 @@ def naive_average(name, counts, average, empty_value):
         else:
             pairs = [(v, row[0, c] + row[2, c]) for c, v in enumerate(vals) if not math.isnan(v)]
             total = sum(w for _, w in pairs)
-            per_image.append(sum(v * w for v, w in pairs) / total if total else math.nan)
+            if total:
+                per_image.append(sum(v * w for v, w in pairs) / total)
+            else:  # only zero-support classes (false positives on empty targets): their plain mean
+                per_image.append(sum(v for v, _ in pairs) / len(pairs) if pairs else math.nan)
     known = [v for v in per_image if not math.isnan(v)]
     return sum(known) / len(known) if known else math.nan
 
@@ -219,6 +222,26 @@ def test_averages_against_naive(seed, batch, num_classes, average, empty_value, 
         score_from_counts(name, *torch.from_numpy(counts.sum(1)), empty_value=empty_value, average=average)
     )
     np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_weighted_average_keeps_a_false_positive_on_an_empty_target():
+    # image 0: class 1 found perfectly; image 1: no class 1 in the target, one false-positive voxel.
+    # Support weights of image 1 are all zero; its only known class scores 0 and must count (torchmetrics: 0.5).
+    target = torch.tensor([[[1, 1, 0, 0]], [[0, 0, 0, 0]]])
+    pred = torch.tensor([[[1, 1, 0, 0]], [[1, 0, 0, 0]]])
+    got = float(dice_score(pred, target, num_classes=2, include_background=False, average="weighted"))
+    assert got == pytest.approx(0.5)
+    tm = pytest.importorskip("torchmetrics.segmentation")
+    want = tm.DiceScore(num_classes=2, average="weighted", input_format="index", include_background=False)
+    assert got == pytest.approx(float(want(pred, target)))
+    # nothing known at all (both empty, empty_value NaN) stays NaN
+    assert math.isnan(
+        float(
+            dice_score(
+                target[1:] * 0, target[1:] * 0, num_classes=2, include_background=False, average="weighted"
+            )
+        )
+    )
 
 
 def test_functional_averages_and_pooling():

@@ -151,13 +151,19 @@ def test_forward_equals_torchmetrics_dice_score_per_batch_and_at_the_end():
         assert result["dice/global/macro"] == pytest.approx(float(global_macro.compute()), rel=1e-6)
 
 
-def test_weighted_average_where_torchmetrics_differs():
+def test_weighted_average_of_a_false_positive_on_an_empty_target():
     # An image whose target holds only background, with a predicted foreground voxel, and the background
-    # left out: no class has support. segdice: the weighted mean is undefined (NaN, left out of the mean
-    # over images); torchmetrics' nansum of NaN weights gives 0.
+    # left out: no class has support. The false positive is seen: the plain mean of the scored classes, 0
+    # (torchmetrics gives 0 too), never NaN (which would drop the image from the mean over images).
+    from torchmetrics.functional.segmentation import dice_score as tm_dice
+
     m = SegmentationMetrics(2, metrics=("dice",), include_background=False)
-    batch = m(torch.tensor([[1, 0, 0, 0]]), torch.tensor([[0, 0, 0, 0]]), flat=True)
-    assert batch["dice/1"] == 0.0 and math.isnan(batch["dice/weighted"])
+    pred, target = torch.tensor([[1, 0, 0, 0]]), torch.tensor([[0, 0, 0, 0]])
+    batch = m(pred, target, flat=True)
+    theirs = tm_dice(
+        pred, target, num_classes=2, include_background=False, average="weighted", input_format="index"
+    )
+    assert batch["dice/1"] == 0.0 and batch["dice/weighted"] == 0.0 == float(theirs)
 
 
 def test_forward_refused_after_sync_state_is_loaded():

@@ -376,6 +376,20 @@ def evaluate_command(
         str,
         typer.Option(help="Overlap metrics when prediction and ground truth are both empty: nan, 0 or 1."),
     ] = "nan",
+    hd95: Annotated[
+        str,
+        typer.Option(
+            "--hd95",
+            help="HD percentiles: max (the larger directed one, MONAI) or pooled (both directions, medpy).",
+        ),
+    ] = "max",
+    surface: Annotated[
+        str,
+        typer.Option(
+            "--surface",
+            help="Distance metrics on voxels (surface voxels, MONAI) or surfels (DeepMind, BraTS).",
+        ),
+    ] = "voxels",
     workers: Annotated[
         int | None, typer.Option("--workers", "-j", help="Worker processes (default: every core).")
     ] = None,
@@ -457,6 +471,8 @@ def evaluate_command(
             nsd_tolerance=nsd_tolerance,
             spacing=_parse_spacing(spacing),
             empty=empty,
+            hd95=hd95,
+            surface=surface,
             workers=workers,
             pred_suffix=pred_suffix,
             gt_suffix=gt_suffix,

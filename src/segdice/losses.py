@@ -1,9 +1,13 @@
-"""Dice-family losses for PyTorch: Dice, Jaccard, Tversky, generalised Dice, Dice + CE, Dice + focal.
+"""Dice-family losses for PyTorch: Dice, Jaccard, Tversky, generalised Dice, Dice + CE, Dice + focal, and the
+focal, Lovász and clDice losses.
 
 Every loss is a :class:`torch.nn.Module` with a functional twin (``DiceLoss`` / :func:`dice_loss`, ...) and
 takes its statistics from :func:`segdice.stats.soft_stats`: one fused autograd node (activation, masking,
 per-class sums) whose backward is analytic and in place, so forward + backward keep one extra tensor of the
 logits' size and no one-hot target is ever built.
+
+The focal, Lovász and clDice losses (at the end of the module) work on the probabilities themselves: a
+focal weight per pixel, a sorted ranking of errors, soft skeletons; they keep the same settings style.
 
 Conventions shared by every loss (see ``docs/losses.md`` for the long form):
 
@@ -19,6 +23,7 @@ Conventions shared by every loss (see ``docs/losses.md`` for the long form):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,20 +41,26 @@ from segdice._checks import (
     check_number,
     describe,
 )
-from segdice.stats import SoftStats, pool_soft_stats, soft_stats
+from segdice.stats import SoftStats, check_soft_inputs, pool_soft_stats, soft_stats
 
 __all__ = [
+    "ClDiceLoss",
     "DiceCELoss",
     "DiceFocalLoss",
     "DiceLoss",
+    "FocalLoss",
     "GeneralizedDiceLoss",
     "JaccardLoss",
+    "LovaszLoss",
     "TverskyLoss",
+    "cldice_loss",
     "dice_ce_loss",
     "dice_focal_loss",
     "dice_loss",
+    "focal_loss",
     "generalized_dice_loss",
     "jaccard_loss",
+    "lovasz_loss",
     "tversky_loss",
 ]
 
@@ -161,7 +172,9 @@ def _smoothed_ratio(num: Tensor, den: Tensor, smooth: float, den_nonnegative: bo
         return (num + smooth) / (den + smooth)
     den_s = den + smooth
     tiny = torch.finfo(den_s.dtype).tiny
-    return torch.where(den_s > 0, (num + smooth) / den_s.clamp_min(tiny), torch.ones_like(den_s))
+    # `den_s <= 0`, not `not den_s > 0`: a NaN denominator (non-finite input) must stay NaN, never count as
+    # the perfect 0/0 case.
+    return torch.where(den_s <= 0, torch.ones_like(den_s), (num + smooth) / den_s.clamp_min(tiny))
 
 
 def _from_ratio(r: Tensor, log: bool) -> Tensor:
@@ -698,6 +711,7 @@ class_weights, log, distributed
         label_smoothing=label_smoothing, smooth=smooth, reduction=reduction, include_background=include_background,
         per_image=per_image, distributed=distributed,
     )  # fmt: skip
+    check_soft_inputs(input, target, mode, from_logits=True, ignore_index=ignore_index)  # before reading them
     w_all = _weights(class_weights, input.shape[1], input)
     # The kernels fuse the CE, label smoothing included, for integer multiclass labels (softmax) and for
     # binary/multilabel targets (sigmoid); nll is None where they do not (float multiclass targets;
@@ -1236,4 +1250,563 @@ class DiceFocalLoss(_LossModule):
             from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
             include_background=include_background, ignore_index=ignore_index, log=log, reduction=reduction,
             distributed=distributed,
+        )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------
+# focal, Lovász and clDice losses
+# ------------------------------------------------------------------------------------------------------
+
+
+def _nan_if_nonfinite(loss: Tensor, input: Tensor) -> Tensor:
+    """``loss`` made NaN when ``input`` holds a NaN or an infinity (a hinge or a saturated probability can
+    turn an infinite logit into a finite, even perfect, value). One detached reduction, no host sync."""
+    total = input.detach().sum(dtype=torch.float64 if input.dtype == torch.float64 else torch.float32)
+    return loss + torch.where(torch.isfinite(total), 0.0, math.nan).to(loss.dtype)
+
+
+def _check_loss_tensors(
+    input: Tensor, target: Tensor, mode: str, ignore_index, from_logits: bool = True
+) -> None:
+    """The shared tensor checks, then the target's shape for the mode (these losses read it directly)."""
+    check_soft_inputs(input, target, mode, from_logits=from_logits, ignore_index=ignore_index)
+    b, c, spatial = input.shape[0], input.shape[1], tuple(input.shape[2:])
+    if mode == "binary" and c != 1:
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)} in mode 'binary'; expected one channel [B, 1, *spatial]"
+        )
+    if mode == "multiclass" and c < 2:
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)} in mode 'multiclass'; expected C >= 2 channels"
+        )
+    shapes = {
+        "binary": ((b, 1, *spatial), (b, *spatial)),
+        "multilabel": ((b, c, *spatial),),
+        "multiclass": ((b, *spatial), (b, 1, *spatial), (b, c, *spatial)),
+    }[mode]
+    if tuple(target.shape) not in shapes:
+        expected = " or ".join(str(list(s)) for s in shapes)
+        raise SegDiceError(
+            f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
+            f"{mode!r}; expected {expected}"
+        )
+    if mode == "multiclass" and target.is_floating_point() and tuple(target.shape) != (b, c, *spatial):
+        raise SegDiceError(
+            f"target: got {describe(target, values=False)} in mode 'multiclass'; expected integer class indices"
+        )
+
+
+def _index_labels(target: Tensor, input: Tensor, ignore_index) -> Tensor:
+    """A multiclass index target as int64 ``[B, *spatial]``, its labels checked against ``C``."""
+    c = input.shape[1]
+    t = target.reshape(input.shape[0], *input.shape[2:]).long()
+    kept = t if ignore_index is None else t[t != ignore_index]
+    if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= c):
+        extra = f" besides ignore_index={ignore_index}" if ignore_index is not None else ""
+        raise SegDiceError(
+            f"target: got {describe(target)}{extra}; expected class indices in [0, {c - 1}] (input has C={c})"
+        )
+    return t
+
+
+def _validate_focal_args(mode, *, gamma, alpha, reduction) -> str:
+    mode = check_mode(mode)
+    check_number("gamma", gamma, minimum=0.0)
+    check_choice("reduction", reduction, REDUCTIONS)
+    if mode != "multiclass" and alpha is not None:
+        if not isinstance(alpha, (int, float)) or isinstance(alpha, bool):
+            raise SegDiceError(f"alpha: got {alpha!r} in mode {mode!r}; expected a number in [0, 1] or None")
+        check_number("alpha", alpha, minimum=0.0, maximum=1.0)
+    return mode
+
+
+def focal_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    gamma: float = 2.0,
+    alpha: float | Sequence[float] | None = None,
+    ignore_index: int | None = None,
+    class_weights: ClassWeights = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Focal loss (Lin et al. 2017): the cross-entropy with easy pixels down-weighted by ``(1 - p_t)**gamma``.
+
+    The same term :func:`dice_focal_loss` adds. Multiclass (softmax): ``-alpha_t (1 - p_t)**gamma log p_t``
+    per pixel, ``p_t`` the probability of the target class (soft targets: ``-sum_c alpha_c g_c
+    (1 - p_c)**gamma log p_c``). Binary/multilabel (sigmoid, as torchvision's ``sigmoid_focal_loss``):
+    ``BCE(z, g) (1 - p_t)**gamma`` per element, ``p_t = p g + (1 - p)(1 - g)``, times
+    ``alpha g + (1 - alpha)(1 - g)`` when ``alpha`` is given. ``gamma=0`` without ``alpha`` is the
+    cross-entropy (multiclass) or the binary cross-entropy with logits.
+
+    Parameters
+    ----------
+    input
+        Logits ``[B, C, *spatial]`` (``C = 1`` for binary).
+    target
+        Multiclass: class indices ``[B, *spatial]`` / ``[B, 1, *spatial]`` or a float distribution
+        ``[B, C, *spatial]``; binary/multilabel: ``{0, 1}`` (or soft ``[0, 1]``) of the input's shape
+        (binary also ``[B, *spatial]``).
+    mode
+        ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+    gamma
+        Focusing exponent ``>= 0``.
+    alpha
+        Multiclass: one non-negative weight per class; binary/multilabel: the weight of the positives in
+        ``[0, 1]``; ``None``: no weighting.
+    ignore_index
+        Target value whose pixels (elements) contribute nothing and are left out of the mean.
+    class_weights
+        One weight per input channel: multiclass pixels are weighted by their target class, sigmoid elements
+        by their channel; the mean is then ``sum(w l) / sum(w)`` over the kept elements (for multiclass and
+        ``gamma=0`` exactly :func:`torch.nn.functional.cross_entropy` with ``weight``).
+    reduction
+        ``"mean"`` (over the kept elements), ``"sum"``, or ``"none"``: the per-pixel loss
+        ``[B, 1, *spatial]`` (multiclass) or per-element loss of the input's shape, 0 where ignored.
+
+    Returns
+    -------
+    Tensor
+        A scalar, or the unreduced loss. Every pixel ignored: 0 (``"mean"``), never NaN.
+
+    Raises
+    ------
+    SegDiceError
+        On a bad mode, shape, label, ``gamma``, ``alpha``, ``class_weights`` or ``reduction``.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])  # [1, 2, 1, 2]
+    >>> labels = torch.tensor([[[0, 1]]])
+    >>> ce = torch.nn.functional.cross_entropy(logits, labels)
+    >>> bool(torch.isclose(focal_loss(logits, labels, "multiclass", gamma=0.0), ce))
+    True
+    >>> round(focal_loss(logits, labels, "multiclass").item(), 6)  # gamma=2: the easy pixels count less
+    0.000109
+    """
+    mode = _validate_focal_args(mode, gamma=gamma, alpha=alpha, reduction=reduction)
+    _check_loss_tensors(input, target, mode, ignore_index)
+    x = _upcast(input)
+    w = _weights(class_weights, x.shape[1], x)
+    if mode == "multiclass":
+        index_target = not target.is_floating_point() and tuple(target.shape) != tuple(x.shape)
+        if index_target:
+            target = _index_labels(target, x, ignore_index)
+        per, valid = _softmax_focal(x, target, float(gamma), _softmax_focal_alpha(alpha, x), ignore_index)
+        if w is not None and index_target:  # each pixel weighs as its target class
+            t = target.reshape(per.shape)
+            weight = w.to(per.dtype)[t if valid is None else t.masked_fill(~valid, 0)]
+        elif w is not None:  # a distribution: the expected weight
+            weight = (target.to(per.dtype) * w.to(per.dtype).view(1, -1, *([1] * (x.ndim - 2)))).sum(1, True)
+        else:
+            weight = None
+    else:
+        t = target.reshape(x.shape)
+        kept = t if ignore_index is None else t[t != ignore_index]
+        if kept.numel() and (float(kept.min()) < 0 or float(kept.max()) > 1):
+            extra = f" besides ignore_index={ignore_index}" if ignore_index is not None else ""
+            raise SegDiceError(
+                f"target: got {describe(target)}{extra}; expected values in [0, 1] in mode {mode!r}"
+            )
+        per, valid = _sigmoid_focal(x, t, float(gamma), alpha, ignore_index)
+        weight = None if w is None else w.to(per.dtype).view(1, -1, *([1] * (x.ndim - 2))).expand_as(per)
+    if valid is not None:
+        per = per * valid
+        weight = None if weight is None else weight * valid
+    if reduction == "none":
+        return _nan_if_nonfinite(per, input)
+    if weight is None:
+        return _nan_if_nonfinite(_kept_mean(per, valid, reduction), input)
+    per = per * weight
+    if reduction == "sum":
+        return _nan_if_nonfinite(per.sum(), input)
+    total = weight.sum()
+    mean = torch.where(total > 0, per.sum() / total.clamp_min(1e-30), torch.zeros_like(total))
+    return _nan_if_nonfinite(mean, input)
+
+
+def _lovasz_gradient(fg_sorted: Tensor) -> Tensor:
+    """The Lovász extension's weights along the last axis of targets sorted by decreasing error (Berman's
+    Algorithm 1): the increments of ``1 - |G ∩ top-k| / |G ∪ top-k|`` over k."""
+    gts = fg_sorted.sum(-1, keepdim=True)
+    intersection = gts - fg_sorted.cumsum(-1)
+    union = gts + (1.0 - fg_sorted).cumsum(-1)
+    jaccard = 1.0 - intersection / union
+    return torch.cat((jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]), -1)
+
+
+def _lovasz_sorted_dot(errors: Tensor, fg: Tensor, valid: Tensor | None) -> Tensor:
+    """``<sort(errors), lovasz_gradient(fg in that order)>`` per row of ``[..., N]``; ignored elements sort
+    last with no weight (their error becomes -inf before sorting and 0 after)."""
+    if valid is not None:
+        errors = errors.masked_fill(~valid, -math.inf)
+    errors_sorted, perm = torch.sort(errors, dim=-1, descending=True)
+    fg_sorted = torch.gather(fg, -1, perm)
+    if valid is not None:
+        kept = torch.gather(valid, -1, perm)
+        fg_sorted = fg_sorted * kept
+        errors_sorted = errors_sorted.masked_fill(~kept, 0.0)
+    # the union counts the first element, so it is never 0 and the weights are finite
+    return (errors_sorted * _lovasz_gradient(fg_sorted)).sum(-1)
+
+
+def _validate_lovasz_args(mode, *, per_image, from_logits) -> str:
+    mode = check_mode(mode)
+    check_choice("per_image", per_image, (True, False))
+    if not from_logits and mode != "multiclass":
+        raise SegDiceError(
+            f"from_logits: got False in mode {mode!r}; expected True (the Lovász hinge is defined on logits)"
+        )
+    return mode
+
+
+def lovasz_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    per_image: bool = False,
+    ignore_index: int | None = None,
+    from_logits: bool = True,
+) -> Tensor:
+    """Lovász loss (Berman et al. 2018): the convex Lovász extension of the Jaccard loss, optimised directly.
+
+    Binary/multilabel, the Lovász hinge: errors ``e_i = 1 - z_i s_i`` (``s_i = ±1`` the target sign, ``z``
+    the logits), sorted decreasingly, ``loss = Σ_k relu(e_(k)) ΔJ_k`` with ``ΔJ_k`` the increments of the
+    Jaccard loss of the ``k`` largest errors; every element of the group (image or batch, all channels
+    together) forms one ranking. Multiclass, the Lovász-softmax: per class ``c`` present in the group's
+    target, errors ``|1[t = c] - p_c|`` on the softmax, the same sorted sum, averaged over the present
+    classes. These are smp's ``LovaszLoss`` values.
+
+    Parameters
+    ----------
+    input
+        Logits ``[B, C, *spatial]`` (multiclass with ``from_logits=False``: probabilities).
+    target
+        Binary/multilabel: ``{0, 1}`` of the input's shape (binary also ``[B, *spatial]``); multiclass:
+        class indices ``[B, *spatial]`` or ``[B, 1, *spatial]``.
+    mode
+        ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+    per_image
+        ``True``: one ranking per image, then the mean over images; ``False``: one over the whole batch.
+    ignore_index
+        Target value whose elements are left out of the ranking.
+    from_logits
+        Multiclass only may take probabilities (``False``).
+
+    Returns
+    -------
+    Tensor
+        A scalar. A group with every element ignored, or (multiclass) no class present, contributes 0.
+
+    Raises
+    ------
+    SegDiceError
+        On a bad mode, shape or label, a float multiclass target, or ``from_logits=False`` outside
+        multiclass.
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[[[3.0, -3.0, 2.0]]]])  # [1, 1, 1, 3]
+    >>> mask = torch.tensor([[[[1, 0, 1]]]])
+    >>> lovasz_loss(logits, mask, "binary").item()  # every margin is >= 1: no hinge error
+    0.0
+    >>> round(lovasz_loss(-logits, mask, "binary").item(), 4)  # all wrong: errors 4, 4, 3
+    3.6667
+    """
+    mode = _validate_lovasz_args(mode, per_image=per_image, from_logits=from_logits)
+    _check_loss_tensors(input, target, mode, ignore_index, from_logits=from_logits)
+    x = _upcast(input)
+    b, c = x.shape[:2]
+    if mode == "multiclass":
+        if target.is_floating_point() or tuple(target.shape) == tuple(x.shape):
+            raise SegDiceError(
+                f"target: got {describe(target, values=False)}; expected class indices [B, *spatial] for the "
+                "Lovász-softmax (it ranks the pixels of each class)"
+            )
+        t = _index_labels(target, x, ignore_index).reshape(b, -1)
+        valid = None if ignore_index is None else t != ignore_index
+        probs = torch.softmax(x, 1) if from_logits else x
+        probs = probs.reshape(b, c, -1)
+        if not per_image:  # one group: the batch
+            probs, t = probs.transpose(0, 1).reshape(1, c, -1), t.reshape(1, -1)
+            valid = None if valid is None else valid.reshape(1, -1)
+        classes = torch.arange(c, device=x.device).view(1, c, 1)
+        fg = (t.unsqueeze(1) == classes).to(probs.dtype)  # [G, C, N]
+        kept = None if valid is None else valid.unsqueeze(1).expand_as(fg)
+        if kept is not None:
+            fg = fg * kept
+        per_class = _lovasz_sorted_dot((fg - probs).abs(), fg, kept)  # [G, C]
+        present = fg.sum(-1) > 0
+        n_present = present.sum(-1)
+        per_group = (per_class * present).sum(-1) / n_present.clamp_min(1)
+        return _nan_if_nonfinite(per_group.mean(), input)
+    t = target.reshape(x.shape)
+    valid = None if ignore_index is None else t != ignore_index
+    kept_t = t if valid is None else t[valid]
+    if kept_t.numel() and (
+        float(kept_t.min()) < 0 or float(kept_t.max()) > 1 or bool((kept_t != kept_t.round()).any())
+    ):
+        raise SegDiceError(f"target: got {describe(target)}; expected 0/1 values in mode {mode!r}")
+    g = t.to(x.dtype) if valid is None else t.to(x.dtype).masked_fill(~valid, 0.0)
+    groups = b if per_image else 1
+    z, g = x.reshape(groups, -1), g.reshape(groups, -1)
+    valid = None if valid is None else valid.reshape(groups, -1)
+    errors = 1.0 - z * (2.0 * g - 1.0)
+    return _nan_if_nonfinite(_lovasz_sorted_dot(torch.relu(errors), g, valid).mean(), input)
+
+
+def _soft_erode(x: Tensor) -> Tensor:
+    """Soft erosion: the minimum over the face neighbours and the voxel (a cross), by min-pooling per axis."""
+    nd = x.ndim - 2
+    pool = F.max_pool2d if nd == 2 else F.max_pool3d
+    out = None
+    for axis in range(nd):
+        kernel = tuple(3 if a == axis else 1 for a in range(nd))
+        padding = tuple(1 if a == axis else 0 for a in range(nd))
+        eroded = -pool(-x, kernel, 1, padding)
+        out = eroded if out is None else torch.minimum(out, eroded)
+    return out
+
+
+def _soft_dilate(x: Tensor) -> Tensor:
+    """Soft dilation: the maximum over the full 3**n neighbourhood."""
+    pool = F.max_pool2d if x.ndim == 4 else F.max_pool3d
+    return pool(x, 3, 1, 1)
+
+
+def _soft_skeleton(x: Tensor, iterations: int) -> Tensor:
+    """Soft skeleton (Shit et al. 2021): what each soft opening removes, accumulated over ``iterations``
+    erosions; ``x`` in [0, 1], ``[B, C, *spatial]`` 2-D or 3-D."""
+    skeleton = torch.relu(x - _soft_dilate(_soft_erode(x)))
+    for _ in range(iterations):
+        x = _soft_erode(x)
+        delta = torch.relu(x - _soft_dilate(_soft_erode(x)))
+        skeleton = skeleton + torch.relu(delta - skeleton * delta)
+    return skeleton
+
+
+# The harmonic mean's denominator constant of clDice (MONAI's and the paper code's `smooth`).
+_CLDICE_EPS = 1e-4
+
+
+def _validate_cldice_args(
+    mode, *, iterations, alpha, smooth, reduction, include_background, per_image
+) -> str:
+    mode = check_mode(mode)
+    check_number("iterations", iterations, minimum=0, integer=True)
+    check_number("alpha", alpha, minimum=0.0, maximum=1.0)
+    check_number("smooth", smooth, minimum=0.0)
+    check_choice("reduction", reduction, REDUCTIONS)
+    check_include_background(include_background, mode)
+    check_choice("per_image", per_image, (True, False))
+    return mode
+
+
+def cldice_loss(
+    input: Tensor,
+    target: Tensor,
+    mode: str,
+    *,
+    iterations: int = 3,
+    alpha: float = 0.5,
+    smooth: float = 1.0,
+    from_logits: bool = True,
+    include_background: bool = True,
+    per_image: bool = True,
+    reduction: str = "mean",
+) -> Tensor:
+    """Dice + soft clDice loss (Shit et al. 2021) for tubular structures: ``(1-α)·Dice + α·(1 − clDice)``.
+
+    Soft skeletons ``S`` come from ``iterations`` soft erosions (min-pooling over the face neighbours) and
+    openings (dilation by max-pooling over ``3**n``). Per image (all kept channels together):
+    ``Tprec = (Σ S(p)·g + s) / (Σ S(p) + s)``, ``Tsens = (Σ S(g)·p + s) / (Σ S(g) + s)``,
+    ``clDice = 2 Tprec Tsens / (Tprec + Tsens + 1e-4)``. The Dice term is :func:`dice_loss` with
+    ``smooth=s`` per image and class (``per_image=False``: pooled over the batch). ``alpha=1`` is the
+    clDice term alone. These equal MONAI's ``SoftDiceclDiceLoss`` / ``SoftclDiceLoss`` (``iter_``,
+    ``smooth_nr = smooth_dr = s``).
+
+    Parameters
+    ----------
+    input
+        Logits ``[B, C, *spatial]``, 2-D or 3-D (probabilities with ``from_logits=False``).
+    target
+        Binary/multilabel: ``{0, 1}`` of the input's shape (binary also ``[B, *spatial]``); multiclass:
+        class indices ``[B, *spatial]`` / ``[B, 1, *spatial]`` or a one-hot/soft ``[B, C, *spatial]``.
+    mode
+        ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
+    iterations
+        Soft erosions of the skeleton, an integer ``>= 0`` (about the largest radius to thin).
+    alpha
+        The weight of the clDice term in ``[0, 1]``.
+    smooth
+        ``s`` of both terms, ``>= 0``.
+    from_logits
+        Apply the softmax (multiclass) or sigmoid first.
+    include_background
+        Multiclass only: ``False`` drops channel 0 from both terms.
+    per_image
+        The Dice term per image (default, as MONAI) or pooled over the batch; clDice is always per image.
+    reduction
+        ``"mean"``, ``"sum"`` (over images) or ``"none"`` (per-image values ``[B]``; needs
+        ``per_image=True``).
+
+    Returns
+    -------
+    Tensor
+        A scalar, or ``[B]``.
+
+    Raises
+    ------
+    SegDiceError
+        On a bad mode, shape, label or setting, or input that is not 2-D/3-D.
+
+    Notes
+    -----
+    Multiclass targets become one-hot tensors for the skeleton of each class: this loss needs the
+    target's skeleton, which the fused statistics of the other losses cannot give.
+
+    Examples
+    --------
+    >>> target = torch.zeros(1, 1, 9, 9); target[0, 0, 4, 1:8] = 1  # a thin vessel
+    >>> good, bad = (target * 20 - 10), torch.full_like(target, -10.0)
+    >>> cldice_loss(good, target, "binary").item() < 0.05 < cldice_loss(bad, target, "binary").item()
+    True
+    """
+    mode = _validate_cldice_args(
+        mode, iterations=iterations, alpha=alpha, smooth=smooth, reduction=reduction,
+        include_background=include_background, per_image=per_image,
+    )  # fmt: skip
+    _check_loss_tensors(input, target, mode, None, from_logits=from_logits)
+    if input.ndim not in (4, 5):
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)}; clDice needs 2-D or 3-D images [B, C, H, W(, D)]"
+        )
+    if reduction == "none" and not per_image:
+        raise SegDiceError(
+            "reduction: got 'none' with per_image=False; expected per_image=True for [B] values"
+        )
+    x = _upcast(input)
+    c = x.shape[1]
+    if mode == "multiclass":
+        p = torch.softmax(x, 1) if from_logits else x
+        if tuple(target.shape) == tuple(x.shape):
+            g = target.to(p.dtype)
+        else:
+            g = F.one_hot(_index_labels(target, x, None), c).movedim(-1, 1).to(p.dtype)
+        if not include_background:
+            p, g = p[:, 1:], g[:, 1:]
+    else:
+        p = torch.sigmoid(x) if from_logits else x
+        g = target.reshape(x.shape).to(p.dtype)
+        if g.numel() and (float(g.min()) < 0 or float(g.max()) > 1):
+            raise SegDiceError(f"target: got {describe(target)}; expected values in [0, 1] in mode {mode!r}")
+    iterations = int(iterations)
+    skel_p, skel_g = _soft_skeleton(p, iterations), _soft_skeleton(g, iterations)
+    dims = tuple(range(1, p.ndim))
+    t_prec = ((skel_p * g).sum(dims) + smooth) / (skel_p.sum(dims) + smooth)
+    t_sens = ((skel_g * p).sum(dims) + smooth) / (skel_g.sum(dims) + smooth)
+    cl = 1.0 - 2.0 * t_prec * t_sens / (t_prec + t_sens + _CLDICE_EPS)  # [B]
+    spatial = tuple(range(2, p.ndim))
+    inter, card = (p * g).sum(spatial), (p + g).sum(spatial)  # [B, C]
+    if not per_image:
+        inter, card = inter.sum(0), card.sum(0)
+    dice = 1.0 - _smoothed_ratio(2.0 * inter, card, smooth, den_nonnegative=True)
+    if reduction == "none":
+        values = (1.0 - alpha) * dice.mean(-1) + alpha * cl
+    elif reduction == "sum":
+        values = (1.0 - alpha) * dice.sum() + alpha * cl.sum()
+    else:
+        values = (1.0 - alpha) * dice.mean() + alpha * cl.mean()
+    return _nan_if_nonfinite(values, input)
+
+
+class FocalLoss(_LossModule):
+    """Focal loss as a module; see :func:`focal_loss`.
+
+    Examples
+    --------
+    >>> loss = FocalLoss("binary", gamma=2.0, alpha=0.25)
+    >>> float(loss(torch.randn(2, 1, 8, 8), torch.randint(0, 2, (2, 1, 8, 8)))) > 0
+    True
+    """
+
+    _fn = staticmethod(focal_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        gamma: float = 2.0,
+        alpha: float | Sequence[float] | None = None,
+        ignore_index: int | None = None,
+        class_weights: ClassWeights = None,
+        reduction: str = "mean",
+    ) -> None:
+        _validate_focal_args(mode, gamma=gamma, alpha=alpha, reduction=reduction)
+        super().__init__(
+            mode, class_weights, gamma=gamma, alpha=alpha, ignore_index=ignore_index, reduction=reduction
+        )
+
+
+class _UnweightedLossModule(_LossModule):
+    """A loss module whose function takes no ``class_weights``."""
+
+    def forward(self, input: Tensor, target: Tensor) -> Tensor:
+        """Compute the loss of ``input`` (logits ``[B, C, *spatial]``) against ``target``."""
+        settings = {name: getattr(self, name) for name in self._settings}
+        return type(self)._fn(input, target, self.mode, **settings)
+
+
+class LovaszLoss(_UnweightedLossModule):
+    """Lovász loss as a module (smp's ``LovaszLoss``); see :func:`lovasz_loss`.
+
+    Examples
+    --------
+    >>> loss = LovaszLoss("multiclass", per_image=True)
+    >>> float(loss(torch.randn(2, 3, 8, 8), torch.randint(0, 3, (2, 8, 8)))) > 0
+    True
+    """
+
+    _fn = staticmethod(lovasz_loss)
+
+    def __init__(
+        self, mode: str, *, per_image: bool = False, ignore_index: int | None = None, from_logits: bool = True
+    ) -> None:
+        _validate_lovasz_args(mode, per_image=per_image, from_logits=from_logits)
+        super().__init__(mode, None, per_image=per_image, ignore_index=ignore_index, from_logits=from_logits)
+
+
+class ClDiceLoss(_UnweightedLossModule):
+    """Dice + soft clDice loss as a module (MONAI's ``SoftDiceclDiceLoss``); see :func:`cldice_loss`.
+
+    Examples
+    --------
+    >>> loss = ClDiceLoss("binary", iterations=3, alpha=0.5)
+    >>> float(loss(torch.randn(2, 1, 16, 16), torch.randint(0, 2, (2, 1, 16, 16)))) > 0
+    True
+    """
+
+    _fn = staticmethod(cldice_loss)
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        iterations: int = 3,
+        alpha: float = 0.5,
+        smooth: float = 1.0,
+        from_logits: bool = True,
+        include_background: bool = True,
+        per_image: bool = True,
+        reduction: str = "mean",
+    ) -> None:
+        _validate_cldice_args(
+            mode, iterations=iterations, alpha=alpha, smooth=smooth, reduction=reduction,
+            include_background=include_background, per_image=per_image,
+        )  # fmt: skip
+        super().__init__(
+            mode, None, iterations=iterations, alpha=alpha, smooth=smooth, from_logits=from_logits,
+            include_background=include_background, per_image=per_image, reduction=reduction,
         )  # fmt: skip

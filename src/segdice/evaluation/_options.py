@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from segdice._checks import SegDiceError, check_number
+from segdice._checks import SegDiceError, check_choice, check_number
 from segdice.evaluation._labels import parse_label_list, read_label_names
 from segdice.evaluation._scoring import BOUNDARY_METRICS, OVERLAP_METRICS, Item
 
@@ -19,6 +19,10 @@ __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "Options", "build_items", "normalis
 
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95", "assd", "nsd")
 ALL_METRICS: tuple[str, ...] = OVERLAP_METRICS + BOUNDARY_METRICS
+#: The HD percentile definitions of ``evaluate(hd95=...)``: the larger directed one, or both directions pooled.
+HD95_DEFINITIONS: tuple[str, ...] = ("max", "pooled")
+#: The surfaces of the distance metrics (``evaluate(surface=...)``): surface voxels or DeepMind's surfels.
+SURFACES: tuple[str, ...] = ("voxels", "surfels")
 _EMPTY_POLICIES = {"nan": math.nan, "0": 0.0, "1": 1.0}
 
 
@@ -53,6 +57,8 @@ class Options:
     recursive: bool = False
     pred_glob: str | None = None
     gt_glob: str | None = None
+    hd95: str = "max"
+    surface: str = "voxels"
 
     @property
     def csv_path(self) -> Path | None:
@@ -82,6 +88,8 @@ def normalise_options(
     recursive: bool = False,
     pred_glob: str | None = None,
     gt_glob: str | None = None,
+    hd95: str = "max",
+    surface: str = "voxels",
 ) -> Options:
     """Check every argument of :func:`~segdice.evaluation.evaluate` and return them as :class:`Options`.
 
@@ -101,6 +109,12 @@ def normalise_options(
     ((1, 2), {1: 'liver'}, ('dice', 'hd95'), 0.0)
     """
     metric_names = _parse_metrics(metrics)
+    check_choice("hd95", hd95, HD95_DEFINITIONS)
+    check_choice("surface", surface, SURFACES)
+    if hd95 == "pooled" and surface == "surfels":
+        raise SegDiceError(
+            "hd95: got 'pooled' with surface='surfels'; expected surface='voxels' (medpy's pooled HD95)"
+        )
     empty_key, empty_value = _parse_empty(empty)
     check_number("nsd_tolerance", nsd_tolerance, minimum=0, strict_min=True)
     if ignore_label is not None:
@@ -165,6 +179,8 @@ def normalise_options(
         recursive=bool(recursive),
         pred_glob=pred_glob,
         gt_glob=gt_glob,
+        hd95=hd95,
+        surface=surface,
     )
 
 

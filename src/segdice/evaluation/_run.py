@@ -59,6 +59,8 @@ def evaluate(
     nsd_tolerance: float = 1.0,
     spacing: Sequence[float] | None = None,
     empty: str = "nan",
+    hd95: str = "max",
+    surface: str = "voxels",
     workers: int | None = None,
     pred_suffix: str = "",
     gt_suffix: str = "",
@@ -99,8 +101,10 @@ def evaluate(
     ignore_label
         Ground-truth label whose voxels are left out of every count and of both surfaces.
     metrics
-        Names (or one comma-separated string) from ``dice, iou, precision, recall, specificity,
-        accuracy, hd, hd95, assd, masd, nsd``.
+        Names (or one comma-separated string) from :data:`segdice.evaluation.ALL_METRICS`: the overlap
+        metrics and the confusion family (``dice, iou, precision, recall, specificity, accuracy,
+        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``) and the boundary
+        metrics (``hd, hd95, assd, masd, nsd, biou, cldice``).
     nsd_tolerance
         Tolerance of the normalised surface Dice, in physical units.
     spacing
@@ -109,6 +113,12 @@ def evaluate(
     empty
         Overlap metrics when prediction and ground truth are both empty: ``"nan"`` (left out of
         statistics, counted in ``n_nan``), ``"0"`` or ``"1"``.
+    hd95
+        ``"max"``: the larger of the two directed 95th percentiles (MONAI, DeepMind); ``"pooled"``: the
+        95th percentile of both directions pooled (medpy's ``hd95``).
+    surface
+        ``"voxels"`` (surface voxels, MONAI) or ``"surfels"`` (DeepMind's area-weighted surfels, 2D/3D) for
+        HD, HD percentiles, ASSD and MASD.
     workers
         Worker processes; ``None`` uses every core, ``1`` runs in this process. The first cases are
         always scored in this process; the workers start only when the cases left pay for their
@@ -181,6 +191,7 @@ def evaluate(
         ignore_label=ignore_label, metrics=metrics, nsd_tolerance=nsd_tolerance, spacing=spacing,
         empty=empty, workers=workers, pred_suffix=pred_suffix, gt_suffix=gt_suffix, resume=resume,
         reorient=reorient, binarize=binarize, recursive=recursive, pred_glob=pred_glob, gt_glob=gt_glob,
+        hd95=hd95, surface=surface,
     )  # fmt: skip
     pairs, extras = pair_cases(
         pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix, pred_glob=pred_glob, gt_glob=gt_glob,
@@ -237,6 +248,8 @@ def _run_cases(
             empty_value=options.empty_value,
             reorient=options.reorient,
             binarize=options.binarize,
+            hd_pooled=options.hd95 == "pooled",
+            surface=options.surface,
             instances=objects,
         )
         try:

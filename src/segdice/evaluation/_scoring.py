@@ -77,6 +77,8 @@ class ScoringSpec:
     empty_value: float = math.nan
     reorient: bool = False
     binarize: bool = False
+    hd_pooled: bool = False
+    surface: str = "voxels"
     instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
 
 
@@ -318,6 +320,8 @@ def _boundary(
         spacing=spacing,
         metrics=wanted,
         nsd_tolerance=spec.nsd_tolerance,
+        pooled=spec.hd_pooled,
+        surface=spec.surface,
     )
     for item in spec.items:
         values = result[item.key]

@@ -38,6 +38,18 @@ CONFIDENCE = 0.95
 # Resamples drawn per block: bounds memory to _BLOCK x n indices for large case counts.
 _BLOCK = 250
 
+# hd95 with evaluate(hd95="pooled")
+_HD95_POOLED = (
+    "the 95th percentile (linear interpolation) of the surface distances of both directions pooled "
+    "(medpy's hd95), surface voxels and exact Euclidean distances as for the default definition"
+)
+
+# hd95 with evaluate(surface="surfels")
+_HD95_SURFELS = (
+    "the larger of the two directed 95th percentiles of DeepMind's surfel distances, each weighted by its "
+    "surfel's area (compute_robust_hausdorff, the HD95 BraTS reports); HD, ASSD and MASD on the same surfels"
+)
+
 # The "definitions" of summary.json that do not depend on the run, in file order. build_summary() adds
 # the empty policy in use before them and the NSD tolerance in use after the NSD's definition.
 DEFINITIONS: dict[str, str | dict] = {
@@ -49,6 +61,8 @@ DEFINITIONS: dict[str, str | dict] = {
         "and a k-d tree beyond it"
     ),
     "hd": "the largest surface distance in either direction",
+    "biou": "boundary IoU (Cheng et al. 2021): IoU of the inner bands of width 2% of the image diagonal",
+    "cldice": "clDice from the scikit-image skeletons (MetricsReloaded's cldice)",
     "assd": "mean of the surface distances of both directions pooled",
     "masd": "mean of the two directed mean surface distances",
     "nsd": "normalised surface Dice at the tolerance, surfel-area definition of Nikolov et al.",
@@ -313,6 +327,10 @@ def _definitions(options: Options) -> dict:
     }
     for key, text in DEFINITIONS.items():
         definitions[key] = dict(text) if isinstance(text, dict) else text  # a copy: callers may edit theirs
+        if key == "hd95" and options.hd95 == "pooled":
+            definitions[key] = _HD95_POOLED
+        if key == "hd95" and options.surface == "surfels":
+            definitions[key] = _HD95_SURFELS
         if key == "nsd":  # the tolerance in use sits beside the definition it parameterises
             definitions["nsd_tolerance"] = options.nsd_tolerance
     return definitions

@@ -25,20 +25,42 @@ import numpy as np
 import torch
 
 from segdice._checks import check_choice, check_empty_value, check_number
-from segdice.metrics._formulas import AVERAGES, METRICS, class_average, ratio_from_counts
+from segdice.metrics._formulas import (
+    AVERAGES,
+    GDS_WEIGHTS,
+    METRICS,
+    class_average,
+    generalized_dice_from_counts,
+    ratio_from_counts,
+)
 from segdice.stats import confusion
 
 __all__ = [
     "AVERAGES",
     "METRICS",
     "accuracy",
+    "balanced_accuracy",
     "dice_score",
+    "false_discovery_rate",
+    "false_negative_rate",
+    "false_omission_rate",
+    "false_positive_rate",
     "fbeta_score",
+    "fowlkes_mallows_index",
+    "generalized_dice_score",
+    "informedness",
     "iou_score",
+    "markedness",
+    "matthews_corrcoef",
+    "negative_predictive_value",
     "precision",
+    "prevalence_threshold",
     "recall",
+    "relative_volume_difference",
     "score_from_counts",
+    "sensitivity",
     "specificity",
+    "volume_similarity",
 ]
 
 Array = torch.Tensor | np.ndarray
@@ -522,3 +544,801 @@ def fbeta_score(
         average=average,
         beta=beta,
     )
+
+
+def sensitivity(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Sensitivity (true positive rate), the same value as :func:`recall`: ``TP / (TP + FN)``; arguments as :func:`dice_score`.
+
+    A class predicted but absent from the target gives 0; absent from both gives ``empty_value``. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"sensitivity"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(sensitivity(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.6667
+    """
+    return _score_arrays(
+        "sensitivity",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def negative_predictive_value(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Negative predictive value: ``TN / (TN + FN)``; arguments as :func:`dice_score`.
+
+    A class predicted on every voxel (no predicted negatives) gives 0 unless the target also covers every voxel, which gives ``empty_value`` (as for absent from both). Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"npv"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(negative_predictive_value(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.75
+    """
+    return _score_arrays(
+        "npv",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def false_positive_rate(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """False positive rate (fall-out): ``FP / (FP + TN) = 1 − specificity``; arguments as :func:`dice_score`.
+
+    The complement of :func:`specificity`: where specificity is ``0/0`` outside the empty cases, the rate is 1; ``empty_value`` where specificity is. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"fpr"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(false_positive_rate(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.4
+    """
+    return _score_arrays(
+        "fpr",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def false_negative_rate(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """False negative rate (miss rate): ``FN / (FN + TP) = 1 − recall``; arguments as :func:`dice_score`.
+
+    The complement of :func:`recall`: a class predicted on an empty target gives 1; absent from both gives ``empty_value``. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"fnr"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(false_negative_rate(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.3333
+    """
+    return _score_arrays(
+        "fnr",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def false_discovery_rate(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """False discovery rate: ``FP / (FP + TP) = 1 − precision``; arguments as :func:`dice_score`.
+
+    The complement of :func:`precision`: nothing predicted while the target has the class gives 1; absent from both gives ``empty_value``. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"fdr"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(false_discovery_rate(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.5
+    """
+    return _score_arrays(
+        "fdr",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def false_omission_rate(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """False omission rate: ``FN / (FN + TN) = 1 − NPV``; arguments as :func:`dice_score`.
+
+    The complement of :func:`negative_predictive_value`, with its empty cases. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"for"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(false_omission_rate(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.25
+    """
+    return _score_arrays(
+        "for",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def balanced_accuracy(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Balanced accuracy, the mean of sensitivity and specificity: ``(TPR + TNR) / 2``; arguments as :func:`dice_score`.
+
+    Sensitivity and specificity follow their own ``0/0`` rules; ``empty_value`` when the class is absent from both masks or covers every voxel in both. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"ba"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(balanced_accuracy(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.6333
+    """
+    return _score_arrays(
+        "ba",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def matthews_corrcoef(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Matthews correlation coefficient, in [-1, 1]: ``(TP·TN − FP·FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN))``; arguments as :func:`dice_score`.
+
+    A zero marginal (nothing predicted, an empty target, ...) gives 0 (no correlation; MONAI gives NaN); ``empty_value`` when the class is absent from both masks or covers every voxel in both. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"mcc"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(matthews_corrcoef(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.2582
+    """
+    return _score_arrays(
+        "mcc",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def fowlkes_mallows_index(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Fowlkes-Mallows index, the geometric mean of precision and recall: ``sqrt(PPV · TPR)``; arguments as :func:`dice_score`.
+
+    Precision and recall follow their ``0/0`` rules (a miss or a false positive on an empty target gives 0); absent from both gives ``empty_value``. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"fmi"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(fowlkes_mallows_index(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.5774
+    """
+    return _score_arrays(
+        "fmi",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def informedness(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Informedness (bookmaker informedness, Youden's J), in [-1, 1]: ``TPR + TNR − 1``; arguments as :func:`dice_score`.
+
+    As :func:`balanced_accuracy`. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"bm"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(informedness(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.2667
+    """
+    return _score_arrays(
+        "bm",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def markedness(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Markedness, in [-1, 1]: ``PPV + NPV − 1``; arguments as :func:`dice_score`.
+
+    Precision and NPV follow their ``0/0`` rules; ``empty_value`` as for :func:`balanced_accuracy`. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"mk"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(markedness(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.25
+    """
+    return _score_arrays(
+        "mk",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def prevalence_threshold(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Prevalence threshold (Balayla 2020), in [0, 1]: ``(sqrt(TPR·FPR) − FPR) / (TPR − FPR) = sqrt(FPR) / (sqrt(TPR) + sqrt(FPR))``; arguments as :func:`dice_score`.
+
+    The simplified right-hand form is used, so ``TPR = FPR`` gives 0.5 where MONAI's form is ``0/0`` (NaN); ``TPR = FPR = 0`` gives 0; ``empty_value`` as for :func:`balanced_accuracy`. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"pt"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(prevalence_threshold(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.4365
+    """
+    return _score_arrays(
+        "pt",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def volume_similarity(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Volume similarity, in [0, 1]: 1 when the two volumes are equal, wherever they are: ``1 − |FP − FN| / (2TP + FP + FN)``; arguments as :func:`dice_score`.
+
+    A class predicted on an empty target gives 0; absent from both gives ``empty_value``. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"vs"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(volume_similarity(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.8571
+    """
+    return _score_arrays(
+        "vs",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def relative_volume_difference(
+    pred: Array,
+    target: Array,
+    *,
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+    average: str = "none",
+) -> torch.Tensor:
+    """Relative volume difference, signed: positive for an over-segmentation: ``(|P| − |G|) / |G| = (FP − FN) / (TP + FN)``; arguments as :func:`dice_score`.
+
+    A class predicted on an empty target gives ``+inf`` (an infinite relative excess, never 0); absent from both gives ``empty_value``. Evaluator and :class:`~segdice.metrics.SegmentationMetrics` key: ``"rvd"``.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index, empty_value, per_image, average
+        As for :func:`dice_score`.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 scores: ``[B, C]``, ``[C]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> pred, target = torch.tensor([[1, 1, 1, 1, 0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0, 0, 0, 0, 1]])
+    >>> round(float(relative_volume_difference(pred, target, mode="binary")), 4)  # TP=2, FP=2, FN=1, TN=3
+    0.3333
+    """
+    return _score_arrays(
+        "rvd",
+        pred,
+        target,
+        num_classes=num_classes,
+        mode=mode,
+        include_background=include_background,
+        ignore_index=ignore_index,
+        empty_value=empty_value,
+        per_image=per_image,
+        average=average,
+    )
+
+
+def generalized_dice_score(
+    pred: Array,
+    target: Array,
+    *,
+    weight: str = "square",
+    num_classes: int | None = None,
+    mode: str = "multiclass",
+    include_background: bool = True,
+    ignore_index: int | None = None,
+    empty_value: float = float("nan"),
+    per_image: bool = True,
+) -> torch.Tensor:
+    """Generalized Dice score (Sudre et al. 2017): one class-weighted Dice over all classes.
+
+    ``GDS = 2 Σ_c w_c TP_c / Σ_c w_c (2 TP_c + FP_c + FN_c)``, ``w_c = 1 / G_c²`` (``"square"``),
+    ``1 / G_c`` (``"simple"``) or 1 (``"uniform"``), with ``G_c = TP_c + FN_c`` the target voxel count,
+    from the same counting pass as :func:`dice_score`.
+
+    Empty classes (MONAI's rule, the one :class:`~segdice.losses.GeneralizedDiceLoss` uses): a class absent
+    from the target takes the largest weight of the present classes (so a false positive there still
+    costs), every weight is 1 when the target is empty, and an image (or batch) where target and
+    prediction are both empty gives ``empty_value``. MONAI gives 1.0 there, torchmetrics 0.0; torchmetrics
+    also fills the weight of an absent class from other images of the batch, so it agrees with this
+    function when every class is present in every image.
+
+    Parameters
+    ----------
+    pred, target, num_classes, mode, include_background, ignore_index
+        As for :func:`dice_score`.
+    weight
+        ``"square"``, ``"simple"`` or ``"uniform"`` (torchmetrics calls it ``"linear"``).
+    empty_value
+        The score of an image with nothing in target and prediction (NaN, 0 or 1).
+    per_image
+        ``True``: one score per image ``[B]``; ``False``: one score of the counts pooled over the batch.
+
+    Returns
+    -------
+    torch.Tensor
+        float64: ``[B]`` or a 0-dim tensor.
+
+    Raises
+    ------
+    SegDiceError
+        As for :func:`dice_score`, and for an unknown ``weight``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> target = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1]])
+    >>> pred = torch.tensor([[0, 0, 0, 0, 0, 0, 0, 1]])  # the small class half found
+    >>> round(float(generalized_dice_score(pred, target, weight="uniform")[0]), 4)
+    0.875
+    >>> round(float(generalized_dice_score(pred, target)[0]), 4)  # 1/G² stresses the small class
+    0.75
+    """
+    check_choice("weight", weight, GDS_WEIGHTS)
+    empty_value = check_empty_value(empty_value)
+    tp, fp, fn, _ = confusion(
+        pred,
+        target,
+        num_classes,
+        mode=mode,
+        ignore_index=ignore_index,
+        per_image=per_image,
+        include_background=include_background,
+    )
+    return generalized_dice_from_counts(tp, fp, fn, weight, empty_value)

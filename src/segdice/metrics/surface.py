@@ -10,8 +10,8 @@ Definitions (all distances in physical units, ``spacing`` in array axis order):
 * **HD** = ``max(max d(P->T), max d(T->P))``. **HD95** (``percentile=95``) = the larger of the two
   directed 95th percentiles, each with linear interpolation between order statistics. These are MONAI's
   ``compute_hausdorff_distance`` numbers (and MetricsReloaded's). medpy's ``hd95`` is different: it
-  takes one percentile of both directions pooled together, which is never larger than ours and can be
-  much smaller when one direction holds the errors.
+  takes one percentile of both directions pooled together (``pooled=True``), which is not larger than
+  ours (up to the linear interpolation) and can be much smaller when one direction holds the errors.
 * **ASSD** = the mean of ``d(P->T)`` and ``d(T->P)`` pooled together (MONAI ``symmetric=True``, medpy
   0.5.2 ``assd``). **MASD** = the mean of the two directed means (MetricsReloaded ``masd``, medpy 0.4
   ``assd``); the two differ when the surfaces have different sizes.
@@ -44,13 +44,15 @@ import numpy as np
 import torch
 
 from segdice._arrays import to_numpy
-from segdice._checks import SegDiceError, check_number, check_spacing, describe
+from segdice._checks import SegDiceError, check_ignore_index, check_number, check_spacing, describe
 from segdice.metrics._distances import nearest_both_ways, pad_width, within_tolerance
 from segdice.metrics._surfels import code_measure_table, corner_codes
+from segdice.metrics.topology import cldice_score
 
 __all__ = [
     "BOUNDARY_METRICS",
     "average_surface_distance",
+    "boundary_iou",
     "boundary_metrics",
     "hausdorff_distance",
     "mean_average_surface_distance",
@@ -58,10 +60,18 @@ __all__ = [
     "surface_distances",
 ]
 
+#: The default band width of :func:`boundary_iou` as a fraction of the image diagonal (the paper's ratio).
+BOUNDARY_IOU_WIDTH_RATIO = 0.02
+
 #: Metric names understood by :func:`boundary_metrics` (besides ``"hd<p>"`` for any percentile ``p``).
-BOUNDARY_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd")
+BOUNDARY_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd", "biou", "cldice")
+# Metrics of the two masks themselves, not of their surface distances: 0 when exactly one side is empty.
+_MASK_METRICS = ("biou", "cldice")
 
 Label = int | tuple[int, ...]
+
+#: The largest label a float map may hold: every integer up to 2**53 is exact in float64.
+_MAX_FLOAT_LABEL = float(2**53)
 
 _PERCENTILE_NAME = re.compile(r"^hd(\d+(?:\.\d+)?)$")
 
@@ -98,15 +108,40 @@ def _as_labels(name: str, x: np.ndarray) -> np.ndarray:
     if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
         return x
     if np.issubdtype(x.dtype, np.floating):
-        if not np.array_equal(x, np.trunc(x)):
-            raise SegDiceError(f"{name}: got {describe(x)}; expected a label map with integer values")
+        # inf and 1e20 are "whole" floats too, but a cast to int64 turns them into INT64_MIN
+        finite = bool(np.isfinite(x).all())
+        if (
+            not finite
+            or not np.array_equal(x, np.trunc(x))
+            or (x.size and float(np.abs(x).max()) > _MAX_FLOAT_LABEL)
+        ):
+            raise SegDiceError(
+                f"{name}: got {describe(x)}; expected a label map with finite integer values "
+                f"(|label| <= 2**53 in a float map)"
+            )
         return x.astype(np.int64)
     raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected an integer label map or a mask")
+
+
+def _drop_ignored(p: np.ndarray, t: np.ndarray, ignore: int) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps with the voxels where ``t == ignore`` set to background (0)."""
+    keep = t != ignore
+    if keep.all():
+        return p, t
+    zero = np.zeros((), dtype=p.dtype)
+    return np.where(keep, p, zero), np.where(keep, t, np.zeros((), dtype=t.dtype))
 
 
 def _worst_case(worst_case: Any, shape: tuple[int, ...], spacing: tuple[float, ...]) -> float:
     if worst_case is None:
         return math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing, strict=True)))
+    if isinstance(worst_case, (float, np.floating)) and (math.isnan(worst_case) or worst_case == math.inf):
+        return float(worst_case)  # MONAI / DeepMind report inf, MetricsReloaded NaN: reproducible on request
+    number = isinstance(worst_case, (int, float, np.integer, np.floating)) and not isinstance(
+        worst_case, bool
+    )
+    if number and (not math.isfinite(float(worst_case)) or worst_case <= 0):
+        raise SegDiceError(f"worst_case: got {worst_case!r}; expected a number > 0, math.inf or math.nan")
     return float(check_number("worst_case", worst_case, minimum=0, strict_min=True))
 
 
@@ -233,7 +268,18 @@ def _linear_percentile(d: np.ndarray, percentile: float) -> float:
     return b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t
 
 
-def _pair_metric(name: str, pair: _Pair, tolerance: float) -> float:
+def _mask_metric(name: str, pair: _Pair, width: float) -> float:
+    """Boundary IoU or clDice of a cropped, zero-bordered pair (both bands and skeletons are local)."""
+    if name == "cldice":
+        return cldice_score(pair.pred, pair.target)
+    band_p, band_t = (
+        _inner_band(pair.pred, width, pair.spacing),
+        _inner_band(pair.target, width, pair.spacing),
+    )
+    return np.count_nonzero(band_p & band_t) / np.count_nonzero(band_p | band_t)
+
+
+def _pair_metric(name: str, pair: _Pair, tolerance: float, pooled: bool = False) -> float:
     if name == "nsd":
         return pair.surface_dice(tolerance)
     d_pt, d_tp = pair.distances()
@@ -242,6 +288,8 @@ def _pair_metric(name: str, pair: _Pair, tolerance: float) -> float:
     if name == "masd":
         return float((d_pt.mean() + d_tp.mean()) / 2)
     percentile = None if name == "hd" else float(_PERCENTILE_NAME.match(name).group(1))
+    if pooled:  # medpy's hd95: one percentile of both directions' distances together
+        return _directed_stat(np.concatenate((d_pt, d_tp)), percentile)
     return max(_directed_stat(d_pt, percentile), _directed_stat(d_tp, percentile))
 
 
@@ -304,6 +352,7 @@ def hausdorff_distance(
     percentile: float | None = None,
     worst_case: float | None = None,
     directed: bool = False,
+    pooled: bool = False,
     surface: str = "voxels",
 ) -> float:
     """Hausdorff distance between the surfaces of two binary masks (HD, or HD95 with ``percentile=95``).
@@ -320,9 +369,14 @@ def hausdorff_distance(
         set (linear interpolation) and returns the larger of the two.
     worst_case
         Value returned when exactly one mask is empty. Default: the image diagonal,
-        ``sqrt(sum((shape_i * spacing_i) ** 2))``.
+        ``sqrt(sum((shape_i * spacing_i) ** 2))``. ``math.inf`` (MONAI, DeepMind) or ``math.nan``
+        (MetricsReloaded) reproduce those peers.
     directed
         Only the distances from the prediction's surface to the target's surface.
+    pooled
+        Take the percentile of both directions' distances pooled together (medpy's and seg-metrics'
+        ``hd95``) instead of the larger directed percentile. Smaller than the default when one direction holds
+        the errors (up to the interpolation, never larger); the same for ``percentile=None`` (the maximum).
     surface
         ``"voxels"`` (default): surface voxels, percentiles with linear interpolation (MONAI).
         ``"surfels"`` (2D/3D): DeepMind's surface elements between voxel centres, each weighted by its
@@ -339,7 +393,7 @@ def hausdorff_distance(
     ------
     SegDiceError
         Shapes differ, a mask is not binary, ``spacing`` has the wrong length or a value <= 0,
-        ``percentile`` is outside [0, 100] or ``worst_case`` <= 0.
+        ``percentile`` is outside [0, 100], ``worst_case`` <= 0, or ``pooled`` with ``directed``.
 
     Examples
     --------
@@ -351,17 +405,32 @@ def hausdorff_distance(
     1.5
     >>> hausdorff_distance(np.zeros(10), gt, spacing=0.5)  # a miss: the image diagonal
     5.0
+    >>> hausdorff_distance(np.zeros(10), gt, worst_case=math.inf)  # as MONAI reports it
+    inf
+    >>> hausdorff_distance(pr, gt, percentile=50), hausdorff_distance(pr, gt, percentile=50, pooled=True)
+    (1.5, 1.0)
     >>> sq = np.zeros((6, 6), dtype=bool); sq[1:4, 1:4] = True
     >>> hausdorff_distance(np.roll(sq, 1, axis=1), sq, surface="surfels")
     1.0
     """
     p, t, spc = _prepare_binary(pred, target, spacing)
     percentile = _check_percentile(percentile)
+    if pooled and directed:
+        raise SegDiceError(
+            "pooled: got True with directed=True; expected one of them (pooled joins both directions)"
+        )
     surfels = _check_surface(surface, p.ndim)
+    if pooled and surfels:
+        raise SegDiceError(
+            "pooled: got True with surface='surfels'; expected surface='voxels' (the pooled percentile is "
+            "medpy's, on surface voxels; DeepMind's surfel percentiles are directed)"
+        )
     empty = _empty_value(p, t, _worst_case(worst_case, p.shape, spc))
     if empty is not None:
         return empty
     pair = _pair_from_masks(p, t, spc)
+    if pooled:
+        return _directed_stat(np.concatenate(pair.distances()), percentile)
     if surfels:
         (d_pt, a_p), (d_tp, a_t) = pair.surfel_distances()
         forward = _surfel_percentile(d_pt, a_p, percentile)
@@ -578,6 +647,78 @@ def surface_dice(
     return _pair_from_masks(p, t, spc, tol).surface_dice(tol)
 
 
+def _inner_band(mask: np.ndarray, width: float, spacing: tuple[float, ...]) -> np.ndarray:
+    """The voxels of a zero-bordered mask within ``width`` of its outside, surface voxels included."""
+    from scipy import ndimage  # SciPy costs ~0.4 s at import; paid only here
+
+    depth = ndimage.distance_transform_edt(mask, sampling=spacing)
+    return mask & (depth <= width) | _erosion_surface(mask)
+
+
+def boundary_iou(
+    pred: np.ndarray | torch.Tensor,
+    target: np.ndarray | torch.Tensor,
+    *,
+    width: float | None = None,
+    spacing: float | Sequence[float] | None = None,
+) -> float:
+    """Boundary IoU (Cheng et al. 2021) of two binary masks: the IoU of their inner bands of width ``width``.
+
+    ``BIoU = |B_w(P) ∩ B_w(G)| / |B_w(P) ∪ B_w(G)|``. The inner band ``B_w(M)`` holds the voxels of ``M``
+    whose Euclidean distance (physical units) to the nearest voxel outside ``M`` is at most ``w``, the
+    array border counting as outside; the surface voxels of ``M`` are always in it, so a width below the
+    voxel size still scores the contour. Unlike the IoU it is as sensitive to a boundary error on a large
+    object as on a small one, and tends to the IoU as ``w`` grows past the objects' thickness. Computed
+    in the bounding box of both masks plus one voxel, which gives the same bands as the whole image.
+
+    Parameters
+    ----------
+    pred, target
+        Binary masks ``[*spatial]`` of any dimension (bool or 0/1), NumPy arrays or torch tensors.
+    width
+        Band width in the units of ``spacing``, > 0. Default: 2% of the image diagonal
+        ``sqrt(sum((shape_i * spacing_i) ** 2))``, as in the paper (which rounds it to whole pixels).
+    spacing
+        Voxel size per array axis, or one number. Default 1.
+
+    Returns
+    -------
+    float
+        In [0, 1]. Both masks empty: NaN; exactly one empty: 0 (its band is empty, the other is not).
+
+    Raises
+    ------
+    SegDiceError
+        Shapes differ, a mask is not binary, ``spacing`` or ``width`` is invalid.
+
+    Examples
+    --------
+    >>> gt = np.zeros((20, 20), dtype=bool); gt[2:18, 2:18] = True
+    >>> pr = np.zeros_like(gt); pr[2:18, 3:18] = True  # one column short
+    >>> round(boundary_iou(pr, gt, width=2.0), 4)  # the IoU is 0.9375: the band sees the edge more
+    0.7742
+    >>> boundary_iou(pr, np.zeros_like(gt))
+    0.0
+    """
+    p, t = _check_pair(pred, target)
+    p, t = _as_binary("pred", p), _as_binary("target", t)
+    spc = check_spacing("spacing", spacing, p.ndim)
+    if width is None:
+        width = BOUNDARY_IOU_WIDTH_RATIO * math.sqrt(
+            sum((n * s) ** 2 for n, s in zip(p.shape, spc, strict=True))
+        )
+    else:
+        width = float(check_number("width", width, minimum=0, strict_min=True))
+    box = _bounding_box((_bbox(p), _bbox(t)), p.ndim)
+    if box is None:
+        return math.nan
+    pad = [(1, 1)] * p.ndim
+    band_p = _inner_band(np.pad(p[box], pad), width, spc)
+    band_t = _inner_band(np.pad(t[box], pad), width, spc)
+    # a non-empty mask has surface voxels, so the union is not empty
+    return np.count_nonzero(band_p & band_t) / np.count_nonzero(band_p | band_t)
+
+
 # --- many labels at once -------------------------------------------------------------------------
 
 
@@ -709,6 +850,8 @@ def boundary_metrics(
     metrics: Sequence[str] = ("hd", "hd95", "assd", "masd", "nsd"),
     nsd_tolerance: float = 1.0,
     worst_case: float | None = None,
+    pooled: bool = False,
+    ignore_index: int | None = None,
     surface: str = "voxels",
 ) -> dict[Label, dict[str, float]]:
     """Boundary metrics of every label (or region) of a pair of label maps, in one call.
@@ -729,12 +872,20 @@ def boundary_metrics(
         Voxel size per array axis, or one number. Default 1.
     metrics
         Any of ``"hd"``, ``"hd95"`` (or ``"hd<p>"`` for another percentile), ``"assd"``, ``"masd"``,
-        ``"nsd"``.
+        ``"nsd"``, ``"biou"`` (:func:`boundary_iou` with its default width, 2% of the image diagonal) and
+        ``"cldice"`` (:func:`~segdice.metrics.topology.cldice_score`, 2D/3D, needs scikit-image).
     nsd_tolerance
         Tolerance of ``"nsd"``, in the units of ``spacing``.
     worst_case
         Distance reported when exactly one side of an item is empty (default: the image diagonal in
-        physical units). NSD is 0 then; both sides empty give NaN for every metric.
+        physical units; ``math.inf`` or ``math.nan`` to reproduce MONAI/DeepMind or MetricsReloaded).
+        NSD is 0 then; both sides empty give NaN for every metric.
+    pooled
+        HD percentiles (``"hd95"``, ``"hd<p>"``) of both directions pooled (medpy's ``hd95``), as
+        :func:`hausdorff_distance`.
+    ignore_index
+        A target value (e.g. 255) whose voxels become background in both maps before any surface is taken
+        (MONAI's rule); it is never scored as a label.
     surface
         ``"voxels"`` (default) or ``"surfels"`` (2D/3D): HD, HD percentiles, ASSD and MASD on DeepMind's
         area-weighted surfels, as :func:`hausdorff_distance` and :func:`average_surface_distance`.
@@ -765,13 +916,25 @@ def boundary_metrics(
     """
     p, t = _check_pair(pred, target)
     p, t = _as_labels("pred", p), _as_labels("target", t)
+    ignore = check_ignore_index(ignore_index)
+    if ignore is not None:
+        p, t = _drop_ignored(p, t, ignore)
     spc = check_spacing("spacing", spacing, p.ndim)
     names = _check_metrics(metrics)
     tol = float(check_number("nsd_tolerance", nsd_tolerance, minimum=0))
     if "nsd" in names and p.ndim not in (2, 3):
         raise SegDiceError(f"pred: got {describe(p, values=False)}; 'nsd' needs 2D or 3D label maps")
     worst = _worst_case(worst_case, p.shape, spc)
-    metric_of = _surfel_metric if _check_surface(surface, p.ndim) else _pair_metric
+    biou_width = BOUNDARY_IOU_WIDTH_RATIO * math.sqrt(
+        sum((n * s) ** 2 for n, s in zip(p.shape, spc, strict=True))
+    )
+    if "cldice" in names and p.ndim not in (2, 3):
+        raise SegDiceError(f"pred: got {describe(p, values=False)}; 'cldice' needs 2D or 3D label maps")
+    surfels = _check_surface(surface, p.ndim)
+    if pooled and surfels:
+        raise SegDiceError(
+            "pooled: got True with surface='surfels'; expected surface='voxels' (medpy's pooled HD95)"
+        )
     items = None if labels is None else _check_items(labels)
     many = items is None or sum(len(members) for _, members in items) > 2
     index_p, index_t = _LabelIndex(p, many), _LabelIndex(t, many)
@@ -780,19 +943,26 @@ def boundary_metrics(
         values = (
             sorted(found_p | found_t) if found_p is not None and found_t is not None else _label_values(p, t)
         )
-        items = [(lab, (lab,)) for lab in values]
+        items = [(lab, (lab,)) for lab in values if lab != ignore]
     pad = pad_width(spc, tol if "nsd" in names else None)
 
     results: dict[Label, dict[str, float]] = {}
     for key, members in items:
         box_p, box_t = index_p.box(members), index_t.box(members)
         if box_p is None or box_t is None:
-            miss = math.nan if box_p is None and box_t is None else worst
-            results[key] = {n: (0.0 if n == "nsd" and not math.isnan(miss) else miss) for n in names}
+            if box_p is None and box_t is None:
+                results[key] = dict.fromkeys(names, math.nan)
+            else:  # one side empty: the distances are the worst case, NSD / BIoU / clDice 0
+                results[key] = {n: 0.0 if n == "nsd" or n in _MASK_METRICS else worst for n in names}
             continue
         box = _bounding_box((box_p, box_t), p.ndim)
         pair = _Pair(
             _padded(_member_mask(p[box], members), pad), _padded(_member_mask(t[box], members), pad), spc
         )
-        results[key] = {n: metric_of(n, pair, tol) for n in names}
+        results[key] = {
+            n: _mask_metric(n, pair, biou_width)
+            if n in _MASK_METRICS
+            else (_surfel_metric(n, pair, tol) if surfels else _pair_metric(n, pair, tol, pooled))
+            for n in names
+        }
     return results

@@ -12,6 +12,6 @@ multiclass confusion matrix from a single ``bincount(target * C + pred)``.
 """
 
 from segdice.stats.counts import confusion
-from segdice.stats.soft import SoftStats, pool_soft_stats, soft_stats
+from segdice.stats.soft import SoftStats, check_soft_inputs, pool_soft_stats, soft_stats
 
-__all__ = ["SoftStats", "confusion", "pool_soft_stats", "soft_stats"]
+__all__ = ["SoftStats", "check_soft_inputs", "confusion", "pool_soft_stats", "soft_stats"]

@@ -22,7 +22,10 @@ from segdice._checks import (
 )
 from segdice.stats._runs import check_labels, count_label_maps
 
-__all__ = ["confusion"]
+__all__ = ["MAX_INFERRED_CLASSES", "confusion"]
+
+#: The most classes :func:`confusion` infers from the labels; larger label values need ``num_classes``.
+MAX_INFERRED_CLASSES = 1 << 16
 
 # --- hard counts (metrics) ----------------------------------------------------------------------
 #
@@ -282,7 +285,8 @@ def confusion(
         of the shape of ``pred`` with values 0 and 1 (and ``ignore_index``).
     num_classes
         Number of classes ``C``. ``None``: the channel count of scores, else the largest label + 1
-        (binary: 1; multilabel: the channel count).
+        (binary: 1; multilabel: the channel count). A largest label of ``MAX_INFERRED_CLASSES`` (65536) or
+        more raises instead of allocating counts for every class below it: give ``num_classes``.
     mode
         ``"binary"``, ``"multiclass"`` or ``"multilabel"``.
     ignore_index
@@ -327,6 +331,14 @@ def confusion(
         if num_classes is None:
             num_classes = _infer_num_classes(pred, target, ignore)
             num_classes = max(num_classes, 1)
+            if num_classes > MAX_INFERRED_CLASSES:
+                # a stray label (2**31, a float cast) would allocate counts for every class below it
+                raise SegDiceError(
+                    f"num_classes: got None and the largest label is {num_classes - 1}; expected num_classes "
+                    f"given explicitly for labels above {MAX_INFERRED_CLASSES - 1} (inferring it would "
+                    f"allocate counts for {num_classes} classes; pred: {describe(pred, values=True)}; "
+                    f"target: {describe(target, values=True)})"
+                )
         b, size = target.shape[0], int(np.prod(target.shape[1:]))
         try:
             if device.type == "cpu":

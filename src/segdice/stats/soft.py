@@ -10,6 +10,7 @@ and pools the result.
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from typing import Literal, NamedTuple
 
@@ -26,7 +27,7 @@ from segdice.stats._kernels import (
     sigmoid_hard_stats,
 )
 
-__all__ = ["SoftStats", "pool_soft_stats", "soft_stats"]
+__all__ = ["SoftStats", "check_soft_inputs", "pool_soft_stats", "soft_stats"]
 
 
 class SoftStats(NamedTuple):
@@ -103,6 +104,33 @@ def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
     _check_range("target", target, 0, c - 1, ignore_index, expected)
 
 
+def _check_distribution(target: Tensor, ignore_index) -> None:
+    """Raise unless every kept pixel of a dense multiclass target sums to 1 over its channels.
+
+    A softmax sums to 1, so a target that does not (all zeros, all ones) has no meaning for a multiclass
+    loss; a pixel with a channel equal to ``ignore_index`` is left out.
+    """
+    if _is_compiling():
+        return
+    t = target.detach()
+    acc = torch.float64 if t.dtype == torch.float64 else torch.float32
+    total = t.sum(1, dtype=acc)
+    if ignore_index is not None:
+        kept = ~(t == ignore_index).any(1)
+        total = total[kept]
+    if total.numel() == 0:
+        return
+    tol = max(1e-3, 4 * t.shape[1] * (torch.finfo(t.dtype).eps if t.is_floating_point() else 0.0))
+    lo, hi = torch.aminmax(total)
+    if float(lo) < 1.0 - tol or float(hi) > 1.0 + tol:
+        raise SegDiceError(
+            f"target: got {describe(target, values=False)} whose channel sums per pixel lie in "
+            f"[{float(lo):.6g}, {float(hi):.6g}]; expected a one-hot or soft target that sums to 1 over the "
+            "C channels in mode 'multiclass' (a class distribution per pixel; use mode='multilabel' for "
+            "independent channels)"
+        )
+
+
 Kernel = Literal["index", "dense", "sigmoid_hard"]
 Activation = Literal["softmax", "sigmoid", "none"]
 
@@ -131,14 +159,36 @@ def _prepare(
     it is chosen for logits of the accumulation dtype against an integer target (range-checked inside the
     kernel, on its float copy) or a float target whose values are all 0/1.
     """
-    mode = _check_soft_inputs(input, target, mode, from_logits, ignore_index)
+    mode = check_soft_inputs(input, target, mode, from_logits=from_logits, ignore_index=ignore_index)
     if mode == "multiclass":
         return _plan_multiclass(input, target, from_logits, ignore_index)
     return _plan_sigmoid(input, target, mode, from_logits, ignore_index, allow_sigmoid_hard)
 
 
-def _check_soft_inputs(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index) -> str:
-    """The checks every mode shares: types, dimensions, device, ``ignore_index``, probability range."""
+def check_soft_inputs(
+    input: Tensor, target: Tensor, mode: str, *, from_logits: bool = True, ignore_index=None
+) -> str:
+    """The checks every mode shares: types, dimensions, size, device, ``ignore_index``, probability range.
+
+    :func:`soft_stats` runs them; a loss that reads ``input`` or ``target`` before calling it runs them first.
+
+    Returns
+    -------
+    str
+        The validated mode.
+
+    Raises
+    ------
+    SegDiceError
+        For a non-tensor, an input with fewer than 3 dimensions or no elements, a meta tensor, two devices,
+        a bad ``ignore_index``, probabilities outside ``[0, 1]`` with ``from_logits=False``, or a dense
+        multiclass target outside ``[0, 1]`` or not summing to 1 over the channels.
+
+    Examples
+    --------
+    >>> check_soft_inputs(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long), "multiclass")
+    'multiclass'
+    """
     mode = check_mode(mode)
     if not isinstance(input, torch.Tensor) or not input.is_floating_point():
         raise SegDiceError(
@@ -150,11 +200,25 @@ def _check_soft_inputs(input: Tensor, target: Tensor, mode: str, from_logits: bo
         raise SegDiceError(
             f"input: got {describe(input, values=False)}; expected [B, C, *spatial] with at least one spatial dim"
         )
+    if input.numel() == 0:
+        raise SegDiceError(
+            f"input: got {describe(input, values=False)} with no elements; expected at least one image, one "
+            "channel and one voxel (skip empty batches before the loss)"
+        )
+    for name, x in (("input", input), ("target", target)):
+        if x.device.type == "meta":
+            raise SegDiceError(
+                f"{name}: got {describe(x, values=False)} on the meta device; expected a tensor with data "
+                "(the loss checks values, which a meta tensor does not have)"
+            )
     if target.device != input.device:
         raise SegDiceError(
             f"target is on {target.device} but input is on {input.device}; expected one device"
         )
     check_ignore_index(ignore_index)
+    if mode == "multiclass" and tuple(target.shape) == tuple(input.shape) and input.ndim >= 3:
+        _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
+        _check_distribution(target, ignore_index)
     if not from_logits:
         _check_range(
             "input",
@@ -189,8 +253,7 @@ def _plan_multiclass(input: Tensor, target: Tensor, from_logits: bool, ignore_in
             _check_soft_labels(target, c, ignore_index)
         t = target.reshape(b, -1).to(torch.int64)
         return _Plan(x, t, "index", activation, False)
-    if tuple(target.shape) == tuple(input.shape):
-        _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
+    if tuple(target.shape) == tuple(input.shape):  # range and distribution checked by check_soft_inputs
         return _Plan(x, target.reshape(b, c, -1), "dense", activation, not int_target)
     raise SegDiceError(
         f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
@@ -345,12 +408,24 @@ def soft_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
             soft=soft, pool=pool,
         )  # fmt: skip
-    stats = SoftStats(*out)
+    stats = _poison_if_nonfinite(SoftStats(*out), input)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
     if distributed:
         stats = pool_soft_stats(stats, distributed=True)
     return stats
+
+
+def _poison_if_nonfinite(stats: SoftStats, input: Tensor) -> SoftStats:
+    """Every sum becomes NaN when ``input`` holds a NaN or an infinity, anywhere.
+
+    A sigmoid or softmax saturates an infinite logit into a finite probability, and a NaN can vanish in a
+    0/0 rule downstream; either way a diverged network would get a finite, even perfect, loss. One detached
+    reduction (no temporary, no host sync, no gradient) finds them; the flag is added to the sums.
+    """
+    total = input.detach().sum(dtype=torch.float64 if input.dtype == torch.float64 else torch.float32)
+    flag = torch.where(torch.isfinite(total), 0.0, math.nan).to(stats.tp.dtype)
+    return SoftStats(*(f + flag if f is not None and f.is_floating_point() else f for f in stats))
 
 
 def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats:
