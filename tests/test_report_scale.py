@@ -96,6 +96,9 @@ def _fake_result(n_items: int, n_cases: int, *, dice=None):
         spacing = None
         empty_key = "nan"
         nsd_tolerance = 1.0
+        reorient = binarize = recursive = False
+        pred_glob = gt_glob = None
+        hd95, surface = "max", "voxels"
 
     class Pair:
         pred = "x"
