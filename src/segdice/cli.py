@@ -290,8 +290,8 @@ def _print_table(target: Console, title: str, header: list[str], rows: list[list
 
 class _EvaluateCommand(_Command):
     """``segdice evaluate``, whose ``--metrics`` default and help are filled in from
-    :mod:`segdice.evaluation` when the command is used: the metric names have their one home there, and
-    building the app for ``segdice --help`` must not import the evaluator (and torch)."""
+    :mod:`segdice.evaluation` when the command is used: the metric names have their one home there (a
+    module that loads no torch), and building the app for ``segdice --help`` must not import even that."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         from segdice.evaluation import ALL_METRICS, DEFAULT_METRICS

@@ -21,26 +21,19 @@ import torch
 from segdice._checks import SegDiceError
 from segdice.evaluation._geometry import align_prediction
 from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
+from segdice.evaluation._metric_names import BOUNDARY_METRICS, OVERLAP_METRICS
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
 from segdice.metrics import boundary_metrics, confusion, score_from_counts
-from segdice.metrics.overlap import METRICS
-from segdice.metrics.surface import BOUNDARY_METRICS
 from segdice.report.tables import CASE_COLUMNS
 
 __all__ = [
-    "BOUNDARY_METRICS",
-    "OVERLAP_METRICS",
     "Item",
     "ScoringSpec",
     "case_columns",
     "case_label_set",
     "score_case",
 ]
-
-# The overlap metrics a worker forms from one counting pass; F-beta is left out because the evaluator
-# takes no beta.
-OVERLAP_METRICS: tuple[str, ...] = tuple(name for name in METRICS if name != "fbeta")
 
 # Label values below this use a lookup table to remap; larger ones fall back to comparisons.
 _LUT_LIMIT = 1 << 16
