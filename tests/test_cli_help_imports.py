@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -117,6 +118,41 @@ def test_compare_help_shows_the_library_defaults():
         assert f"[default: {defaults[name].default}]" in option_help, option_help
     assert ", ".join(TESTS) in text
     assert ", ".join(CORRECTIONS) in text
+
+
+@pytest.mark.parametrize(
+    ("command", "usage", "arguments"),
+    [
+        ("evaluate", "Usage: segdice evaluate [OPTIONS] PRED GT", ["PRED", "GT"]),
+        ("compare", "Usage: segdice compare [OPTIONS] RUNS...", ["RUNS"]),
+        ("demo", "Usage: segdice demo [OPTIONS]", []),
+    ],
+)
+def test_usage_line_and_arguments_in_plain_names(command, usage, arguments):
+    from typer.testing import CliRunner
+
+    from segdice.cli import app
+
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == usage
+    assert "{" not in result.output and "<" not in result.output  # Typer's "{PRED}" and "PRED <path>"
+    if arguments:
+        start = lines.index("Arguments:")
+        names = [line.split()[0] for line in lines[start + 1 : start + 1 + len(arguments)]]
+        assert names == arguments
+    # "  -o, --out PATH   help", "  --binarize   help", "  --progress / --no-progress   help"
+    option = re.compile(r"^  (?:-\w, )?(--[a-z0-9-]+)(?: / --[a-z0-9-]+)?(?: ([A-Z]+))?(?:  |$)")
+    values = {m[1]: m[2] for m in map(option.match, lines) if m}
+    if command == "evaluate":  # every value in plain words; a flag has none
+        assert values["--out"] == "PATH"
+        assert values["--labels"] == values["--metrics"] == "TEXT"
+        assert values["--workers"] == values["--dilation"] == "INTEGER"
+        assert values["--nsd-tolerance"] == "NUMBER"
+        assert values["--binarize"] is None and values["--progress"] is None
+    if command == "demo":
+        assert values["--out"] == "PATH" and values["--epochs"] == "INTEGER" and values["--quick"] is None
 
 
 # --- the lazy packages -------------------------------------------------------------------------------------
