@@ -202,8 +202,10 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     _boundary(rows, pred_array, gt_array, spacing, spec)
     if spec.instances is not None:
         score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
+    source = _spacing_source(spec, gt, pred_spacing)
     for row in rows.values():
         row["note"] = note
+        row["spacing_source"] = source
     return list(rows.values())
 
 
@@ -221,6 +223,13 @@ def _read_case(pair: CasePair, spec: ScoringSpec) -> tuple[Mask, np.ndarray, tup
         gt, pred, reorient=spec.reorient, compare_headers=spec.spacing is None
     )
     return gt, array, spacing, note
+
+
+def _spacing_source(spec: ScoringSpec, gt: Mask, pred_spacing: tuple[float, ...] | None) -> str:
+    """Where :func:`_case_spacing` found the spacing: ``"override"``, ``"header"`` or ``"none"`` (1 per axis)."""
+    if spec.spacing is not None:
+        return "override"
+    return "header" if gt.spacing is not None or pred_spacing is not None else "none"
 
 
 def _case_spacing(
