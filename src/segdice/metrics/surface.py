@@ -47,6 +47,7 @@ from segdice._arrays import to_numpy
 from segdice._checks import SegDiceError, check_ignore_index, check_number, check_spacing, describe
 from segdice.metrics._distances import nearest_both_ways, pad_width, within_tolerance
 from segdice.metrics._masks import binary_mask
+from segdice.metrics._names import BOUNDARY_METRICS
 from segdice.metrics._surfels import code_measure_table, corner_codes
 from segdice.metrics.topology import cldice_score
 
@@ -64,8 +65,6 @@ __all__ = [
 #: The default band width of :func:`boundary_iou` as a fraction of the image diagonal (the paper's ratio).
 BOUNDARY_IOU_WIDTH_RATIO = 0.02
 
-#: Metric names understood by :func:`boundary_metrics` (besides ``"hd<p>"`` for any percentile ``p``).
-BOUNDARY_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd", "biou", "cldice")
 # Metrics of the two masks themselves, not of their surface distances: 0 when exactly one side is empty.
 _MASK_METRICS = ("biou", "cldice")
 
