@@ -460,7 +460,9 @@ def evaluate_command(
     min_volume: Annotated[
         float,
         typer.Option(
-            "--min-volume", help="Ground-truth objects of at most this volume (mm³) are not counted."
+            "--min-volume",
+            help="Ground-truth objects of at most this volume are not counted (mm³ with the files' spacing, "
+            "voxels for files without one).",
         ),
     ] = 0.0,
     protocol: Annotated[
