@@ -205,11 +205,12 @@ def evaluate(
     with ExitStack() as locked:
         if options.out is not None:  # held until every output is written
             locked.enter_context(locked_output_folder(options.out))
-        items, rows, workers_started = _run_cases(options, objects, pairs, columns, progress)
+        items, rows, object_rows, workers_started = _run_cases(options, objects, pairs, columns, progress)
         per_case = [row for p in pairs for row in rows[p.name]]
         summary = build_summary(per_case, pairs, extras, items, options)
         if objects is not None:
-            add_object_summary(summary, per_case, objects, protocol)
+            lesions = [r for p in pairs for r in object_rows.get(p.name, [])]
+            add_object_summary(summary, per_case, objects, protocol, lesions)
         result = EvaluationResult(
             per_case=per_case, summary=summary, out=options.out, workers_started=workers_started
         )
@@ -229,10 +230,11 @@ def _run_cases(
     pairs: Sequence[CasePair],
     columns: list[str],
     progress: bool | ProgressCallback,
-) -> tuple[tuple[Item, ...], dict[str, list[dict]], int]:
+) -> tuple[tuple[Item, ...], dict[str, list[dict]], dict[str, list[dict]], int]:
     """Resolve the items, keep the resumable rows, score the other cases, streaming rows to the CSV.
 
-    Returns the items, the rows of every case and how many worker processes were started. An
+    Returns the items, the rows of every case, the per-object rows of every case (``--instances``)
+    and how many worker processes were started. An
     interrupt or a write error tears the pool down at once and leaves the rows written so far.
     """
     with ExitStack() as stack:
@@ -265,6 +267,7 @@ def _run_cases(
                 collected.lesions = LesionLog(
                     options.out / "lesions.csv", lesion_columns(objects), keep_cases=kept
                 )
+                collected.objects.update(collected.lesions.rows)  # those of the kept cases
                 stack.callback(collected.lesions.close, [p.name for p in pairs])
         if options.csv_path is not None:
             try:
@@ -275,7 +278,7 @@ def _run_cases(
                 raise output_error(options.out, exc) from None  # type: ignore[arg-type]
         collected.report(len(kept), len(pairs))
         _score_cases([p for p in pairs if p.name not in kept], spec, pool, collected)
-    return items, collected.rows, pool.started
+    return items, collected.rows, collected.objects, pool.started
 
 
 @dataclass
@@ -288,10 +291,12 @@ class _Collected:
     writer: CaseCSVWriter | None = None
     object_columns: list[str] = field(default_factory=list)  # --instances: rows carry their objects
     lesions: LesionLog | None = None
+    objects: dict[str, list[dict]] = field(default_factory=dict)  # per case, its lesions.csv rows
 
     def add(self, pair: CasePair, rows: list[dict]) -> None:
         if self.object_columns:
             objects = fill_missing(rows, self.object_columns)
+            self.objects[pair.name] = objects
             if self.lesions is not None:
                 self.lesions.add(pair.name, objects)
         if self.writer is not None:

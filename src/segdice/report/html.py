@@ -291,6 +291,96 @@ def _thumbnail(pred_file: str, gt_file: str) -> dict:
     }
 
 
+# The per-case object columns shown in the per-case table (``--instances``), with their headings.
+_CASE_OBJECT_COLUMNS = {
+    "objects_tp": "TP objects",
+    "objects_fp": "FP objects",
+    "objects_fn": "FN objects",
+    "detection_f1": "detection F1",
+}
+
+
+def _edge(value: float) -> str:
+    """A bin edge as text: whole numbers with thousands separators, smaller ones as they are."""
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def _size_bins(edges: Sequence[float], unit: str) -> list[str]:
+    """Names of the size bins: the first open below, the last open above, as the summary counts them."""
+    n = len(edges) - 1
+    if n <= 0:
+        return []
+    if n == 1:
+        return [f"all sizes ({unit})"]
+    names = [f"< {_edge(edges[1])}"]
+    names += [f"{_edge(edges[k])}–{_edge(edges[k + 1])}" for k in range(1, n - 1)]
+    names.append(f"≥ {_edge(edges[n - 1])}")
+    return names
+
+
+def _detection(summary: dict) -> dict | None:
+    """The detection table and the detection rate by size, from ``summary["detection"]`` and
+    ``summary["detection_by_size"]`` (runs with ``--instances`` or ``--protocol``); ``None`` otherwise."""
+    table = summary.get("detection")
+    if not table:
+        return None
+    spec = summary["inputs"].get("instances") or {}
+    lesion_metrics = [m for m in spec.get("metrics", ()) if m]
+    names = [item["name"] for item in summary["items"] if item["name"] in table]
+    rows = []
+    for name in names:
+        stats = summary["results"][name]
+        lesion = [stats.get(f"lesion_{m}", {}).get("mean") for m in lesion_metrics]
+        rows.append({"name": name, **table[name], "lesion": lesion})
+    sizes = summary.get("detection_by_size") or {}
+    unit = sizes.get("unit", "")
+    bins = _size_bins(sizes.get("edges", []), unit)
+    size_rows, small = [], False
+    for name in names:
+        entry = sizes.get("items", {}).get(name)
+        if entry is None:
+            continue
+        cells = [
+            {"found": f, "targets": t, "recall": r}
+            for f, t, r in zip(entry["found"], entry["targets"], entry["recall"], strict=True)
+        ]
+        n, found = sum(entry["targets"]), sum(entry["found"])
+        size_rows.append(
+            {
+                "name": name,
+                "cells": cells,
+                "total": {"found": found, "targets": n, "recall": found / n if n else None},
+                "small": entry.get("below_min_volume", 0),
+            }
+        )
+        small = small or bool(entry.get("below_min_volume"))
+    figure = None
+    if bins and any(r["total"]["targets"] for r in size_rows):
+        if len(size_rows) <= plots.MAX_LEGEND_ENTRIES:
+            rates = {r["name"]: [_rate(c) for c in r["cells"]] for r in size_rows}
+            caption = "one line per label/region"
+        else:  # too many lines to tell apart: every label/region's objects together
+            found = np.sum([[c["found"] for c in r["cells"]] for r in size_rows], axis=0)
+            targets = np.sum([[c["targets"] for c in r["cells"]] for r in size_rows], axis=0)
+            rates = {"all": [f / t if t else math.nan for f, t in zip(found, targets, strict=True)]}
+            caption = f"the objects of all {len(size_rows)} labels/regions together"
+        figure = {"src": _data_uri(plots.detection_rate_plot(bins, rates, unit)), "caption": caption}
+    return {
+        "rows": rows,
+        "lesion_metrics": lesion_metrics,
+        "bins": bins,
+        "unit": unit,
+        "size_rows": size_rows,
+        "small": small,
+        "figure": figure,
+        "protocol": spec.get("protocol"),
+    }
+
+
+def _rate(cell: dict) -> float:
+    return cell["recall"] if cell["targets"] and cell["recall"] is not None else math.nan
+
+
 def _case_rows(rows: list[dict], metrics: Sequence[str]) -> tuple[list[dict], bool]:
     """The rows of the per-case table: all of them, or the :data:`MAX_TABLE_ROWS` worst ones."""
     if len(rows) <= MAX_TABLE_ROWS:
@@ -336,8 +426,14 @@ def render_report(result: ReportData) -> str:
     grouped = _rows_by_item(rows)
     table_rows, capped = _case_rows(rows, metrics)
     ranked = ranking_metric(metrics)
+    detection = _detection(summary)
+    object_columns = {
+        k: v for k, v in _CASE_OBJECT_COLUMNS.items() if detection is not None and rows and k in rows[0]
+    }
     template = _environment().get_template("report.html")
     return template.render(
+        detection=detection,
+        object_columns=object_columns,
         summary=summary,
         metrics=metrics,
         titles=titles,
