@@ -155,7 +155,12 @@ def test_many_items_get_one_pooled_line_and_instance_maps_one_item(tmp_path):
 
 def _naive_bins(volumes):
     """Decade of each volume, clipped to the decades the volumes span (at most 8 from the top)."""
-    decades = [math.floor(math.log10(v)) for v in volumes]
+    decades = []
+    for v in volumes:  # the largest k with 10**k <= v, by counting up
+        k = -10
+        while 10.0 ** (k + 1) <= v:
+            k += 1
+        decades.append(k)
     top = max(decades)
     low = max(min(decades), top + 1 - 8)
     return [max(d, low) - low for d in decades], top + 1 - low

@@ -103,12 +103,22 @@ def detection_table(per_case: Iterable[dict], item_names: Sequence[str]) -> dict
     return table
 
 
+def _decade(value: float) -> int:
+    """The ``k`` with ``10**k <= value < 10**(k + 1)`` (``log10`` rounds up just below a power of ten)."""
+    k = math.floor(math.log10(value))
+    if 10.0**k > value:
+        k -= 1
+    elif 10.0 ** (k + 1) <= value:
+        k += 1
+    return k
+
+
 def _decade_edges(volumes: np.ndarray) -> list[float]:
     """Powers of ten around every volume, at most :data:`_MAX_BINS` bins (the first one open below)."""
     if volumes.size == 0:
         return []
-    low = math.floor(math.log10(float(volumes.min())))
-    high = math.floor(math.log10(float(volumes.max()))) + 1
+    low = _decade(float(volumes.min()))
+    high = _decade(float(volumes.max())) + 1
     low = max(low, high - _MAX_BINS)
     return [10.0**k for k in range(low, high + 1)]
 

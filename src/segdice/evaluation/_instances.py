@@ -206,7 +206,7 @@ def add_object_summary(
     summary["definitions"]["instances"] = INSTANCE_DEFINITIONS
     summary["definitions"].update(DETECTION_DEFINITIONS)
     columns = instance_columns(spec)
-    names = list(summary["results"])
+    names = [item["name"] for item in summary["items"]]  # labels and regions, not the across-label row
     for name, values in summarize_rows(per_case, names, columns).items():
         summary["results"][name].update(values)
     summary["detection"] = detection_table(per_case, names)

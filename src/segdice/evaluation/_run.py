@@ -31,7 +31,15 @@ from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, n
 from segdice.evaluation._output import locked_output_folder, output_error
 from segdice.evaluation._pairing import CasePair, pair_cases
 from segdice.evaluation._pool import LocalPool, TaskLost
-from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, case_label_set, score_case
+from segdice.evaluation._scoring import (
+    Item,
+    ScoringSpec,
+    case_columns,
+    case_label_set,
+    check_item_names,
+    row_items,
+    score_case,
+)
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
 from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
@@ -318,6 +326,7 @@ def _resolve_items(options: Options, pairs: Sequence[CasePair], pool: LocalPool)
                 found.update(ids)  # type: ignore[arg-type]
         labels = tuple(sorted(found))
     items = build_items(labels, options)
+    check_item_names(items, options.metrics)
     if not items:
         raise SegDiceError(
             "labels: nothing to evaluate; ground truth and predictions hold only background "
@@ -371,7 +380,7 @@ def _score_in_worker(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 def _lost_rows(pair: CasePair, spec: ScoringSpec, reason: str) -> list[dict]:
     """The rows of a case that could not be scored because its worker died: NaN metrics, the reason."""
     rows = []
-    for item in spec.items:
+    for item in row_items(spec.items, spec.metrics):
         row = dict.fromkeys(case_columns(spec.metrics))
         row.update(
             case=pair.name,
@@ -423,7 +432,7 @@ def _resumable_rows(
     by_case: dict[str, list[dict]] = {}
     for row in rows:
         by_case.setdefault(row["case"], []).append(row)
-    expected = [(item.name, item.label_text) for item in items]
+    expected = [(item.name, item.label_text) for item in row_items(items, columns)]
     kept = {}
     for pair in pairs:
         mine = by_case.get(pair.name, [])

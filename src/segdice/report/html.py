@@ -27,7 +27,14 @@ import numpy as np
 from segdice._checks import SegDiceError
 from segdice.io import read_mask
 from segdice.report import plots
-from segdice.report.digest import DISTANCE_METRICS, metric_unit, ranking_metric, worst_items
+from segdice.report.digest import (
+    DISTANCE_METRICS,
+    across_label_metrics,
+    label_metrics,
+    metric_unit,
+    ranking_metric,
+    worst_items,
+)
 
 __all__ = ["MAX_TABLE_ROWS", "N_WORST", "PLAIN_DEFINITIONS", "ReportData", "render_report", "write_report"]
 
@@ -84,6 +91,12 @@ PLAIN_DEFINITIONS: dict[str, str] = {
     "nsd": (
         "Normalised surface Dice: the fraction of both surfaces that lies within {tolerance} {unit} of the "
         "other surface. 1 means every boundary point is within the tolerance."
+    ),
+    "gds": (
+        "Generalized Dice: one Dice per case over every scored label at once (not the regions), each label "
+        "weighted by one over its ground-truth voxel count squared, so that small structures count as much "
+        "as large ones. It is in the rows whose label is \"all\", below the label table, and not in the "
+        "mean over labels."
     ),
 }
 
@@ -142,12 +155,20 @@ def _across_labels(summary: dict, metrics: Sequence[str]) -> dict[str, float]:
     return means
 
 
+def _across_counts(summary: dict) -> dict:
+    """The case counts of a run without per-label metrics (only ``gds``): those of its across-label row."""
+    item = (summary.get("across_labels") or {}).get("item")
+    for stats in summary["results"].get(item, {}).values():
+        return stats
+    return {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+
+
 def _label_table(summary: dict, metrics: Sequence[str]) -> list[dict]:
     """One row per label/region: its ids, each metric's mean (and spread, for a tooltip) and its counts."""
     table = []
     for item in summary["items"]:
         stats = summary["results"][item["name"]]
-        first = stats[metrics[0]] if metrics else {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+        first = stats[metrics[0]] if metrics else _across_counts(summary)
         cells = []
         for metric in metrics:
             s = stats[metric]
@@ -413,16 +434,23 @@ def render_report(result: ReportData) -> str:
     summary = result.summary
     rows = result.per_case
     items = [item["name"] for item in summary["items"]]
-    metrics = list(summary["inputs"]["metrics"])
-    units = {m: metric_unit(m, summary) for m in metrics}
-    titles = {m: f"{m} ({units[m]})" if units[m] else m for m in metrics}
-    distance_unit = next((units[m] for m in metrics if units[m]), "mm")
+    case_metrics = list(summary["inputs"]["metrics"])  # the per-case table: every metric of the rows
+    metrics = label_metrics(summary)  # the label table and the plots: all but the across-label ones
+    units = {m: metric_unit(m, summary) for m in case_metrics}
+    titles = {m: f"{m} ({units[m]})" if units[m] else m for m in case_metrics}
+    distance_unit = next((units[m] for m in case_metrics if units[m]), "mm")
     tolerance = summary["definitions"].get("nsd_tolerance", "")
     plain = {
         m: PLAIN_DEFINITIONS[m].format(unit=distance_unit, tolerance=tolerance)
-        for m in metrics
+        for m in case_metrics
         if m in PLAIN_DEFINITIONS
     }
+    across_item = (summary.get("across_labels") or {}).get("item")
+    across_lines = [
+        {"metric": m, "title": titles[m], "stats": summary["results"][across_item][m]}
+        for m in across_label_metrics(summary)
+        if across_item in summary["results"]
+    ]
     grouped = _rows_by_item(rows)
     table_rows, capped = _case_rows(rows, metrics)
     ranked = ranking_metric(metrics)
@@ -436,6 +464,8 @@ def render_report(result: ReportData) -> str:
         object_columns=object_columns,
         summary=summary,
         metrics=metrics,
+        case_metrics=case_metrics,
+        across_lines=across_lines,
         titles=titles,
         labels=_label_table(summary, metrics),
         across=_across_labels(summary, metrics),
