@@ -111,7 +111,9 @@ def evaluate(
     metrics
         Names (or one comma-separated string) from :data:`segdice.evaluation.ALL_METRICS`: the overlap
         metrics and the confusion family (``dice, iou, precision, recall, specificity, accuracy,
-        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``) and the boundary
+        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``), ``gds`` (the
+        generalized Dice of all scored labels at once, square weights: one value per case, on an extra
+        row per case whose item is ``"all"``; see ``summary["across_labels"]``) and the boundary
         metrics (``hd, hd95, assd, masd, nsd, biou, cldice``).
     nsd_tolerance
         Tolerance of the normalised surface Dice, in physical units.
