@@ -150,6 +150,9 @@ def test_labels_ignore_label_and_regions_choose_what_gds_weighs(tmp_path):
     regions = evaluate(pred, gt, metrics="dice,gds", regions={"fg": [1, 2, 3]}, workers=1)
     assert {c: r["gds"] for c, r in _gds_rows(regions).items()} == {c: r["gds"] for c, r in plain.items()}
     assert regions.summary["across_labels"]["labels"] == [1, 2, 3]
+    only_regions = evaluate(pred, gt, metrics="dice,gds", labels=[], regions={"fg": [1, 2, 3]}, workers=1)
+    assert all(math.isnan(r["gds"]) for r in _gds_rows(only_regions).values())  # no label to weigh
+    assert only_regions.summary["across_labels"]["labels"] == []
 
 
 def test_resume_error_rows_and_a_label_called_all(tmp_path):

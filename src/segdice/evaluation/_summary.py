@@ -66,7 +66,7 @@ DEFINITIONS: dict[str, str | dict] = {
     "cldice": "clDice from the scikit-image skeletons (MetricsReloaded's cldice)",
     "gds": (
         "generalized Dice (Sudre et al. 2017) of a case over every scored label at once (regions overlap "
-        "labels and are left out): 2 sum_c w_c TP_c / sum_c w_c (2TP_c + FP_c + FN_c), w_c = 1/G_c^2 with "
+        "labels and are left out; NaN when only regions are scored): 2 sum_c w_c TP_c / sum_c w_c (2TP_c + FP_c + FN_c), w_c = 1/G_c^2 with "
         "G_c the ground-truth voxels of label c; a label absent from the ground truth takes the largest "
         "weight of the present ones, every weight is 1 when the ground truth has no scored label, and "
         "both masks empty follow the empty policy (MONAI's GeneralizedDiceScore); one value per case, "
