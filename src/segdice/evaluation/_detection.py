@@ -136,8 +136,8 @@ def detection_by_size(
     item_names
         The labels/regions, in report order.
     volume_unit
-        The unit to name; ``None`` infers it: ``"voxels"`` when every volume equals its voxel count
-        (no spacing, or 1 per axis), else ``"mm³"``.
+        The unit to name (the evaluator's follows where the spacing came from); ``None`` infers it:
+        ``"voxels"`` when every volume equals its voxel count (no spacing, or 1 per axis), else ``"mm³"``.
 
     Returns
     -------

@@ -74,6 +74,14 @@ OBJECT_ROWS = "_object_rows"
 _PER_OBJECT = ("dice", "iou", "hd", "hd95", "assd", "masd")
 _COUNT_COLUMNS = tuple(COUNT_COLUMNS)
 _SCORE_COLUMNS = ("detection_precision", "detection_recall", "detection_f1", "pq", "sq", "rq")
+# The unit of lesions.csv volumes for the run's distance unit (summary["distance_unit"]); a 2-D image's
+# "volume" is an area, which the report says in words.
+_VOLUME_UNITS = {
+    "mm": "mm³",
+    "voxels": "voxels",
+    "spacing units": "spacing units³",
+    "mm or voxels": "mm³ or voxels",
+}
 _LESION_BASE = ("case", "item", "side", "id", "voxels", "volume", "matched", "status")
 
 
@@ -180,7 +188,7 @@ def with_object_options(
         raise SegDiceError(f"labels/regions: {option} chooses what is scored; leave labels and regions out")
     if instances == "labels":
         return replace(options, labels=(1,), label_names={1: "objects"}), spec
-    from segdice.evaluation._options import DEFAULT_METRICS
+    from segdice.evaluation._metric_names import DEFAULT_METRICS
     from segdice.metrics import BRATS_REGIONS
 
     if options.metrics != DEFAULT_METRICS:
@@ -210,8 +218,7 @@ def add_object_summary(
     for name, values in summarize_rows(per_case, names, columns).items():
         summary["results"][name].update(values)
     summary["detection"] = detection_table(per_case, names)
-    override = summary["inputs"].get("spacing_override") is not None
-    unit = "spacing units³" if override else None
+    unit = _VOLUME_UNITS.get(summary.get("distance_unit", ""))  # None: inferred from the rows
     summary["detection_by_size"] = detection_by_size(objects, names, volume_unit=unit)
 
 

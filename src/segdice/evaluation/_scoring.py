@@ -21,35 +21,27 @@ import torch
 from segdice._checks import SegDiceError
 from segdice.evaluation._geometry import align_prediction
 from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
+from segdice.evaluation._metric_names import (
+    ACROSS_LABEL_ITEM,
+    ACROSS_LABEL_METRICS,
+    BOUNDARY_METRICS,
+    OVERLAP_METRICS,
+)
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
 from segdice.metrics import boundary_metrics, confusion, generalized_dice_score, score_from_counts
-from segdice.metrics.overlap import METRICS
-from segdice.metrics.surface import BOUNDARY_METRICS
 from segdice.report.tables import CASE_COLUMNS
 
 __all__ = [
     "ACROSS_LABELS",
-    "ACROSS_LABEL_METRICS",
-    "BOUNDARY_METRICS",
-    "OVERLAP_METRICS",
     "Item",
     "ScoringSpec",
     "case_columns",
     "case_label_set",
     "check_item_names",
-    "item_metrics",
     "row_items",
     "score_case",
 ]
-
-# The overlap metrics a worker forms from one counting pass; F-beta is left out because the evaluator
-# takes no beta.
-OVERLAP_METRICS: tuple[str, ...] = tuple(name for name in METRICS if name != "fbeta")
-
-# Metrics that take every scored label of a case at once (one value per case): they fill the case's
-# across-label row (item ACROSS_LABELS.name) and are empty on the per-label rows.
-ACROSS_LABEL_METRICS: tuple[str, ...] = ("gds",)
 
 # Label values below this use a lookup table to remap; larger ones fall back to comparisons.
 _LUT_LIMIT = 1 << 16
@@ -75,18 +67,7 @@ class Item:
 
 
 #: The item of the across-label row of a case (``labels`` column empty): every label scored, no region.
-ACROSS_LABELS = Item(name="all", ids=())
-
-
-def item_metrics(metrics: Sequence[str]) -> tuple[str, ...]:
-    """The metrics of the per-label/region rows: all but :data:`ACROSS_LABEL_METRICS`.
-
-    Examples
-    --------
-    >>> item_metrics(("dice", "gds", "hd95"))
-    ('dice', 'hd95')
-    """
-    return tuple(m for m in metrics if m not in ACROSS_LABEL_METRICS)
+ACROSS_LABELS = Item(name=ACROSS_LABEL_ITEM, ids=())
 
 
 def row_items(items: Sequence[Item], metrics: Sequence[str]) -> tuple[Item, ...]:
@@ -259,8 +240,10 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     if spec.instances is not None:
         items = {item: row for item, row in rows.items() if item != ACROSS_LABELS}
         score_instances(items, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
+    source = _spacing_source(spec, gt, pred_spacing)
     for row in rows.values():
         row["note"] = note
+        row["spacing_source"] = source
     return list(rows.values())
 
 
@@ -278,6 +261,13 @@ def _read_case(pair: CasePair, spec: ScoringSpec) -> tuple[Mask, np.ndarray, tup
         gt, pred, reorient=spec.reorient, compare_headers=spec.spacing is None
     )
     return gt, array, spacing, note
+
+
+def _spacing_source(spec: ScoringSpec, gt: Mask, pred_spacing: tuple[float, ...] | None) -> str:
+    """Where :func:`_case_spacing` found the spacing: ``"override"``, ``"header"`` or ``"none"`` (1 per axis)."""
+    if spec.spacing is not None:
+        return "override"
+    return "header" if gt.spacing is not None or pred_spacing is not None else "none"
 
 
 def _case_spacing(

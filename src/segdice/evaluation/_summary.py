@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from segdice._version import __version__
-from segdice.evaluation._scoring import ACROSS_LABELS, item_metrics
+from segdice.evaluation._metric_names import ACROSS_LABEL_ITEM, item_metrics
+from segdice.report.digest import distance_unit
 
 if TYPE_CHECKING:
     from segdice.evaluation._options import Options
@@ -279,7 +280,8 @@ def build_summary(
     results = summarize_rows(per_case, [i.name for i in items], per_item)
     across = [m for m in options.metrics if m not in per_item]
     if across:  # the across-label row of every case (gds): its own entry, never in foreground_mean
-        results[ACROSS_LABELS.name] = summarize_rows(per_case, [ACROSS_LABELS.name], across)[ACROSS_LABELS.name]
+        results[ACROSS_LABEL_ITEM] = summarize_rows(per_case, [ACROSS_LABEL_ITEM], across)[ACROSS_LABEL_ITEM]
+    sources = spacing_sources(per_case)
     summary = {
         "segdice_version": __version__,
         "inputs": {
@@ -310,18 +312,38 @@ def build_summary(
         "failed_cases": failed,
         "items": [{"name": i.name, "labels": list(i.ids), "region": i.region} for i in items],
         "results": results,
-        "foreground_mean": foreground_mean(
-            {name: results[name] for name in (i.name for i in items)}, per_item
-        ),
+        "foreground_mean": foreground_mean({i.name: results[i.name] for i in items}, per_item),
+        "spacing_sources": sources,
+        "distance_unit": distance_unit(sources),
     }
     if across:
         summary["across_labels"] = {
-            "item": ACROSS_LABELS.name,
+            "item": ACROSS_LABEL_ITEM,
             "name": "all labels",
             "labels": [i.ids[0] for i in items if not i.region],
             "metrics": across,
         }
     return summary
+
+
+def spacing_sources(per_case: Iterable[dict]) -> dict[str, int]:
+    """The scored cases counted by where their spacing came from (``header``, ``override``, ``none``).
+
+    A case counts once (its rows share one spacing); failed cases are left out. Rows of a run written before
+    the ``spacing_source`` column existed (resumed) count as ``header``.
+
+    Examples
+    --------
+    >>> rows = [{"case": "a", "error": "", "spacing_source": "none"}, {"case": "a", "error": "", "spacing_source": "none"},
+    ...         {"case": "b", "error": "", "spacing_source": "header"}, {"case": "c", "error": "bad file"}]
+    >>> spacing_sources(rows)
+    {'header': 1, 'none': 1}
+    """
+    by_case = {row["case"]: row.get("spacing_source") or "header" for row in per_case if not row.get("error")}
+    counts: dict[str, int] = {}
+    for source in by_case.values():
+        counts[source] = counts.get(source, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def foreground_mean(results: dict, metrics: Iterable[str]) -> dict[str, float]:
