@@ -50,6 +50,13 @@ def _report_units(html: str) -> set[str]:
     return set(re.findall(r"hd \(([^)<]*)\)", html))
 
 
+def _distances_sentence(html: str) -> str:
+    """The report's sentence that says what unit every distance is in."""
+    found = re.findall(r"Distances are in ([^<]*?)\.</p>", html)
+    assert len(found) == 1, found
+    return found[0]
+
+
 def test_nifti_spacing_is_millimetres(tmp_path):
     rows, summary, html = _run(tmp_path, {"a.nii.gz": (0.5, 1.0), "b.nii.gz": (0.5, 1.0)})
     assert {r["spacing_source"] for r in rows} == {"header"}
@@ -57,6 +64,7 @@ def test_nifti_spacing_is_millimetres(tmp_path):
     assert summary["spacing_sources"] == {"header": 2}
     assert summary["distance_unit"] == "mm"
     assert _report_units(html) == {"mm"}
+    assert _distances_sentence(html).startswith("millimetres")
 
 
 @pytest.mark.parametrize("suffix", [".png", ".npy"])
@@ -68,6 +76,9 @@ def test_files_without_spacing_are_in_voxels(tmp_path, suffix):
     assert summary["distance_unit"] == "voxels"
     assert _report_units(html) == {"voxels"}
     assert "(mm)" not in html and " mm." not in html
+    sentence = _distances_sentence(html)
+    assert sentence.startswith("voxels") and "millimetre" not in sentence
+    assert "millimetre" not in html
 
 
 def test_a_mix_of_headers_and_no_spacing_says_so(tmp_path):
@@ -77,6 +88,8 @@ def test_a_mix_of_headers_and_no_spacing_says_so(tmp_path):
     assert summary["spacing_sources"] == {"header": 1, "none": 1}
     assert summary["distance_unit"] == "mm or voxels"
     assert _report_units(html) == {"mm or voxels"}
+    sentence = _distances_sentence(html)
+    assert "millimetres" in sentence and "voxels" in sentence and "spacing_source" in sentence
 
 
 def test_spacing_override_is_in_spacing_units(tmp_path):
@@ -85,6 +98,8 @@ def test_spacing_override_is_in_spacing_units(tmp_path):
     assert float(rows[0]["hd"]) == 6.0  # 2 steps of 3
     assert summary["distance_unit"] == "spacing units"
     assert _report_units(html) == {"spacing units"}
+    sentence = _distances_sentence(html)
+    assert "spacing given" in sentence and "millimetre" not in sentence
 
 
 def test_failed_cases_do_not_decide_the_unit(tmp_path):

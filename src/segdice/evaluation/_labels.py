@@ -85,13 +85,32 @@ def read_label_names(
     if isinstance(source, Mapping):
         return _names_from_pairs(source.items(), "label_names"), {}
     text = os.fspath(source)
+    if "=" in text:  # inline pairs first: a long list is no file name (and may be too long for one)
+        try:
+            return _inline_names(text), {}
+        except SegDiceError as inline_error:
+            if not _is_file(Path(text)):  # neither pairs nor a file: say what pairs look like
+                raise inline_error from None
     path = Path(text)
-    if path.suffix.lower() in (".csv", ".json", ".tsv") or path.is_file():
-        if not path.is_file():
+    if path.suffix.lower() in (".csv", ".json", ".tsv") or _is_file(path):
+        if not _is_file(path):
             raise SegDiceError(f"label_names: {path} is not a file; expected a .csv or a dataset.json")
         if path.suffix.lower() == ".json":
             return _from_dataset_json(path)
         return _from_csv(path), {}
+    return _inline_names(text), {}
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the system cannot even look (a name too long, a bad character)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+def _inline_names(text: str) -> dict[int, str]:
+    """Names from ``"liver=1,tumour=2"`` (``"1=liver"`` too)."""
     pairs = []
     for part in text.split(","):
         if not part.strip():
@@ -99,14 +118,14 @@ def read_label_names(
         name, sep, value = part.rpartition("=")
         if not sep or not name.strip():
             raise SegDiceError(
-                f"label_names: got {part.strip()!r}; expected NAME=VALUE pairs such as liver=1,tumour=2, "
+                f"label_names: got {part.strip()[:80]!r}; expected NAME=VALUE pairs such as liver=1,tumour=2, "
                 "or the path of a .csv (value,name) or an nnU-Net dataset.json"
             )
         name, value = name.strip(), value.strip()
         if _is_int(name) and not _is_int(value):  # "1=liver" as well as "liver=1"
             name, value = value, name
         pairs.append((name, value))
-    return _names_from_pairs(pairs, "label_names"), {}
+    return _names_from_pairs(pairs, "label_names")
 
 
 def _is_int(text: str) -> bool:

@@ -101,6 +101,18 @@ PLAIN_DEFINITIONS: dict[str, str] = {
 }
 
 
+# The sentence "Distances are in ..." for each distance unit of a summary (``summary["distance_unit"]``).
+_DISTANCES_IN = {
+    "mm": "millimetres (the spacing of the file headers)",
+    "voxels": "voxels (the files store no spacing, so every voxel step counts 1)",
+    "mm or voxels": (
+        "millimetres for the cases whose files store a spacing and voxels for the others (the "
+        "spacing_source column of per_case.csv says which)"
+    ),
+    "spacing units": "the units of the spacing given to the run (--spacing)",
+}
+
+
 def _number(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
@@ -439,6 +451,7 @@ def render_report(result: ReportData) -> str:
     units = {m: metric_unit(m, summary) for m in case_metrics}
     titles = {m: f"{m} ({units[m]})" if units[m] else m for m in case_metrics}
     distance_unit = metric_unit("hd", summary)  # also the unit of the NSD tolerance
+    distances_in = _DISTANCES_IN.get(distance_unit, distance_unit)
     tolerance = summary["definitions"].get("nsd_tolerance", "")
     plain = {
         m: PLAIN_DEFINITIONS[m].format(unit=distance_unit, tolerance=tolerance)
@@ -461,6 +474,7 @@ def render_report(result: ReportData) -> str:
     template = _environment().get_template("report.html")
     return template.render(
         detection=detection,
+        distances_in=distances_in,
         object_columns=object_columns,
         summary=summary,
         metrics=metrics,
