@@ -16,6 +16,7 @@ from segdice._checks import (
     check_ignore_index,
     check_include_background,
     check_spacing,
+    describe,
 )
 
 
@@ -139,3 +140,16 @@ def test_array_conversions():
         as_array("pred", np.zeros(2, complex))
     with pytest.raises(SegDiceError, match="expected a numeric array"):
         as_array("pred", np.array(["a"]))
+
+
+@pytest.mark.parametrize("kind", ["numpy", "torch"])
+def test_describe_skips_nan_and_counts_nan_and_inf(kind):
+    values = [0.0, 3.0, float("nan"), 1.5, float("nan"), float("-inf")]
+    x = np.array(values, np.float32) if kind == "numpy" else torch.tensor(values)
+    text = describe(x)
+    # by hand: the values other than NaN are 0, 3, 1.5, -inf; two NaN, one infinite value
+    assert text.endswith("values in [-inf, 3], 2 NaN, 1 inf"), text
+    finite = np.array([[0.0, 3.0]]) if kind == "numpy" else torch.tensor([[0.0, 3.0]])
+    assert describe(finite).endswith("values in [0, 3]")
+    nan = np.full((2, 2), np.nan) if kind == "numpy" else torch.full((2, 2), float("nan"))
+    assert describe(nan).endswith("every value NaN") and "[nan" not in describe(nan)

@@ -71,7 +71,8 @@ def describe(x: Any, *, values: bool = True) -> str:
     x
         A torch tensor, NumPy array or any other object.
     values
-        Include the minimum and maximum (skipped for empty arrays).
+        Include the minimum and maximum other than NaN, and the count of NaN and of infinite values
+        (skipped for empty arrays).
 
     Returns
     -------
@@ -82,6 +83,10 @@ def describe(x: Any, *, values: bool = True) -> str:
     --------
     >>> describe(np.zeros((2, 3), dtype=np.uint8))
     'an array of shape (2, 3), dtype uint8, values in [0, 0]'
+    >>> describe(np.array([0.0, 3.0, np.nan, np.inf]))
+    'an array of shape (4,), dtype float64, values in [0, inf], 1 NaN, 1 inf'
+    >>> describe(np.full(2, np.nan))
+    'an array of shape (2,), dtype float64, every value NaN'
     """
     if _is_tensor(x):
         kind, dtype = "a tensor", str(x.dtype)
@@ -92,22 +97,44 @@ def describe(x: Any, *, values: bool = True) -> str:
     text = f"{kind} of shape {tuple(x.shape)}, dtype {dtype}"
     n_elements = x.size if isinstance(x, np.ndarray) else x.numel()
     if values and n_elements:
-        lo, hi = _value_range(x)
+        lo, hi, n_nan, n_inf = _value_range(x)
+        if n_nan == n_elements:
+            return text + ", every value NaN"
         text += f", values in [{lo:.6g}, {hi:.6g}]"
+        if n_nan:
+            text += f", {n_nan} NaN"
+        if n_inf:
+            text += f", {n_inf} inf"
     return text
 
 
-def _value_range(x: torch.Tensor | np.ndarray) -> tuple[float, float]:
+def _value_range(x: torch.Tensor | np.ndarray) -> tuple[float, float, int, int]:
+    """Smallest and largest value other than NaN, and how many values are NaN and how many infinite."""
     if _is_tensor(x):
         torch = _torch()
-        flat = x.detach()
+        flat = x.detach().reshape(-1)
         if flat.dtype == torch.bool:
             flat = flat.to(torch.uint8)
         if flat.is_complex():
             flat = flat.abs()
-        return float(flat.min()), float(flat.max())
+        if not flat.is_floating_point():
+            return float(flat.min()), float(flat.max()), 0, 0
+        nan = torch.isnan(flat)
+        n_nan, n_inf = int(nan.sum()), int(torch.isinf(flat).sum())
+        if n_nan == flat.numel():
+            return math.nan, math.nan, n_nan, n_inf
+        kept = flat[~nan] if n_nan else flat
+        return float(kept.min()), float(kept.max()), n_nan, n_inf
     arr = x.astype(np.uint8) if x.dtype == bool else x
-    return float(np.min(arr)), float(np.max(arr))
+    if np.iscomplexobj(arr):
+        arr = np.abs(arr)
+    if arr.dtype.kind != "f":
+        return float(np.min(arr)), float(np.max(arr)), 0, 0
+    nan = np.isnan(arr)
+    n_nan, n_inf = int(nan.sum()), int(np.isinf(arr).sum())
+    if n_nan == arr.size:
+        return math.nan, math.nan, n_nan, n_inf
+    return float(np.nanmin(arr)), float(np.nanmax(arr)), n_nan, n_inf
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
