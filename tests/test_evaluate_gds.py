@@ -229,3 +229,42 @@ def test_cli_metrics_with_gds_and_compare(tmp_path):
     comparison = compare([out, other], names=["model", "truth"])
     compared = {(c["item"], c["metric"]) for c in comparison.comparisons}
     assert compared == {("1", "dice"), ("2", "dice"), ("3", "dice")}  # gds and its row are not compared
+
+
+def test_across_label_row_leaves_the_object_columns_empty(tmp_path):
+    """With ``--instances``, the ``all`` row has no objects: empty cells (as for its Dice), never ``nan``."""
+    gt = np.zeros(SHAPE, np.uint8)
+    gt[1:4, 1:4, 1:3] = 1
+    gt[6:9, 5:8, 2:5] = 2
+    pred = gt.copy()
+    pred[1, 1:4, 1:3] = 0
+    for side, array in (("gt", gt), ("pred", pred)):
+        (tmp_path / side).mkdir()
+        save_mask(tmp_path / side / "a.nii.gz", array, (1.0, 1.0, 1.0))
+    out = tmp_path / "out"
+    kwargs = {"metrics": "dice,hd95,gds", "instances": "components", "workers": 1}
+    first = evaluate(tmp_path / "pred", tmp_path / "gt", out=out, **kwargs)
+    text = (out / "per_case.csv").read_text(encoding="utf-8").splitlines()
+    header = text[0].split(",")
+    across = next(line.split(",") for line in text[1:] if line.startswith("a,all,"))
+    objects = header[header.index("objects_tp") :]
+    assert {"detection_f1", "pq", "lesion_dice", "matched_hd95"} <= set(objects)
+    cells = dict(zip(header, across, strict=True))
+    assert [cells[c] for c in objects] == [""] * len(objects)  # nothing, like dice on this row
+    assert cells["dice"] == "" and float(cells["gds"]) == pytest.approx(
+        naive_gds(pred, gt, [1, 2])
+    )
+    _, rows = read_case_csv(out / "per_case.csv")
+    row = next(r for r in rows if r["item"] == "all")
+    assert all(row[c] is None for c in objects)
+    # the label rows keep their numbers: label 1 loses a third of its voxels, its one object still matches
+    label = next(r for r in rows if r["item"] == "1")
+    assert label["objects_tp"] == 1 and label["detection_f1"] == 1.0
+    assert label["dice"] == pytest.approx(2 * 12 / (12 + 18))
+    # the summary of the rows read back (resume keeps every row) is the summary of the run
+    again = evaluate(tmp_path / "pred", tmp_path / "gt", out=out, resume=True, **kwargs)
+    assert set(first.summary["results"]["all"]) == {"gds"}
+    assert json.dumps(again.summary["results"], sort_keys=True) == json.dumps(
+        first.summary["results"], sort_keys=True
+    )
+    assert again.summary["detection"] == first.summary["detection"]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from segdice._checks import SegDiceError, check_choice, check_number
+from segdice.evaluation._metric_names import ACROSS_LABEL_ITEM
 from segdice.report.tables import COUNT_COLUMNS, CaseCSVWriter
 
 __all__ = [
@@ -340,12 +341,14 @@ def score_instances(
 
 def fill_missing(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:
     """Pop the per-object rows of a case; give rows that never reached object scoring NaN columns
-    (no value, ``None``, for the object counts: a count is an int or nothing)."""
+    (no value, ``None``, for the object counts: a count is an int or nothing). The across-label row
+    (``gds``) has no objects at all: its object columns stay empty, like its per-label metrics."""
     objects: list[dict] = []
     for row in rows:
         objects += row.pop(OBJECT_ROWS, None) or []
+        across = row.get("item") == ACROSS_LABEL_ITEM and not row.get("labels")
         for column in columns:
-            row.setdefault(column, None if column in COUNT_COLUMNS else math.nan)
+            row.setdefault(column, None if across or column in COUNT_COLUMNS else math.nan)
     return objects
 
 
