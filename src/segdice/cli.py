@@ -126,35 +126,48 @@ def _root(
     """Dice-family losses, metrics and evaluation for image segmentation."""
 
 
-# Packages whose presence decides what segdice can do; shown by `segdice info` for bug reports.
-_REPORTED_PACKAGES = (
-    "torch",
-    "numpy",
-    "scipy",
-    "nibabel",
-    "pillow",
-    "tifffile",
-    "matplotlib",
-    "jinja2",
-    "typer",
-    "rich",
-)
+# Packages whose presence decides what segdice can do, each with the extra of pyproject.toml that brings it
+# ("" for a requirement); shown by `segdice info` for bug reports (tests/test_cli.py checks the extras).
+_REPORTED_PACKAGES = {
+    "torch": "",
+    "numpy": "",
+    "scipy": "",
+    "nibabel": "io",
+    "pillow": "io",
+    "tifffile": "io",
+    "matplotlib": "report",
+    "jinja2": "report",
+    "typer": "cli",
+    "rich": "cli",
+    "SimpleITK": "itk",
+    "highdicom": "dicom",
+    "scikit-image": "skeletons",
+    "connected-components-3d": "instances",
+    "distributed": "distributed",
+    "torchmetrics": "peers",
+    "pytorch-lightning": "test",
+}
 
 
 @app.command(cls=_Command, short_help="Show the versions of segdice, Python and the packages it uses.")
 def info() -> None:
-    """Show the versions of segdice, Python and the packages it uses (paste this into bug reports)."""
-    rows = [["python", sys.version.split()[0]]]
-    for name in _REPORTED_PACKAGES:
+    """Show the versions of segdice, Python and the packages it uses (paste this into bug reports).
+
+    Versions come from the installed packages' metadata: nothing but torch (for its threads and CUDA) is
+    imported, so the command stays quick.
+    """
+    rows = [["python", sys.version.split()[0], ""]]
+    for name, extra in _REPORTED_PACKAGES.items():
         try:
-            rows.append([name, importlib.metadata.version(name)])
+            version = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
-            rows.append([name, "not installed"])
+            version = "not installed"
+        rows.append([name, version, f"segdice[{extra}]" if extra else "required"])
     import torch
 
-    rows.append(["torch threads", str(torch.get_num_threads())])
-    rows.append(["CUDA available", "yes" if torch.cuda.is_available() else "no"])
-    _print_table(console, f"segdice {__version__}", ["package", "version"], rows)
+    rows.append(["torch threads", str(torch.get_num_threads()), ""])
+    rows.append(["CUDA available", "yes" if torch.cuda.is_available() else "no", ""])
+    _print_table(console, f"segdice {__version__}", ["package", "version", "installed by"], rows)
 
 
 def _printable(text: str) -> str:
