@@ -18,8 +18,8 @@ from PIL import Image
 
 from segdice import evaluate
 from segdice.io import save_mask
+from segdice.report import CaseView, plots
 from segdice.report import html as report_html
-from segdice.report import plots
 
 
 def _image(data: bytes) -> np.ndarray:
@@ -172,14 +172,13 @@ def test_radiological_view_needs_a_3d_geometry():
     assert plots.radiological_view(((1, 0, 0), (1, 0, 0), (0, 0, 1)), 3) is None
 
 
-def test_thumbnail_shows_the_slice_with_the_error_never_an_empty_one(tmp_path):
+def test_thumbnail_shows_the_slice_with_the_error_never_an_empty_one():
     gt = np.zeros((16, 16, 9), np.uint8)
     gt[4:12, 4:12, 2:7] = 1
     pred = gt.copy()
     pred[4:12, 4:8, 5] = 0  # 32 voxels missed on slice 5 only
-    save_mask(tmp_path / "gt.nii.gz", gt, (1.0, 1.0, 1.0))
-    save_mask(tmp_path / "pred.nii.gz", pred, (1.0, 1.0, 1.0))
-    thumb = report_html._thumbnail(str(tmp_path / "pred.nii.gz"), str(tmp_path / "gt.nii.gz"))
+    identity = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0))
+    thumb = report_html._thumbnail(CaseView(pred, gt, (1.0, 1.0, 1.0), identity))
     assert thumb["image"] and "slice 5 " in thumb["where"] + " "
     pixels = _image(base64.b64decode(thumb["image"].split(",", 1)[1]))
     missed = np.array([round(255 * c) for c in plots.OVERLAY_COLOURS["missed"]])
@@ -188,9 +187,8 @@ def test_thumbnail_shows_the_slice_with_the_error_never_an_empty_one(tmp_path):
     assert (np.abs(pixels.astype(int) - agree).sum(axis=2) < 30).any()
     # both masks empty everywhere: no picture at all, rather than a black square
     empty = np.zeros_like(gt)
-    save_mask(tmp_path / "empty.nii.gz", empty, (1.0, 1.0, 1.0))
-    none = report_html._thumbnail(str(tmp_path / "empty.nii.gz"), str(tmp_path / "empty.nii.gz"))
-    assert none["image"] is None
+    assert report_html._thumbnail(CaseView(empty, empty, (1.0, 1.0, 1.0), identity))["image"] is None
+    assert report_html._thumbnail(None)["image"] is None  # a case that could not be read
 
 
 def test_many_labels_report_stays_small_and_uses_one_colour_scatter():

@@ -32,6 +32,7 @@ from segdice.evaluation._output import locked_output_folder, output_error
 from segdice.evaluation._pairing import CasePair, pair_cases
 from segdice.evaluation._pool import LocalPool, TaskLost
 from segdice.evaluation._scoring import (
+    CaseViews,
     Item,
     ScoringSpec,
     case_columns,
@@ -39,6 +40,7 @@ from segdice.evaluation._scoring import (
     check_item_names,
     row_items,
     score_case,
+    scoring_spec,
 )
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
@@ -222,8 +224,9 @@ def evaluate(
             lesions = [r for p in pairs for r in object_rows.get(p.name, [])]
             add_object_summary(summary, per_case, objects, protocol, lesions)
         result = EvaluationResult(
-            per_case=per_case, summary=summary, out=options.out, workers_started=workers_started
-        )
+            per_case=per_case, summary=summary, out=options.out, workers_started=workers_started,
+            read_case=CaseViews({p.name: p for p in pairs}, scoring_spec(options, items, objects)),
+        )  # fmt: skip
         if options.out is not None:
             try:
                 result.files = _write_outputs(result, options.out, columns)
@@ -251,19 +254,7 @@ def _run_cases(
         # One pool serves both passes; it starts only once the work left pays for its start-up.
         pool = stack.enter_context(LocalPool(options.workers))
         items = _resolve_items(options, pairs, pool)
-        spec = ScoringSpec(
-            items=items,
-            metrics=options.metrics,
-            ignore_label=options.ignore_label,
-            nsd_tolerance=options.nsd_tolerance,
-            spacing=options.spacing,
-            empty_value=options.empty_value,
-            reorient=options.reorient,
-            binarize=options.binarize,
-            hd_pooled=options.hd95 == "pooled",
-            surface=options.surface,
-            instances=objects,
-        )
+        spec = scoring_spec(options, items, objects)
         try:
             kept = _open_out(options, columns, pairs, items)
         except OSError as exc:

@@ -12,8 +12,9 @@ is formed from, and one :func:`~segdice.metrics.boundary_metrics` call gives eve
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -30,10 +31,15 @@ from segdice.evaluation._metric_names import (
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
 from segdice.metrics import boundary_metrics, confusion, generalized_dice_score, score_from_counts
+from segdice.report.case_view import CaseView
 from segdice.report.tables import CASE_COLUMNS
+
+if TYPE_CHECKING:
+    from segdice.evaluation._options import Options
 
 __all__ = [
     "ACROSS_LABELS",
+    "CaseViews",
     "Item",
     "ScoringSpec",
     "case_columns",
@@ -41,6 +47,8 @@ __all__ = [
     "check_item_names",
     "row_items",
     "score_case",
+    "scored_view",
+    "scoring_spec",
 ]
 
 # Label values below this use a lookup table to remap; larger ones fall back to comparisons.
@@ -104,6 +112,23 @@ class ScoringSpec:
     hd_pooled: bool = False
     surface: str = "voxels"
     instances: InstanceSpec | None = None  # object columns (--instances, --protocol)
+
+
+def scoring_spec(options: Options, items: tuple[Item, ...], instances: InstanceSpec | None) -> ScoringSpec:
+    """The :class:`ScoringSpec` of a run: its options, the items it scores and its object options."""
+    return ScoringSpec(
+        items=items,
+        metrics=options.metrics,
+        ignore_label=options.ignore_label,
+        nsd_tolerance=options.nsd_tolerance,
+        spacing=options.spacing,
+        empty_value=options.empty_value,
+        reorient=options.reorient,
+        binarize=options.binarize,
+        hd_pooled=options.hd95 == "pooled",
+        surface=options.surface,
+        instances=instances,
+    )
 
 
 def case_columns(metrics: Sequence[str]) -> list[str]:
@@ -220,13 +245,7 @@ def score_case(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     gt, pred_array, pred_spacing, note = _read_case(pair, spec)
     spacing = _case_spacing(spec, gt, pred_spacing)
-    gt_array = gt.array
-    valid = None if spec.ignore_label is None else gt_array != spec.ignore_label
-    pred_array, gt_array, instance_maps, ignored = instance_inputs(
-        pred_array, gt_array, spec.instances, spec.ignore_label
-    )
-    if spec.binarize:  # every value > 0 is the one foreground class, 1
-        pred_array, gt_array = (pred_array > 0).view(np.uint8), (gt_array > 0).view(np.uint8)
+    valid, pred_array, gt_array, instance_maps, ignored = _scored_arrays(gt.array, pred_array, spec)
     rows = {item: _empty_row(pair, item, spec.metrics) for item in row_items(spec.items, spec.metrics)}
     pred_flat, gt_flat, pred_array, gt_array = _without_ignored(pred_array, gt_array, valid)
 
@@ -245,6 +264,56 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
         row["note"] = note
         row["spacing_source"] = source
     return list(rows.values())
+
+
+def _scored_arrays(
+    gt: np.ndarray, pred: np.ndarray, spec: ScoringSpec
+) -> tuple[
+    np.ndarray | None, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray] | None, np.ndarray | None
+]:
+    """``(valid, pred, gt, instance_maps, ignored)``: the voxels that count (``None``: all), the label
+    maps as scored (instance maps as foreground, ``binarize`` applied), and the raw instance maps."""
+    valid = None if spec.ignore_label is None else gt != spec.ignore_label
+    pred, gt, instance_maps, ignored = instance_inputs(pred, gt, spec.instances, spec.ignore_label)
+    if spec.binarize:  # every value > 0 is the one foreground class, 1
+        pred, gt = (pred > 0).view(np.uint8), (gt > 0).view(np.uint8)
+    return valid, pred, gt, instance_maps, ignored
+
+
+def scored_view(pair: CasePair, spec: ScoringSpec) -> CaseView:
+    """A case's label maps as :func:`score_case` counts them, for the report's pictures.
+
+    The same reading, alignment (``reorient``), instance and ``binarize`` steps as the scores; then every
+    value outside the scored labels and regions, and every voxel of the ignore label, becomes 0 on both
+    sides. Raises like :func:`segdice.io.read_mask` for unreadable files.
+    """
+    gt, pred_array, pred_spacing, _ = _read_case(pair, spec)
+    spacing = _case_spacing(spec, gt, pred_spacing)
+    valid, pred_array, gt_array, _, _ = _scored_arrays(gt.array, pred_array, spec)
+    ids = np.array(sorted({i for item in spec.items for i in item.ids}))
+    shown = []
+    for array in (pred_array, gt_array):
+        keep = np.isin(array, ids) if valid is None else np.isin(array, ids) & valid
+        shown.append(np.where(keep, array, 0))
+    direction = gt.geometry.direction if gt.geometry is not None else None
+    return CaseView(pred=shown[0], gt=shown[1], spacing=spacing, direction=direction)
+
+
+@dataclass(frozen=True)
+class CaseViews:
+    """The report's :data:`~segdice.report.CaseReader` for a run: case name -> :func:`scored_view`."""
+
+    pairs: Mapping[str, CasePair]
+    spec: ScoringSpec
+
+    def __call__(self, case: str) -> CaseView | None:
+        pair = self.pairs.get(case)
+        if pair is None:
+            return None
+        try:
+            return scored_view(pair, self.spec)
+        except Exception:  # a picture is not worth failing the report for; the rows say what went wrong
+            return None
 
 
 def _read_case(pair: CasePair, spec: ScoringSpec) -> tuple[Mask, np.ndarray, tuple[float, ...] | None, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,10 @@ class EvaluationResult:
         The output folder, or ``None`` when nothing was written.
     files
         Name -> path of every file written (``per_case``, ``summary``, ``report``).
+    read_case
+        ``read_case(case_name)``: the case's label maps as they were scored (a
+        :class:`segdice.report.CaseView`: the run's labels, regions, ignore label, binarisation and
+        reorientation applied), or ``None``; what the report draws its pictures from.
     workers_started
         Worker processes started for this run: 0 when every case was scored in the calling process
         (one worker asked for, or too little work to pay for starting a pool).
@@ -39,6 +44,7 @@ class EvaluationResult:
     out: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
     workers_started: int = 0
+    read_case: Callable[[str], object] | None = field(default=None, repr=False, compare=False)
 
     @property
     def failed_cases(self) -> dict[str, str]:

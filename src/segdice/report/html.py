@@ -24,9 +24,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from segdice._checks import SegDiceError
-from segdice.io import read_mask
 from segdice.report import plots
+from segdice.report.case_view import CaseReader, CaseView
 from segdice.report.digest import (
     DISTANCE_METRICS,
     across_label_metrics,
@@ -43,7 +42,9 @@ class ReportData(Protocol):
     """What the report is drawn from: per-case rows and the summary, as an evaluation returns them.
 
     :class:`segdice.EvaluationResult` is one; the report needs nothing else, so it never imports the
-    evaluator.
+    evaluator. The worst cases get pictures when the data also has a ``read_case`` attribute, a
+    :data:`~segdice.report.CaseReader` giving each case's label maps as they were scored (the
+    evaluator's own label mapping and orientation); without one the section has no pictures.
     """
 
     per_case: list[dict]
@@ -242,56 +243,69 @@ def _scatter_figure(rows: list[dict], metrics: Sequence[str], n_items: int) -> d
     }
 
 
-def _worst_cases(rows: list[dict]) -> list[dict]:
-    """The :data:`N_WORST` cases with the lowest mean Dice over labels/regions, each with a thumbnail."""
-    by_case: dict[str, list[dict]] = {}
+def _count_dice(row: dict) -> float:
+    """The voxel Dice of a row from its counts, ``2 TP / (2 TP + FP + FN)``; NaN when both are empty or the
+    row has no counts (the across-label row).
+
+    Every scored row has the counts, whatever metrics were asked for, so the worst cases can always be
+    ranked, and by the same number in every run.
+
+    Examples
+    --------
+    >>> _count_dice({"tp": 6, "fp": 0, "fn": 3}), _count_dice({"tp": 0, "fp": 0, "fn": 0})
+    (0.8, nan)
+    """
+    tp, fp, fn = row.get("tp"), row.get("fp"), row.get("fn")
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (tp, fp, fn)):
+        return math.nan
+    total = 2 * tp + fp + fn
+    return 2 * tp / total if total else math.nan
+
+
+def _worst_cases(rows: list[dict], read_case: CaseReader | None) -> list[dict]:
+    """The :data:`N_WORST` cases with the lowest mean voxel Dice (:func:`_count_dice`) over their
+    labels/regions, each with a thumbnail drawn from ``read_case`` (none without it)."""
+    by_case: dict[str, list[tuple[float, dict]]] = {}
     for row in rows:
-        if not row["error"]:
-            by_case.setdefault(row["case"], []).append(row)
-    ranked = []
-    for case, mine in by_case.items():
-        dice = [r["dice"] for r in mine if _finite(r.get("dice"))]
-        if dice:
-            ranked.append((float(np.mean(dice)), case, mine))
-    ranked.sort(key=lambda t: (t[0], t[1]))
+        dice = _count_dice(row)
+        if not row["error"] and not math.isnan(dice):
+            by_case.setdefault(row["case"], []).append((dice, row))
+    ranked = sorted((float(np.mean([d for d, _ in mine])), case, mine) for case, mine in by_case.items())
     worst = []
     for mean_dice, case, mine in ranked[:N_WORST]:
-        scored = sorted((r for r in mine if _finite(r.get("dice"))), key=lambda r: (r["dice"], r["item"]))
-        thumbnail = _thumbnail(mine[0]["pred_file"], mine[0]["gt_file"])
+        scored = sorted(mine, key=lambda t: (t[0], t[1]["item"]))
+        view = read_case(case) if read_case is not None else None
+        first = mine[0][1]
         worst.append(
             {
                 "case": case,
                 "mean_dice": mean_dice,
-                "worst": [(r["item"], r["dice"]) for r in scored[:_WORST_LABELS_PER_CASE]],
-                "pred_file": mine[0]["pred_file"] or "(missing: scored as empty)",
-                "gt_file": mine[0]["gt_file"],
-                **thumbnail,
+                "worst": [(r["item"], d) for d, r in scored[:_WORST_LABELS_PER_CASE]],
+                "pred_file": first["pred_file"] or "(missing: scored as empty)",
+                "gt_file": first["gt_file"],
+                **_thumbnail(view),
             }
         )
     return worst
 
 
-def _thumbnail(pred_file: str, gt_file: str) -> dict:
+def _thumbnail(case: CaseView | None) -> dict:
     """The slice with the most wrong voxels as an overlay, with where it is and how it is shown.
 
-    3-D volumes with a geometry are shown as axial slices in the radiological convention (see
-    :func:`~segdice.report.plots.radiological_view`); without one, along the last array axis as stored.
-    A case whose masks are both empty everywhere gets no image, never a blank one.
+    ``case`` holds the label maps as they were scored (see :class:`~segdice.report.CaseView`), so a
+    voxel is wrong exactly when the scores count it wrong. 3-D volumes with a geometry are shown as
+    axial slices in the radiological convention (see :func:`~segdice.report.plots.radiological_view`);
+    without one, along the last array axis as stored. A case whose masks are both empty everywhere
+    (or that could not be read) gets no image, never a blank one.
     """
     none = {"image": None, "where": "", "convention": ""}
-    try:
-        gt_mask = read_mask(gt_file)
-        pred_mask = read_mask(pred_file) if pred_file else None
-    except SegDiceError:
+    if case is None:
         return none
-    gt = gt_mask.array
-    pred = pred_mask.array if pred_mask is not None else np.zeros_like(gt)
+    gt, pred = case.gt, case.pred
     if gt.shape != pred.shape or gt.ndim not in (2, 3) or not ((gt != 0).any() or (pred != 0).any()):
         return none
-    spacing = gt_mask.spacing or (1.0,) * gt.ndim
-    # io's Mask carries the orientation where the format stores one
-    geometry = getattr(gt_mask, "geometry", None)
-    view = plots.radiological_view(getattr(geometry, "direction", None), gt.ndim)
+    spacing = case.spacing or (1.0,) * gt.ndim
+    view = plots.radiological_view(case.direction, gt.ndim)
     if gt.ndim == 2:
         index, pred_2d, gt_2d = plots.slice_of_largest_error(pred, gt)
         return {
@@ -488,7 +502,7 @@ def render_report(result: ReportData) -> str:
         ranked_order="highest" if ranked in DISTANCE_METRICS else "lowest",
         box_figures=_box_figures(grouped, items, metrics, titles),
         scatter=_scatter_figure(rows, metrics, len(items)),
-        worst=_worst_cases(rows) if "dice" in metrics else [],
+        worst=_worst_cases(rows, getattr(result, "read_case", None)),
         rows=table_rows,
         n_rows=len(rows),
         capped=capped,
