@@ -10,6 +10,9 @@ holds (the scheduler shows the task on a worker), never after a fixed sleep.
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import importlib
 import math
 import os
 import signal
@@ -30,6 +33,7 @@ psutil = pytest.importorskip("psutil")
 
 import dask  # noqa: E402
 
+from segdice import SegDiceError  # noqa: E402
 from segdice.cli import app  # noqa: E402
 from segdice.evaluation import evaluate  # noqa: E402
 from segdice.evaluation._dask_pool import LOCAL_CLUSTER_CONFIG  # noqa: E402
@@ -68,6 +72,7 @@ def client(cluster):
     connected = distributed.Client(cluster, set_as_default=False)
     try:
         connected.wait_for_workers(2, timeout=120)
+        connected.run(importlib.import_module, "segdice.evaluation._run")  # the workers' first imports, once
         yield connected
     finally:
         connected.close(timeout=30)
@@ -198,25 +203,54 @@ def test_a_bad_scheduler_value_exits_2_with_its_name(tmp_path):
         assert "Traceback" not in result.output
 
 
-def test_an_unreachable_scheduler_exits_2_within_the_timeout(tmp_path):
-    pred, gt = _make_cases(tmp_path, 1, broken=False)
+def _free_port() -> int:
     with socket.socket() as probe:  # a port that was free a moment ago: nobody listens there
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_scheduler_exits_2_within_the_timeout(tmp_path, monkeypatch):
+    pred, gt = _make_cases(tmp_path, 1, broken=False)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    monkeypatch.setenv("SEGDICE_SCHEDULER_TIMEOUT", "1")
     out = tmp_path / "out"
-    began = time.monotonic()
-    done = subprocess.run(
-        _command("evaluate", str(pred), str(gt), "-o", str(out), "--scheduler", address, "--no-progress"),
-        capture_output=True, text=True, timeout=120, env=_segdice_env(SEGDICE_SCHEDULER_TIMEOUT="1"),
-    )  # fmt: skip
-    assert done.returncode == 2, done.stderr
-    assert f"error: scheduler: cannot reach the Dask scheduler at {address} within 1 s" in " ".join(
-        done.stderr.split()
-    )
-    assert "Traceback" not in done.stderr + done.stdout
+    result = runner.invoke(app, ["evaluate", str(pred), str(gt), "-o", str(out), "--scheduler", address])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert f"error: scheduler: cannot reach the Dask scheduler at {address} within 1 s" in message
+    assert "Traceback" not in result.output
     assert not (out / "per_case.csv").exists()
-    assert time.monotonic() - began < 100  # bounded: the timeout, not Dask's 30 s default per attempt
+
+
+def test_without_distributed_the_error_names_the_extra(tmp_path, monkeypatch):
+    pred, gt = _make_cases(tmp_path, 1, broken=False)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what `import distributed` meets when absent
+    with pytest.raises(
+        SegDiceError, match=r"needs the distributed package .*pip install 'segdice\[distributed\]'"
+    ):
+        evaluate(pred, gt, scheduler="local:2")
+
+
+def test_no_module_imports_dask_at_import_time():
+    """``distributed`` is optional: it may be imported only inside functions (when a scheduler is asked for)."""
+    src = Path(__file__).resolve().parents[1] / "src" / "segdice"
+    offenders = []
+    for path in sorted(src.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for inner in ast.walk(node):
+                    inner.inside_function = True  # type: ignore[attr-defined]
+        for node in ast.walk(tree):
+            if getattr(node, "inside_function", False):
+                continue
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n.split(".")[0] in ("dask", "distributed") for n in names):
+                offenders.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert not offenders, offenders
+    assert "distributed.LocalCluster" in (src / "evaluation" / "_dask_pool.py").read_text()  # the walk saw it
 
 
 # ---------------------------------------------------------------- local:N from the command line
@@ -234,25 +268,35 @@ def _marked(marker: str) -> list[psutil.Process]:
 
 
 @pytest.mark.slow
-def test_cli_local_cluster_binds_loopback_and_leaves_no_process_behind(tmp_path):
-    pred, gt = _make_cases(tmp_path, 8)
+def test_cli_local_cluster_on_loopback_ctrl_c_exits_130_leaves_nothing_resumes_and_bad_address_exits_2(
+    client, tmp_path
+):
+    pred, gt = _make_cases(tmp_path, 16, shape=(32, 30, 20))
     out = tmp_path / "out"
     marker = uuid.uuid4().hex  # every process the command starts inherits it
     proc = subprocess.Popen(
         _command("evaluate", str(pred), str(gt), "-o", str(out), "--metrics", "dice,hd95",
                  "--scheduler", "local:2", "--no-progress"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_segdice_env(SEGDICE_TEST_MARKER=marker),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env=_segdice_env(SEGDICE_TEST_MARKER=marker),
     )  # fmt: skip
     listeners: set[tuple[int, str, int]] = set()
     workers_seen = 0
-    while proc.poll() is None:  # sample the listening sockets of the command and its cluster while it runs
-        processes = _marked(marker)
-        workers_seen = max(workers_seen, len(processes) - 1)
-        listeners |= set(_listening(p.pid for p in processes))
+    csv = out / "per_case.csv"
+    rows_written = 0
+    command = psutil.Process(proc.pid)
+    while proc.poll() is None and rows_written < 1 + 2:  # the header and the first case's two labels
+        with contextlib.suppress(psutil.NoSuchProcess):  # the command and its cluster's processes
+            processes = [command, *command.children(recursive=True)]
+            workers_seen = max(workers_seen, len(processes) - 1)
+            listeners |= set(_listening(p.pid for p in processes))
+        rows_written = len(csv.read_text().splitlines()) if csv.exists() else 0
         time.sleep(0.05)
-    stdout, stderr = proc.communicate()
-    assert proc.returncode == 0, stderr
-    assert "Traceback" not in stderr
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, the workers included
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted; the finished cases are in" in stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert listeners, "no listening socket seen while the cluster ran"
     assert {ip for _, ip, _ in listeners} <= LOOPBACK, listeners
     assert workers_seen >= 2
@@ -260,10 +304,26 @@ def test_cli_local_cluster_binds_loopback_and_leaves_no_process_behind(tmp_path)
     while _marked(marker) and time.monotonic() < deadline:  # exiting processes may take a moment
         time.sleep(0.1)
     assert not _marked(marker), "processes of the command outlived it"
+    # a scheduler nobody runs, from a real command line: exit 2, one line, no traceback, within the bound
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    done = subprocess.run(
+        _command("evaluate", str(pred), str(gt), "-o", str(tmp_path / "none"), "--scheduler", address),
+        capture_output=True, text=True, timeout=120, env=_segdice_env(SEGDICE_SCHEDULER_TIMEOUT="1"),
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert f"cannot reach the Dask scheduler at {address} within 1 s" in " ".join(done.stderr.split())
+    assert "Traceback" not in done.stderr + done.stdout
     reference = evaluate(pred, gt, metrics="dice,hd95", workers=1, out=tmp_path / "ref")
-    assert (out / "per_case.csv").read_bytes() == (tmp_path / "ref" / "per_case.csv").read_bytes()
-    assert "11 case(s): 9 scored, 2 failed, 1 missing" in stdout
-    assert reference.n_failed == 2
+    _, kept = read_case_csv(csv)
+    by_key = {(r["case"], r["item"]): r for r in reference.per_case}
+    assert 2 <= len(kept) < len(reference.per_case)
+    for row in kept:  # the rows written before the interrupt are whole and right
+        _assert_same_rows([row], [by_key[row["case"], row["item"]]])
+    seen: list[int] = []
+    evaluate(pred, gt, out=out, metrics="dice,hd95", resume=True, scheduler=client,
+             progress=lambda done, total: seen.append(done))  # fmt: skip
+    assert seen[0] == len({r["case"] for r in kept})
+    assert csv.read_bytes() == (tmp_path / "ref" / "per_case.csv").read_bytes()
 
 
 # ---------------------------------------------------------------- dying workers (last: they restart workers)

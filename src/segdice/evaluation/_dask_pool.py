@@ -11,7 +11,7 @@ Where the tasks run (``scheduler``):
   :data:`CONNECT_TIMEOUT_S` (or ``SEGDICE_SCHEDULER_TIMEOUT`` seconds); the client is closed at the end;
 - ``"local:N"``: a ``LocalCluster`` of ``N`` single-threaded worker processes that this pool starts on
   127.0.0.1 only (scheduler, workers and dashboard: Dask's defaults listen on every interface) and closes
-  at the end;
+  at the end; its workers ignore Ctrl-C (``_dask_worker``), which the main process handles once;
 - a ``distributed.Client``: the caller's; its futures are cancelled on an interrupt, the client is left open.
 
 Faults: a task whose worker dies is rescheduled by the Dask scheduler (``distributed.scheduler.allowed-failures``
@@ -177,6 +177,7 @@ class DaskPool:
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:8787",
                     silence_logs=logging.ERROR,
+                    preload=["segdice.evaluation._dask_worker"],  # workers ignore Ctrl-C
                 )
             except Exception as exc:  # any failure to start is one clear message
                 raise SegDiceError(
