@@ -205,35 +205,36 @@ class DaskPool:
             for index, arg in enumerate(args):
                 future = client.submit(function, *arg, key=f"segdice-{name}-{run}-{index}", pure=False)
                 futures[future] = index
-            for future in as_completed(list(futures), loop=client.loop):
+            # with_results: the client fetches results on its event loop while this thread writes rows
+            finished = as_completed(list(futures), loop=client.loop, with_results=True, raise_errors=False)
+            for future, value in finished:
                 index = futures.pop(future)
-                yield index, self._outcome(future)
+                yield index, self._outcome(future, value)
         finally:
             if futures:
                 with contextlib.suppress(Exception):
                     client.cancel(list(futures))
                 futures.clear()
 
-    def _outcome(self, future) -> object:
-        """The result of a finished future; a future ``lost`` with its worker's memory waits for the
-        scheduler to compute it again. Cancelled (the scheduler is gone): :class:`SegDiceError`."""
+    def _outcome(self, future, value: object) -> object:
+        """The result of a finished future; a ``KilledWorker`` or an exception raised on the worker is a
+        :class:`TaskLost`. Cancelled (the scheduler is gone): :class:`SegDiceError`."""
         from distributed import KilledWorker
 
-        if not future.cancelled():
-            try:
-                return future.result()
-            except KilledWorker as exc:
-                tries = exc.allowed_failures + 1
-                return TaskLost(f"worker died: the Dask worker scoring this case died ({tries} tries)")
-            except Exception as exc:  # raised on the worker (segdice missing there), or not unpicklable here
-                return TaskLost(f"task failed on a Dask worker: {type(exc).__name__}: {exc}")
-            except BaseException:  # Dask's CancelledError is asyncio's: a BaseException
-                if not future.cancelled():
-                    raise  # an interrupt
-        raise SegDiceError(
-            f"scheduler: lost the Dask scheduler at {self.address} (the task was cancelled); the rows "
-            "already written are kept: rerun with --resume"
-        )
+        if future.cancelled():
+            raise SegDiceError(
+                f"scheduler: lost the Dask scheduler at {self.address} (the task was cancelled); the rows "
+                "already written are kept: rerun with --resume"
+            )
+        if future.status != "error":
+            return value
+        # an erred future's value is (type, exception, traceback), as Dask keeps it
+        exc = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+        if isinstance(exc, KilledWorker):
+            tries = exc.allowed_failures + 1
+            return TaskLost(f"worker died: the Dask worker scoring this case died ({tries} tries)")
+        # raised on the worker: segdice missing there, or a result that could not be sent back
+        return TaskLost(f"task failed on a Dask worker: {type(exc).__name__}: {exc}")
 
     def _close(self) -> None:
         """Close what this pool opened, each step bounded; a caller's client stays open."""
