@@ -79,7 +79,40 @@ def reports(tmp_path_factory):
     many = evaluate(
         many_pred, many_gt, out=root / "many" / "out", workers=1, metrics="dice,hd95", label_names=names
     )
-    return {"small": small, "many": many}
+    # Objects (--instances): one item from instance label maps, and 30 labels of small and large objects.
+    inst_gt, inst_pred = root / "inst" / "gt", root / "inst" / "pred"
+    inst_gt.mkdir(parents=True)
+    inst_pred.mkdir(parents=True)
+    nuclei = np.zeros((40, 40), np.uint16)
+    for k in range(16):
+        r, c = divmod(k, 4)
+        nuclei[2 + 10 * r : 4 + 10 * r + r, 2 + 10 * c : 4 + 10 * c + 2 * c] = k + 1
+    for case in range(2):
+        guess = nuclei.copy()
+        guess[guess % (case + 3) == 0] = 0
+        np.save(inst_gt / f"img{case}.npy", nuclei)
+        np.save(inst_pred / f"img{case}.npy", guess)
+    objects_one = evaluate(
+        inst_pred, inst_gt, out=root / "inst" / "out", workers=1, metrics="dice,iou", instances="labels"
+    )
+    obj_gt, obj_pred = root / "obj" / "gt", root / "obj" / "pred"
+    obj_gt.mkdir(parents=True)
+    obj_pred.mkdir(parents=True)
+    gt = np.zeros((64, 96), np.uint8)
+    for k in range(30):
+        r, c = divmod(k, 10)
+        gt[2 + 20 * r : 4 + 20 * r, 1 + 9 * c : 3 + 9 * c] = k + 1  # 4 pixels
+        gt[8 + 20 * r : 18 + 20 * r, 1 + 9 * c : 8 + 9 * c] = k + 1  # 70 pixels
+    for case in range(2):
+        pred = gt.copy()
+        pred[2 + 20 * case : 4 + 20 * case] = 0  # one row of small objects missed per case
+        np.save(obj_gt / f"c{case}.npy", gt)
+        np.save(obj_pred / f"c{case}.npy", pred)
+    objects_many = evaluate(
+        obj_pred, obj_gt, out=root / "obj" / "out", workers=1, metrics="dice,hd95,gds", instances="components",
+        label_names={f"<i>lesion</i> {k}": k for k in range(1, 31)},
+    )  # fmt: skip
+    return {"small": small, "many": many, "objects_one": objects_one, "objects_many": objects_many}
 
 
 def _open(browser, path, width):
@@ -106,7 +139,7 @@ def _open(browser, path, width):
     return context, page, record
 
 
-@pytest.mark.parametrize("which", ["small", "many"])
+@pytest.mark.parametrize("which", ["small", "many", "objects_one", "objects_many"])
 @pytest.mark.parametrize("width", WIDTHS)
 def test_no_overflow_no_network_no_console_errors(browser, reports, which, width):
     path = reports[which].files["report"]
@@ -185,5 +218,98 @@ def test_filtering_shows_only_matching_rows(browser, reports):
         assert _column(page, "labels-table", "label / region") == ["area_199"]
         page.fill('input[data-filter="cases-table"]', "")
         assert len(_column(page, "cases-table", "case")) == len(result.per_case)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("which", ["objects_one", "objects_many"])
+def test_object_tables_show_counts_and_sort(browser, reports, which):
+    result = reports[which]
+    context, page, record = _open(browser, result.files["report"], 400)
+    try:
+        assert page.locator("#detection-table").is_visible() and page.locator("#size-table").is_visible()
+        detection = result.summary["detection"]
+        names = [item["name"] for item in result.summary["items"]]
+        assert _column(page, "detection-table", "label / region") == names  # escaped text, as given
+        _header(page, "detection-table", "FN").click()
+        missed = _column(page, "detection-table", "FN")
+        assert missed == [str(v) for v in sorted(detection[n]["objects_fn"] for n in names)]
+        shown = [None if v == "–" else int(v) for v in _column(page, "cases-table", "TP objects")]
+        assert shown == [r["objects_tp"] for r in result.per_case]  # None on gds's "all" rows
+        figure = page.locator('img[alt="share of ground-truth objects found per object size"]')
+        assert figure.count() == 1
+        assert [m for m in record["console"] if m[0] in ("error", "pageerror")] == []
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def comparison_report(tmp_path_factory):
+    """comparison.html of three real runs (2-D PNG, 2 labels with long names, dice and hd95) on one truth."""
+    from segdice import compare
+
+    root = tmp_path_factory.mktemp("comparison")
+    names = {"Precentral_Gyrus_Left_Hemisphere_Long_Name": 1, "Precentral_Gyrus_Right_Hemisphere": 2}
+    shifts = {"exact": 0, "shifted": 1, "far": 3}
+    for folder in ("gt", *shifts):
+        (root / folder).mkdir()
+    for k in range(8):
+        truth = np.zeros((24, 24), np.uint8)
+        truth[3 : 9 + k % 3, 2:10] = 1
+        truth[12:20, 12 : 18 + k % 2] = 2
+        save_mask(root / "gt" / f"c{k}.png", truth)
+        for run, shift in shifts.items():
+            save_mask(root / run / f"c{k}.png", np.roll(truth, shift + (k % 2) * (shift > 0), axis=1))
+    runs = []
+    for run in shifts:
+        out = root / f"run_{run}"
+        evaluate(root / run, root / "gt", out=out, metrics="dice,hd95", workers=1, label_names=names)
+        runs.append(out)
+    result = compare(runs, out=root / "cmp", resamples=200)
+    return result, root / "cmp" / "comparison.html"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_comparison_report_no_overflow_no_network_no_console_errors(browser, comparison_report, width):
+    _, path = comparison_report
+    context, page, record = _open(browser, path, width)
+    try:
+        scroll, client = page.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert scroll <= client, f"comparison.html at {width} px: the page is {scroll} px wide in {client} px"
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.complete && i.naturalWidth > 0,"
+            " i.getBoundingClientRect().right])"
+        )
+        assert all(loaded for loaded, _ in images)
+        assert all(right <= client + 0.5 for _, right in images)
+        assert record["blocked"] == []
+        assert all(url.startswith("data:") or url == path.as_uri() for url in record["requests"])
+        assert [m for m in record["console"] if m[0] in ("error", "pageerror", "warning")] == []
+    finally:
+        context.close()
+
+
+def test_comparison_table_sorts_numbers_with_dashes_last_and_text_alphabetically(browser, comparison_report):
+    result, path = comparison_report
+    context, page, record = _open(browser, path, 1280)
+    try:
+        n_rows = len(result.comparisons)
+        assert n_rows == 2 * 2 * 3  # labels x metrics x pairs of runs
+        _header(page, "comparisons", "mean diff").click()
+        shown = _column(page, "comparisons", "mean diff")
+        numbers = [float(v) for v in shown if v != "–"]
+        expected = sorted(r["mean_diff"] for r in result.comparisons if not math.isnan(r["mean_diff"]))
+        assert numbers == pytest.approx([float(f"{v:.4g}") for v in expected], rel=1e-3)
+        assert shown[len(numbers) :] == ["–"] * (len(shown) - len(numbers))
+        _header(page, "comparisons", "mean diff").click()
+        again = [float(v) for v in _column(page, "comparisons", "mean diff") if v != "–"]
+        assert again == numbers[::-1]
+        _header(page, "comparisons", "run b").click()
+        runs_b = _column(page, "comparisons", "run b")
+        assert runs_b == sorted(runs_b) and len(set(runs_b)) == 2
+        assert len(runs_b) == n_rows
+        assert [m for m in record["console"] if m[0] in ("error", "pageerror")] == []
     finally:
         context.close()

@@ -60,7 +60,15 @@ _METAVARS = {"Path": "PATH", "str": "TEXT", "int": "INTEGER", "float": "NUMBER",
 
 class _Command(TyperCommand):
     """A command whose --help names values in plain words (``--out PATH``, argument ``PRED``): Typer
-    would write ``<path>``, ``<str>`` or ``<list[str]>``. Flags show no metavar at all."""
+    would write ``<path>``, ``<str>`` or ``<list[str]>``. Flags show no metavar at all.
+
+    Only the public Click-style API of Typer's command and parameters is used (Typer 0.29 carries its own
+    copy of Click, so these are not :mod:`click` classes): the metavars are the parameters' own
+    ``metavar``; the usage line comes from ``collect_usage_pieces`` and the Arguments/Options sections from
+    ``format_options`` with each parameter's ``get_help_record``, an argument's help text put under its
+    plain name (Typer would append the Python type to the name, and put braces around it in the usage
+    line).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -69,14 +77,35 @@ class _Command(TyperCommand):
                 continue
             if param.param_type_name == "argument":
                 param.metavar = (param.name or "").upper()
-                # Typer writes an argument's Python type after its name ("PRED <path>"): the name is enough,
-                # and braces around it in the usage line ("{PRED}"): click's plain "PRED" reads better.
-                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
-                usage = param.metavar + ("..." if param.nargs != 1 else "")
-                param._usage_display_name = lambda name=usage: name  # type: ignore[method-assign]
             else:
                 kind = param.bare_type() if hasattr(param, "bare_type") else ""
                 param.metavar = _METAVARS.get(kind, "VALUE")
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":  # "PRED", "RUNS..."
+                pieces.append(
+                    (param.metavar or (param.name or "").upper()) + ("..." if param.nargs != 1 else "")
+                )
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((param.metavar or (param.name or "").upper(), record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
 
 
 def _version_callback(value: bool) -> None:
@@ -211,10 +240,10 @@ def _summary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]],
     Up to :data:`SUMMARY_MAX_ITEMS` labels/regions every one is shown, then their mean; beyond, the
     across-label mean first and the :data:`SUMMARY_WORST_ITEMS` worst (the files have every label).
     """
-    from segdice.report.digest import metric_unit, ranking_metric, worst_items
+    from segdice.report.digest import label_metrics, metric_unit, ranking_metric, worst_items
 
     summary = result.summary
-    metrics = list(summary["inputs"]["metrics"])
+    metrics = label_metrics(summary)  # gds is one value per case over all labels: a line under the table
     header = ["label / region"]
     for metric in metrics:
         unit = metric_unit(metric, summary)
@@ -226,7 +255,7 @@ def _summary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]],
 
     def row(name: str) -> list[str]:
         stats = summary["results"][name]
-        first = stats[metrics[0]] if metrics else {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+        first = stats[metrics[0]] if metrics else _counts_of(summary)
         return [
             name,
             *(fmt(stats[m]["mean"]) for m in metrics),
@@ -250,6 +279,28 @@ def _summary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]],
         f"{ranking_metric(metrics)}; every label is in per_case.csv, summary.json and report.html. {note}"
     )
     return header, rows, note
+
+
+def _counts_of(summary: dict) -> dict:
+    """Cases, missing and errors of a run whose rows have no per-label metric (``--metrics gds``)."""
+    across = (summary.get("across_labels") or {}).get("item")
+    for stats in summary["results"].get(across, {}).values():
+        return stats
+    return {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+
+
+def _across_lines(result: EvaluationResult) -> list[str]:
+    """The lines under the table for the metrics of every label at once (``gds``): one value per case."""
+    from segdice.report.digest import across_label_metrics
+
+    summary = result.summary
+    item = (summary.get("across_labels") or {}).get("item")
+    lines = []
+    for metric in across_label_metrics(summary):
+        s = summary["results"][item][metric]
+        mean = "nan" if s["mean"] is None or math.isnan(s["mean"]) else f"{s['mean']:.4g}"
+        lines.append(f"{metric} over all labels (one value per case, row '{item}'): mean {mean}, n {s['n']}")
+    return lines
 
 
 def _wide(target: Console) -> Console:
@@ -290,8 +341,8 @@ def _print_table(target: Console, title: str, header: list[str], rows: list[list
 
 class _EvaluateCommand(_Command):
     """``segdice evaluate``, whose ``--metrics`` default and help are filled in from
-    :mod:`segdice.evaluation` when the command is used: the metric names have their one home there, and
-    building the app for ``segdice --help`` must not import the evaluator (and torch)."""
+    :mod:`segdice.evaluation` when the command is used: the metric names have their one home there (a
+    module that loads no torch), and building the app for ``segdice --help`` must not import even that."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         from segdice.evaluation import ALL_METRICS, DEFAULT_METRICS
@@ -438,7 +489,9 @@ def evaluate_command(
     min_volume: Annotated[
         float,
         typer.Option(
-            "--min-volume", help="Ground-truth objects of at most this volume (mm³) are not counted."
+            "--min-volume",
+            help="Ground-truth objects of at most this volume are not counted (mm³ with the files' spacing, "
+            "voxels for files without one).",
         ),
     ] = 0.0,
     protocol: Annotated[
@@ -531,6 +584,8 @@ def _print_outcome(
     elif not quiet:
         header, rows, note = _summary_rows(result)
         _print_table(console, "segdice evaluate: " + note, header, rows)
+        for line in _across_lines(result):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         console.print(counts_line, markup=False, highlight=False, soft_wrap=True)
     if out is not None and not quiet:
         written = ", ".join(path.name for path in result.files.values()) if result.files else ""

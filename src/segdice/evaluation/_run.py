@@ -32,7 +32,15 @@ from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, n
 from segdice.evaluation._output import locked_output_folder, output_error
 from segdice.evaluation._pairing import CasePair, pair_cases
 from segdice.evaluation._pool import LocalPool, TaskLost, TaskPool
-from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, case_label_set, score_case
+from segdice.evaluation._scoring import (
+    Item,
+    ScoringSpec,
+    case_columns,
+    case_label_set,
+    check_item_names,
+    row_items,
+    score_case,
+)
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
 from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
@@ -105,7 +113,9 @@ def evaluate(
     metrics
         Names (or one comma-separated string) from :data:`segdice.evaluation.ALL_METRICS`: the overlap
         metrics and the confusion family (``dice, iou, precision, recall, specificity, accuracy,
-        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``) and the boundary
+        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``), ``gds`` (the
+        generalized Dice of all scored labels at once, square weights: one value per case, on an extra
+        row per case whose item is ``"all"``; see ``summary["across_labels"]``) and the boundary
         metrics (``hd, hd95, assd, masd, nsd, biou, cldice``).
     nsd_tolerance
         Tolerance of the normalised surface Dice, in physical units.
@@ -218,11 +228,14 @@ def evaluate(
     with ExitStack() as locked:
         if options.out is not None:  # held until every output is written
             locked.enter_context(locked_output_folder(options.out))
-        items, rows, workers_started = _run_cases(options, objects, pairs, columns, progress, scheduler)
+        items, rows, object_rows, workers_started = _run_cases(
+            options, objects, pairs, columns, progress, scheduler
+        )
         per_case = [row for p in pairs for row in rows[p.name]]
         summary = build_summary(per_case, pairs, extras, items, options)
         if objects is not None:
-            add_object_summary(summary, per_case, objects, protocol)
+            lesions = [r for p in pairs for r in object_rows.get(p.name, [])]
+            add_object_summary(summary, per_case, objects, protocol, lesions)
         result = EvaluationResult(
             per_case=per_case, summary=summary, out=options.out, workers_started=workers_started
         )
@@ -243,10 +256,11 @@ def _run_cases(
     columns: list[str],
     progress: bool | ProgressCallback,
     scheduler: object = None,
-) -> tuple[tuple[Item, ...], dict[str, list[dict]], int]:
+) -> tuple[tuple[Item, ...], dict[str, list[dict]], dict[str, list[dict]], int]:
     """Resolve the items, keep the resumable rows, score the other cases, streaming rows to the CSV.
 
-    Returns the items, the rows of every case and how many worker processes were started. An
+    Returns the items, the rows of every case, the per-object rows of every case (``--instances``)
+    and how many worker processes were started. An
     interrupt or a write error tears the pool down at once and leaves the rows written so far.
     """
     with ExitStack() as stack:
@@ -280,6 +294,7 @@ def _run_cases(
                 collected.lesions = LesionLog(
                     options.out / "lesions.csv", lesion_columns(objects), keep_cases=kept
                 )
+                collected.objects.update(collected.lesions.rows)  # those of the kept cases
                 stack.callback(collected.lesions.close, [p.name for p in pairs])
         if options.csv_path is not None:
             try:
@@ -290,7 +305,7 @@ def _run_cases(
                 raise output_error(options.out, exc) from None  # type: ignore[arg-type]
         collected.report(len(kept), len(pairs))
         _score_cases([p for p in pairs if p.name not in kept], spec, pool, collected)
-    return items, collected.rows, pool.started
+    return items, collected.rows, collected.objects, pool.started
 
 
 @dataclass
@@ -303,10 +318,12 @@ class _Collected:
     writer: CaseCSVWriter | None = None
     object_columns: list[str] = field(default_factory=list)  # --instances: rows carry their objects
     lesions: LesionLog | None = None
+    objects: dict[str, list[dict]] = field(default_factory=dict)  # per case, its lesions.csv rows
 
     def add(self, pair: CasePair, rows: list[dict]) -> None:
         if self.object_columns:
             objects = fill_missing(rows, self.object_columns)
+            self.objects[pair.name] = objects
             if self.lesions is not None:
                 self.lesions.add(pair.name, objects)
         if self.writer is not None:
@@ -328,6 +345,7 @@ def _resolve_items(options: Options, pairs: Sequence[CasePair], pool: TaskPool) 
                 found.update(ids)  # type: ignore[arg-type]
         labels = tuple(sorted(found))
     items = build_items(labels, options)
+    check_item_names(items, options.metrics)
     if not items:
         raise SegDiceError(
             "labels: nothing to evaluate; ground truth and predictions hold only background "
@@ -381,7 +399,7 @@ def _score_in_worker(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 def _lost_rows(pair: CasePair, spec: ScoringSpec, reason: str) -> list[dict]:
     """The rows of a case that could not be scored because its worker died: NaN metrics, the reason."""
     rows = []
-    for item in spec.items:
+    for item in row_items(spec.items, spec.metrics):
         row = dict.fromkeys(case_columns(spec.metrics))
         row.update(
             case=pair.name,
@@ -433,7 +451,7 @@ def _resumable_rows(
     by_case: dict[str, list[dict]] = {}
     for row in rows:
         by_case.setdefault(row["case"], []).append(row)
-    expected = [(item.name, item.label_text) for item in items]
+    expected = [(item.name, item.label_text) for item in row_items(items, columns)]
     kept = {}
     for pair in pairs:
         mine = by_case.get(pair.name, [])
