@@ -253,6 +253,35 @@ def test_no_module_imports_dask_at_import_time():
     assert "distributed.LocalCluster" in (src / "evaluation" / "_dask_pool.py").read_text()  # the walk saw it
 
 
+def test_a_scheduler_lost_mid_run_is_a_clear_error_and_the_rows_written_stay(tmp_path, monkeypatch):
+    """A cluster of its own (worker threads in this process: it starts in a second), closed mid-run."""
+    pred, gt = _make_cases(tmp_path, 12, broken=False)
+    out = tmp_path / "out"
+    monkeypatch.setenv("SEGDICE_SCHEDULER_TIMEOUT", "1")  # also how long the client tries to reconnect
+    doomed = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp://", host="127.0.0.1",
+                                      dashboard_address=None, silence_logs=50)  # fmt: skip
+    try:
+        done: list[int] = []
+
+        def close_after_three(count: int, total: int) -> None:
+            done.append(count)
+            if count == 3:
+                doomed.close(timeout=30)
+
+        with pytest.raises(
+            SegDiceError, match=r"scheduler: lost the Dask scheduler at tcp://127\.0\.0\.1:.*--resume"
+        ):
+            evaluate(pred, gt, out=out, metrics="dice,hd95", scheduler=doomed.scheduler_address,
+                     progress=close_after_three)  # fmt: skip
+    finally:
+        doomed.close(timeout=30)
+    _, rows = read_case_csv(out / "per_case.csv")
+    assert 3 <= len({r["case"] for r in rows}) < 12 and len(rows) == 2 * len({r["case"] for r in rows})
+    resumed = evaluate(pred, gt, out=out, metrics="dice,hd95", resume=True, workers=1)
+    reference = evaluate(pred, gt, metrics="dice,hd95", workers=1)
+    _assert_same_rows(resumed.per_case, reference.per_case)
+
+
 # ---------------------------------------------------------------- local:N from the command line
 
 
