@@ -50,8 +50,8 @@ __all__ = ["ProgressCallback", "evaluate"]
 ProgressCallback = Callable[[int, int], None]
 
 # Test-only fault injection: a worker process asked to score the case of this name exits at once, as
-# if it had crashed (tests/test_evaluate_robust.py sets it in a subprocess's environment). Never set
-# by segdice; ignored in the main process.
+# if it had crashed (tests/test_evaluate_robust.py sets it in a subprocess's environment, and
+# tests/test_evaluate_dask.py in its Dask workers'). Never set by segdice; ignored in the main process.
 CRASH_CASE_ENV = "SEGDICE_TEST_CRASH_CASE"
 
 
