@@ -30,7 +30,8 @@ class EvaluationResult:
         reorientation applied), or ``None``; what the report draws its pictures from.
     workers_started
         Worker processes started for this run: 0 when every case was scored in the calling process
-        (one worker asked for, or too little work to pay for starting a pool).
+        (one worker asked for, or too little work to pay for starting a pool) or on a Dask cluster
+        this run did not start; ``N`` for ``scheduler="local:N"``.
 
     Examples
     --------
