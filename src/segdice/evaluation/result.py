@@ -24,14 +24,15 @@ class EvaluationResult:
         The output folder, or ``None`` when nothing was written.
     files
         Name -> path of every file written (``per_case``, ``summary``, ``report``).
-    read_case
-        ``read_case(case_name)``: the case's label maps as they were scored (a
-        :class:`segdice.report.CaseView`: the run's labels, regions, ignore label, binarisation and
-        reorientation applied), or ``None``; what the report draws its pictures from.
     workers_started
         Worker processes started for this run: 0 when every case was scored in the calling process
         (one worker asked for, or too little work to pay for starting a pool) or on a Dask cluster
         this run did not start; ``N`` for ``scheduler="local:N"``.
+    read_case
+        ``read_case(case_name)``: the case's label maps as they were scored (a
+        :class:`segdice.report.CaseView`: the run's labels, regions, ignore label, binarisation and
+        reorientation applied), or ``None`` when its files cannot be read
+        again here; what the report draws its pictures from.
 
     Examples
     --------
