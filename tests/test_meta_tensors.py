@@ -36,7 +36,9 @@ def test_meta_tensor_is_refused(name, on_meta):
     real[0, 1:4, 1:4] = 1
     meta = torch.zeros(1, 6, 6, dtype=torch.long, device="meta")
     p, t = (meta, real) if on_meta == "pred" else (real, meta)
-    with pytest.raises(SegDiceError, match=rf"^{on_meta}: got .* on the meta device; expected a tensor with data"):
+    with pytest.raises(
+        SegDiceError, match=rf"^{on_meta}: got .* on the meta device; expected a tensor with data"
+    ):
         CALLS[name](p, t)
 
 
