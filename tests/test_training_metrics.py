@@ -299,7 +299,7 @@ def test_state_dict_is_a_copy_and_plain_data():
     m = SegmentationMetrics(2, metrics=("dice",))
     m.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]))
     state = m.state_dict()
-    assert state["version"] == segdice.metrics.streaming.STATE_VERSION == 1
+    assert state["version"] == segdice.metrics.streaming.STATE_VERSION == 2
     assert state["cases"] is None and state["synced"] is False
     assert state["config"]["metrics"] == ["dice"] and state["config"]["class_names"] == ["0", "1"]
     assert state["sums"]["counts"].tolist() == [[1, 2], [0, 1], [1, 0], [2, 1]]  # tp, fp, fn, tn per class
@@ -335,8 +335,8 @@ def _with(state, path, value):
     [
         ([1, 2], r"state_dict: got list; expected the dict that SegmentationMetrics.state_dict\(\) returns"),
         ({"counts": torch.zeros(4, 4)}, r"state_dict: got a dict with keys \['counts'\]"),
-        (_with(_state(), ["version"], 2), r"state_dict\['version'\]: got 2; expected 1"),
-        ({"version": 1, "config": {}}, r"missing keys \['synced', 'sums', 'cases'\]"),
+        (_with(_state(), ["version"], 1), r"state_dict\['version'\]: got 1; expected 2"),
+        ({"version": 2, "config": {}}, r"missing keys \['synced', 'sums', 'cases'\]"),
         (_state(metrics=("dice",)), r"metrics=\['dice'\], but .*metrics=\['dice', 'iou'\]"),
         (
             _state(empty_value=1.0),
