@@ -444,6 +444,13 @@ def evaluate_command(
     workers: Annotated[
         int | None, typer.Option("--workers", "-j", help="Worker processes (default: every core).")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on a Dask cluster: tcp://host:port, or local:N (a LocalCluster of N workers on "
+            "127.0.0.1). Needs segdice[distributed]; the workers must see the same paths."
+        ),
+    ] = None,
     pred_suffix: Annotated[
         str, typer.Option("--pred-suffix", help="Stripped from prediction file names.")
     ] = "",
@@ -542,6 +549,7 @@ def evaluate_command(
             dilation=dilation,
             min_volume=min_volume,
             protocol=protocol,
+            scheduler=scheduler,
         )
     except SegDiceError as exc:
         raise _fail(str(exc), _EXIT_USAGE) from None
