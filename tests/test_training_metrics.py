@@ -307,6 +307,32 @@ def test_state_dict_is_a_copy_and_plain_data():
     assert m.state_dict()["sums"]["counts"].sum() == 8  # the object's own state is untouched
 
 
+def _as_version_1(state):
+    """The layout segdice wrote before the generalized Dice sums: no gds_n, gds_sum or gds_weight."""
+    state = dict(state, version=1, config=dict(state["config"]), sums=dict(state["sums"]))
+    for key in ("gds_n", "gds_sum"):
+        del state["sums"][key]
+    del state["config"]["gds_weight"]
+    return state
+
+
+def test_a_version_1_state_still_loads_and_refuses_gds():
+    parts = batches(n_batches=2)
+    saved = SegmentationMetrics(NUM_CLASSES, metrics=("dice", "iou"))
+    saved.update(*parts[0])
+    resumed = SegmentationMetrics(NUM_CLASSES, metrics=("dice", "iou"))
+    resumed.load_state_dict(_as_version_1(saved.state_dict()))
+    resumed.update(*parts[1])
+    pred, target = all_of(parts)
+    assert resumed.compute(flat=True)["dice/global/1"] == pytest.approx(
+        float(dice_score(pred, target, per_image=False)[1]), rel=1e-12
+    )
+    with pytest.raises(SegDiceError, match="metrics="):
+        SegmentationMetrics(NUM_CLASSES, metrics=("dice", "iou", "gds")).load_state_dict(
+            _as_version_1(saved.state_dict())
+        )
+
+
 def test_load_state_dict_renamed_classes_allowed():
     a = SegmentationMetrics(2, metrics=("dice",), class_names=("bg", "fg"))
     a.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]))
@@ -335,7 +361,7 @@ def _with(state, path, value):
     [
         ([1, 2], r"state_dict: got list; expected the dict that SegmentationMetrics.state_dict\(\) returns"),
         ({"counts": torch.zeros(4, 4)}, r"state_dict: got a dict with keys \['counts'\]"),
-        (_with(_state(), ["version"], 1), r"state_dict\['version'\]: got 1; expected 2"),
+        (_with(_state(), ["version"], 3), r"state_dict\['version'\]: got 3; expected 2 or 1"),
         ({"version": 2, "config": {}}, r"missing keys \['synced', 'sums', 'cases'\]"),
         (_state(metrics=("dice",)), r"metrics=\['dice'\], but .*metrics=\['dice', 'iou'\]"),
         (

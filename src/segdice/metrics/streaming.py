@@ -680,10 +680,12 @@ def _checked_state(state_dict: Any, config: dict[str, Any]) -> Mapping[str, Any]
         raise SegDiceError(
             f"state_dict: got a dict with keys {sorted(map(str, state_dict))}; expected {expected}"
         )
+    if state_dict["version"] == 1 and not missing:
+        state_dict = _upgraded_from_version_1(state_dict, config)
     if state_dict["version"] != STATE_VERSION:
         raise SegDiceError(
-            f"state_dict['version']: got {state_dict['version']!r}; expected {STATE_VERSION} "
-            "(this segdice reads only the state layout it writes)"
+            f"state_dict['version']: got {state_dict['version']!r}; expected {STATE_VERSION} or 1 "
+            "(the state layouts this segdice reads)"
         )
     if missing:
         raise SegDiceError(f"state_dict: missing keys {missing}; expected {expected}")
@@ -705,6 +707,27 @@ def _checked_state(state_dict: Any, config: dict[str, Any]) -> Mapping[str, Any]
         got = sorted(sums) if isinstance(sums, Mapping) else type(sums).__name__
         raise SegDiceError(f"state_dict['sums']: got {got}; expected a dict with the keys {names}")
     return state_dict
+
+
+def _upgraded_from_version_1(state_dict: Mapping[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state in the version-2 layout: no generalized Dice sums and no ``gds_weight`` yet.
+
+    Version 1 could not compute ``gds``, so its sums are zero (no image scored); the saved metrics then
+    differ from any setting that asks for ``gds`` and the config check refuses such a resume by name.
+    """
+    upgraded = dict(state_dict)
+    upgraded["version"] = STATE_VERSION
+    saved = state_dict["config"]
+    if isinstance(saved, Mapping) and "gds_weight" not in saved:
+        upgraded["config"] = {**saved, "gds_weight": config.get("gds_weight")}
+    sums = state_dict["sums"]
+    if isinstance(sums, Mapping) and "gds_n" not in sums and "gds_sum" not in sums:
+        upgraded["sums"] = {
+            **sums,
+            "gds_n": torch.zeros(2, dtype=torch.int64),
+            "gds_sum": torch.zeros(1, dtype=torch.float64),
+        }
+    return upgraded
 
 
 def _same_setting(got: Any, want: Any) -> bool:
