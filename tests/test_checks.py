@@ -153,3 +153,7 @@ def test_describe_skips_nan_and_counts_nan_and_inf(kind):
     assert describe(finite).endswith("values in [0, 3]")
     nan = np.full((2, 2), np.nan) if kind == "numpy" else torch.full((2, 2), float("nan"))
     assert describe(nan).endswith("every value NaN") and "[nan" not in describe(nan)
+
+
+def test_describe_a_meta_tensor_gives_its_shape_without_values():
+    assert describe(torch.empty(2, 3, device="meta")) == "a tensor of shape (2, 3), dtype torch.float32"

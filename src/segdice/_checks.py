@@ -97,7 +97,8 @@ def describe(x: Any, *, values: bool = True) -> str:
         return f"{type(x).__name__} {x!r}"[:200]
     text = f"{kind} of shape {tuple(x.shape)}, dtype {dtype}"
     n_elements = x.size if isinstance(x, np.ndarray) else x.numel()
-    if values and n_elements:
+    on_meta = _is_tensor(x) and x.device.type == "meta"  # a shape without values
+    if values and n_elements and not on_meta:
         lo, hi, n_nan, n_inf = _value_range(x)
         if n_nan == n_elements:
             return text + ", every value NaN"
