@@ -408,7 +408,10 @@ def soft_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
             soft=soft, pool=pool,
         )  # fmt: skip
-    stats = _poison_if_nonfinite(SoftStats(*out), input)
+    stats = SoftStats(*out)
+    if kernel != "sigmoid_hard" or term is None:
+        # The sigmoid_hard kernel with a loss term flags non-finite logits itself, from its term's sums.
+        stats = _poison_if_nonfinite(stats, input)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
     if distributed:
