@@ -34,7 +34,12 @@ def _textbook_bce_sum(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 @settings(max_examples=40, deadline=None)
-@given(n=st.integers(1, 300), c=st.integers(1, 3), scale=st.sampled_from([0.5, 1.0, 3.0]), seed=st.integers(0, 999))
+@given(
+    n=st.integers(1, 300),
+    c=st.integers(1, 3),
+    scale=st.sampled_from([0.5, 1.0, 3.0]),
+    seed=st.integers(0, 999),
+)
 def test_bce_sums_match_the_textbook_formula(n, c, scale, seed):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(2, c, n, generator=gen, dtype=torch.float64) * scale
@@ -77,3 +82,137 @@ def test_nonfinite_logit_makes_every_statistic_nan(shape, bad, at_positive, term
     stats = soft_stats(x, t.to(tdtype), mode, with_nll=True, per_image=True, **kw)
     for name, v in stats._asdict().items():
         assert torch.isnan(v).all(), (name, v)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the small-input path: plain autograd ops for inputs of at most SMALL_INPUT values
+# ---------------------------------------------------------------------------------------------------
+
+
+def _textbook_loss(x, t, mode, kind, kw):
+    """Dice (batch or per image) + CE / BCE / focal from the textbook formulas, float64, by autograd."""
+    x = x.double()
+    c = x.shape[1]
+    ignore = kw.get("ignore_index")
+    if mode == "multiclass":
+        valid = torch.ones_like(t, dtype=torch.bool) if ignore is None else t != ignore
+        onehot = F.one_hot(torch.where(valid, t, 0), c).movedim(-1, 1).double() * valid.unsqueeze(1)
+        logp = torch.log_softmax(x, 1)
+        p = logp.exp() * valid.unsqueeze(1)
+        g = onehot
+    else:
+        valid = torch.ones_like(t, dtype=torch.bool)
+        p = torch.sigmoid(x)
+        g = t.double()
+    dims = tuple(range(2, x.ndim)) if kw.get("per_image") else (0, *range(2, x.ndim))
+    dice = 1 - (2 * (p * g).sum(dims) + 1e-5) / ((p + g).sum(dims) + 1e-5)
+    dice = dice.mean()
+    eps, gamma = kw.get("label_smoothing", 0.0), kw.get("gamma", 2.0)
+    if mode == "multiclass":
+        log_pt = (logp * g).sum(1)  # 0 at ignored pixels
+        if kind == "ce":
+            per = -(1 - eps) * log_pt - eps / c * (logp * valid.unsqueeze(1)).sum(1)
+        elif kind == "focal":
+            per = -((1 - log_pt.exp()) ** gamma) * log_pt
+        else:
+            return dice
+        return dice + per.sum() / valid.sum()
+    if kind == "none":
+        return dice
+    gs = g * (1 - eps) + eps / 2
+    bce = -(gs * F.logsigmoid(x) + (1 - gs) * F.logsigmoid(-x))  # -g log p - (1 - g) log(1 - p)
+    if kind == "focal":
+        p_t = p * g + (1 - p) * (1 - g)
+        bce = bce * (1 - p_t) ** gamma
+        if kw.get("alpha") is not None:
+            bce = bce * (kw["alpha"] * g + (1 - kw["alpha"]) * (1 - g))
+    return dice + bce.mean()
+
+
+SMALL_CASES = [
+    ("none", "binary", {}),
+    ("none", "multilabel", {"per_image": True}),
+    ("none", "multiclass", {}),
+    ("none", "multiclass", {"ignore_index": 255, "per_image": True}),
+    ("ce", "binary", {}),
+    ("ce", "multilabel", {"label_smoothing": 0.1, "per_image": True}),
+    ("ce", "multiclass", {}),
+    ("ce", "multiclass", {"label_smoothing": 0.2, "ignore_index": 255}),
+    ("focal", "binary", {"alpha": 0.25}),
+    ("focal", "multilabel", {"gamma": 1.0, "per_image": True}),
+    ("focal", "multiclass", {"gamma": 3.0}),
+    ("focal", "multiclass", {"ignore_index": 255, "per_image": True}),
+]
+
+
+def _loss_fn(kind, mode, kw):
+    cls = {"none": segdice.DiceLoss, "ce": segdice.DiceCELoss, "focal": segdice.DiceFocalLoss}[kind]
+    return cls(mode, **kw)
+
+
+def _small_case(mode, seed, scale=2.0):
+    gen = torch.Generator().manual_seed(seed)
+    c = 1 if mode == "binary" else 3
+    x = torch.randn(2, c, 5, 6, generator=gen, dtype=torch.float64) * scale
+    if mode == "multiclass":
+        t = torch.randint(0, c, (2, 5, 6), generator=gen)
+    else:
+        t = torch.randint(0, 2, (2, c, 5, 6), generator=gen)
+    return x, t
+
+
+def _value_and_grad(fn, x, t):
+    leaf = x.detach().clone().requires_grad_(True)
+    out = fn(leaf, t)
+    (grad,) = torch.autograd.grad(out, leaf)
+    return out.detach(), grad
+
+
+@pytest.mark.parametrize("kind,mode,kw", SMALL_CASES)
+def test_small_path_matches_the_textbook_formula_and_the_fused_kernels(kind, mode, kw, monkeypatch):
+    x, t = _small_case(mode, seed=3)
+    if "ignore_index" in kw:
+        t.view(-1)[::4] = kw["ignore_index"]
+    loss = _loss_fn(kind, mode, kw)
+    v_small, g_small = _value_and_grad(loss, x, t)
+    v_ref, g_ref = _value_and_grad(lambda a, b: _textbook_loss(a, b, mode, kind, kw), x, t)
+    torch.testing.assert_close(v_small, v_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_small, g_ref, rtol=1e-9, atol=1e-12)
+    monkeypatch.setattr("segdice.stats._small.SMALL_INPUT", 0)  # the regular fused kernels
+    v_fused, g_fused = _value_and_grad(loss, x, t)
+    torch.testing.assert_close(v_small, v_fused, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g_small, g_fused, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind,mode,kw", SMALL_CASES[::2])
+def test_small_path_gradcheck(kind, mode, kw):
+    x, t = _small_case(mode, seed=4)
+    if "ignore_index" in kw:
+        t.view(-1)[::4] = kw["ignore_index"]
+    loss = _loss_fn(kind, mode, kw)
+    assert torch.autograd.gradcheck(lambda a: loss(a, t), (x.requires_grad_(True),))
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass"])
+def test_small_path_float32_and_large_logits_match_float64(mode):
+    x, t = _small_case(mode, seed=5, scale=60.0)  # probabilities underflow; their logs must not
+    for kind in ("ce", "focal"):
+        loss = _loss_fn(kind, mode, {})
+        v32, g32 = _value_and_grad(loss, x.float(), t)
+        v_ref, g_ref = _value_and_grad(lambda a, b, k=kind: _textbook_loss(a, b, mode, k, {}), x, t)
+        torch.testing.assert_close(v32.double(), v_ref, rtol=2e-5, atol=1e-4)
+        torch.testing.assert_close(g32.double(), g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_small_path_refuses_the_same_bad_inputs():
+    x = torch.randn(2, 1, 4, 4)
+    with pytest.raises(segdice.SegDiceError, match="target"):
+        segdice.DiceLoss("binary")(x, torch.full((2, 1, 4, 4), 2))
+    with pytest.raises(segdice.SegDiceError, match="class indices"):
+        segdice.DiceCELoss("multiclass")(torch.randn(2, 3, 4, 4), torch.full((2, 4, 4), 3))
+    with pytest.raises(segdice.SegDiceError, match="class indices"):
+        segdice.DiceFocalLoss("multiclass")(torch.randn(2, 3, 4, 4), torch.full((2, 4, 4), -1))
+    y = torch.randn(2, 3, 4, 4)
+    y[0, 1, 2, 2] = math.inf
+    assert torch.isnan(segdice.DiceLoss("multiclass")(y, torch.randint(0, 3, (2, 4, 4))))
+    assert torch.isnan(segdice.DiceCELoss("binary")(x.masked_fill(x > 1, -math.inf), torch.ones(2, 1, 4, 4)))
