@@ -216,3 +216,85 @@ def test_small_path_refuses_the_same_bad_inputs():
     y[0, 1, 2, 2] = math.inf
     assert torch.isnan(segdice.DiceLoss("multiclass")(y, torch.randint(0, 3, (2, 4, 4))))
     assert torch.isnan(segdice.DiceCELoss("binary")(x.masked_fill(x > 1, -math.inf), torch.ones(2, 1, 4, 4)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# binary Lovász hinge: the positive errors alone are sorted (compacted above 2**16 values)
+# ---------------------------------------------------------------------------------------------------
+
+
+def _textbook_lovasz_hinge(x, t, ignore_index=None):
+    """Berman et al.'s Algorithm 1 over the whole batch, float64: every kept error sorted, relu applied."""
+    z, g = x.double().reshape(-1), t.reshape(-1)
+    if ignore_index is not None:
+        z, g = z[g != ignore_index], g[g != ignore_index]
+    g = g.double()
+    errors = 1 - z * (2 * g - 1)
+    e_sorted, perm = torch.sort(errors, descending=True)
+    gt = g[perm]
+    gts = gt.sum()
+    jaccard = 1 - (gts - gt.cumsum(0)) / (gts + (1 - gt).cumsum(0))
+    grad = torch.cat((jaccard[:1], jaccard[1:] - jaccard[:-1]))
+    return (torch.relu(e_sorted) * grad).sum()
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 9, 11), (1, 1, 300, 300), (2, 1, 200, 200)])
+@pytest.mark.parametrize("ignore", [None, 255])
+@pytest.mark.parametrize("margin", [0.0, 3.0])
+def test_binary_lovasz_matches_berman_algorithm(shape, ignore, margin):
+    gen = torch.Generator().manual_seed(11)
+    t = torch.randint(0, 2, shape, generator=gen)
+    # margin 3: most elements classified with a margin > 1 (no hinge error), as late in training
+    x = (torch.randn(shape, generator=gen, dtype=torch.float64) + margin * (2 * t - 1)).requires_grad_(True)
+    if ignore is not None:
+        t.view(-1)[::6] = ignore
+    ours = segdice.lovasz_loss(x, t, "binary", ignore_index=ignore)
+    (g_ours,) = torch.autograd.grad(ours, x)
+    leaf = x.detach().clone().requires_grad_(True)
+    ref = _textbook_lovasz_hinge(leaf, t, ignore)
+    (g_ref,) = torch.autograd.grad(ref, leaf)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g_ours, g_ref, rtol=1e-9, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------------
+# FocalLoss on the sigmoid_hard kernel (integer targets above 2**16 values)
+# ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mode,kw",
+    [
+        ("binary", {}),
+        ("binary", {"gamma": 0.5, "alpha": 0.25, "reduction": "sum"}),
+        ("multilabel", {"gamma": 3.0, "class_weights": [1.0, 3.0]}),
+        ("multilabel", {"gamma": 0.0, "alpha": 0.7}),
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_focal_loss_on_the_fused_kernel_matches_the_textbook_formula(mode, kw, dtype):
+    c = 1 if mode == "binary" else 2
+    gen = torch.Generator().manual_seed(12)
+    x = torch.randn(2, c, 190, 180, generator=gen, dtype=torch.float64) * 3
+    t = torch.randint(0, 2, x.shape, generator=gen)
+    gamma, alpha = kw.get("gamma", 2.0), kw.get("alpha")
+
+    def textbook(v):
+        p, g = torch.sigmoid(v), t.double()
+        bce = -(g * F.logsigmoid(v) + (1 - g) * F.logsigmoid(-v))
+        per = bce * (1 - (p * g + (1 - p) * (1 - g))) ** gamma
+        if alpha is not None:
+            per = per * (alpha * g + (1 - alpha) * (1 - g))
+        w = (
+            torch.ones(c, dtype=torch.float64)
+            if "class_weights" not in kw
+            else torch.tensor(kw["class_weights"])
+        )
+        w = w.double().view(1, c, 1, 1).expand_as(per)
+        return (per * w).sum() if kw.get("reduction") == "sum" else (per * w).sum() / w.sum()
+
+    v, g = _value_and_grad(lambda a, b: segdice.FocalLoss(mode, **kw)(a, b), x.to(dtype), t)
+    v_ref, g_ref = _value_and_grad(lambda a, b: textbook(a), x, t)
+    tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 1e-7}
+    torch.testing.assert_close(v.double(), v_ref, **tol)
+    torch.testing.assert_close(g.double(), g_ref, **tol)
