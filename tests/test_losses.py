@@ -461,6 +461,7 @@ def test_fp16_logits_do_not_overflow():
     assert torch.isfinite(x.grad.float()).all() and x.grad.dtype == torch.float16
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode,kind", [("multiclass", "index"), ("binary", "hard")])
 def test_runs_under_torch_compile(mode, kind):
     x, t = make(mode, b=2, c=3, spatial=(8, 8), kind=kind, seed=19, dtype=torch.float32)

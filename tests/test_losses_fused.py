@@ -456,6 +456,7 @@ def _check_compiled(kind, mode, target, kw, backend):
     torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind,mode,target,kw", COMPILE_CASES[0::2])
 def test_runs_under_torch_compile_aot_eager(kind, mode, target, kw):
     """The fused index kernel (cross-entropy with smoothing, focal) traced by dynamo."""

@@ -187,3 +187,75 @@ def test_filtering_shows_only_matching_rows(browser, reports):
         assert len(_column(page, "cases-table", "case")) == len(result.per_case)
     finally:
         context.close()
+
+
+@pytest.fixture(scope="module")
+def comparison_report(tmp_path_factory):
+    """comparison.html of three real runs (2-D PNG, 2 labels with long names, dice and hd95) on one truth."""
+    from segdice import compare
+
+    root = tmp_path_factory.mktemp("comparison")
+    names = {"Precentral_Gyrus_Left_Hemisphere_Long_Name": 1, "Precentral_Gyrus_Right_Hemisphere": 2}
+    shifts = {"exact": 0, "shifted": 1, "far": 3}
+    for folder in ("gt", *shifts):
+        (root / folder).mkdir()
+    for k in range(8):
+        truth = np.zeros((24, 24), np.uint8)
+        truth[3 : 9 + k % 3, 2:10] = 1
+        truth[12:20, 12 : 18 + k % 2] = 2
+        save_mask(root / "gt" / f"c{k}.png", truth)
+        for run, shift in shifts.items():
+            save_mask(root / run / f"c{k}.png", np.roll(truth, shift + (k % 2) * (shift > 0), axis=1))
+    runs = []
+    for run in shifts:
+        out = root / f"run_{run}"
+        evaluate(root / run, root / "gt", out=out, metrics="dice,hd95", workers=1, label_names=names)
+        runs.append(out)
+    result = compare(runs, out=root / "cmp", resamples=200)
+    return result, root / "cmp" / "comparison.html"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_comparison_report_no_overflow_no_network_no_console_errors(browser, comparison_report, width):
+    _, path = comparison_report
+    context, page, record = _open(browser, path, width)
+    try:
+        scroll, client = page.evaluate(
+            "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        assert scroll <= client, f"comparison.html at {width} px: the page is {scroll} px wide in {client} px"
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.complete && i.naturalWidth > 0,"
+            " i.getBoundingClientRect().right])"
+        )
+        assert all(loaded for loaded, _ in images)
+        assert all(right <= client + 0.5 for _, right in images)
+        assert record["blocked"] == []
+        assert all(url.startswith("data:") or url == path.as_uri() for url in record["requests"])
+        assert [m for m in record["console"] if m[0] in ("error", "pageerror", "warning")] == []
+    finally:
+        context.close()
+
+
+def test_comparison_table_sorts_numbers_with_dashes_last_and_text_alphabetically(browser, comparison_report):
+    result, path = comparison_report
+    context, page, record = _open(browser, path, 1280)
+    try:
+        n_rows = len(result.comparisons)
+        assert n_rows == 2 * 2 * 3  # labels x metrics x pairs of runs
+        _header(page, "comparisons", "mean diff").click()
+        shown = _column(page, "comparisons", "mean diff")
+        numbers = [float(v) for v in shown if v != "–"]
+        expected = sorted(r["mean_diff"] for r in result.comparisons if not math.isnan(r["mean_diff"]))
+        assert numbers == pytest.approx([float(f"{v:.4g}") for v in expected], rel=1e-3)
+        assert shown[len(numbers) :] == ["–"] * (len(shown) - len(numbers))
+        _header(page, "comparisons", "mean diff").click()
+        again = [float(v) for v in _column(page, "comparisons", "mean diff") if v != "–"]
+        assert again == numbers[::-1]
+        _header(page, "comparisons", "run b").click()
+        runs_b = _column(page, "comparisons", "run b")
+        assert runs_b == sorted(runs_b) and len(set(runs_b)) == 2
+        assert len(runs_b) == n_rows
+        assert [m for m in record["console"] if m[0] in ("error", "pageerror")] == []
+    finally:
+        context.close()

@@ -333,3 +333,38 @@ def test_empty_batch_and_empty_images():
         [[0, 0]] * 2
     ] * 4
     assert confusion(torch.zeros(0, 2, 4), torch.zeros(0, 2, 4), mode="multilabel")[0].shape == (0, 2)
+
+
+def naive_argmax(scores: np.ndarray) -> np.ndarray:
+    """The first channel holding the largest score, voxel by voxel, in a Python loop."""
+    flat = np.moveaxis(scores, 1, -1).reshape(-1, scores.shape[1]).tolist()
+    first = [row.index(max(row)) for row in flat]
+    return np.array(first, np.int64).reshape(scores.shape[:1] + scores.shape[2:])
+
+
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    channels=st.integers(2, 6),
+    shape=st.lists(st.integers(1, 6), min_size=1, max_size=3),
+    levels=st.sampled_from([2, 3, 1000]),
+    dtype=st.sampled_from(["float32", "float64", "float16", "bfloat16", "int64", "uint8", "bool"]),
+    as_torch=st.booleans(),
+)
+def test_scores_are_arg_maxed_to_the_first_tied_channel(seed, channels, shape, levels, dtype, as_torch):
+    # Few score levels make ties common: the counts must follow the first maximal channel, as argmax does.
+    rng = np.random.default_rng(seed)
+    raw = rng.integers(0, levels, [2, channels, *shape])
+    if dtype == "bool":
+        raw = raw > levels // 2
+    target = rng.integers(0, channels, [2, *shape])
+    if as_torch:
+        pred = torch.from_numpy(raw % 256 if dtype == "uint8" else raw).to(getattr(torch, dtype))
+        exact = pred.double().numpy()  # the scores as the cast left them (bf16 rounds 999 to 1000)
+        target = torch.from_numpy(target)
+    elif dtype == "bfloat16":
+        return
+    else:
+        pred = (raw % 256 if dtype == "uint8" else raw).astype(dtype)
+        exact = pred.astype(np.float64)
+    expected = naive_counts(naive_argmax(exact), np.asarray(target), channels)
+    np.testing.assert_array_equal(stacked(confusion(pred, target, channels)), expected)

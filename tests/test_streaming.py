@@ -232,6 +232,7 @@ def _worker(rank: int, world: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_distributed_two_gloo_ranks_equal_one_process(tmp_path):
     import torch.distributed as dist

@@ -671,6 +671,7 @@ print(json.dumps(report))
 """
 
 
+@pytest.mark.slow
 def test_without_torchmetrics_segdice_works_and_the_integration_explains():
     data = pickle.dumps(SegDiceError("x: got 1; expected 2"))
     out = subprocess.run([sys.executable, "-c", FRESH_PROCESS], input=data, capture_output=True, check=False)

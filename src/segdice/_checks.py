@@ -3,16 +3,24 @@
 Every check raises :class:`SegDiceError` with a message that names the argument, says what was
 received (shape, dtype, value range) and what is expected, so a user never has to decode an
 ``IndexError`` thrown from deep inside torch.
+
+This module imports no torch: a value can only be a tensor once torch has been imported by its caller, so
+the checks look for ``torch.Tensor`` only when torch is already loaded. The command
+line's ``--help`` and the evaluator's option checks stay light.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "MODES",
@@ -45,6 +53,16 @@ class SegDiceError(ValueError):
 SegDiceError.__module__ = "segdice"  # tracebacks and reprs show the public name, segdice.SegDiceError
 
 
+def _torch() -> ModuleType | None:
+    """torch if some caller has imported it, else ``None``: then no value can be a tensor."""
+    return sys.modules.get("torch")
+
+
+def _is_tensor(x: Any) -> bool:
+    torch = _torch()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def describe(x: Any, *, values: bool = True) -> str:
     """Describe an array-like for an error message: its type, shape, dtype and value range.
 
@@ -65,7 +83,7 @@ def describe(x: Any, *, values: bool = True) -> str:
     >>> describe(np.zeros((2, 3), dtype=np.uint8))
     'an array of shape (2, 3), dtype uint8, values in [0, 0]'
     """
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
         kind, dtype = "a tensor", str(x.dtype)
     elif isinstance(x, np.ndarray):
         kind, dtype = "an array", str(x.dtype)
@@ -80,7 +98,8 @@ def describe(x: Any, *, values: bool = True) -> str:
 
 
 def _value_range(x: torch.Tensor | np.ndarray) -> tuple[float, float]:
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        torch = _torch()
         flat = x.detach()
         if flat.dtype == torch.bool:
             flat = flat.to(torch.uint8)
@@ -175,7 +194,8 @@ def check_ignore_index(ignore_index: Any) -> int | None:
 
 def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
     """Raise if a floating-point array holds NaN or infinity."""
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        torch = _torch()
         if x.is_floating_point() and not bool(torch.isfinite(x).all()):
             n_bad = int((~torch.isfinite(x)).sum())
             raise SegDiceError(
@@ -275,7 +295,7 @@ def check_spacing(
     prefix = f"{where}: " if where is not None else ""
     if spacing is None:
         return (1.0,) * ndim
-    if isinstance(spacing, torch.Tensor):
+    if _is_tensor(spacing):
         spacing = spacing.detach().cpu().numpy()
     if isinstance(spacing, (int, float, np.integer, np.floating)) and not isinstance(spacing, bool):
         values = [spacing] * ndim

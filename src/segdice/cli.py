@@ -60,7 +60,15 @@ _METAVARS = {"Path": "PATH", "str": "TEXT", "int": "INTEGER", "float": "NUMBER",
 
 class _Command(TyperCommand):
     """A command whose --help names values in plain words (``--out PATH``, argument ``PRED``): Typer
-    would write ``<path>``, ``<str>`` or ``<list[str]>``. Flags show no metavar at all."""
+    would write ``<path>``, ``<str>`` or ``<list[str]>``. Flags show no metavar at all.
+
+    Only the public Click-style API of Typer's command and parameters is used (Typer 0.29 carries its own
+    copy of Click, so these are not :mod:`click` classes): the metavars are the parameters' own
+    ``metavar``; the usage line comes from ``collect_usage_pieces`` and the Arguments/Options sections from
+    ``format_options`` with each parameter's ``get_help_record``, an argument's help text put under its
+    plain name (Typer would append the Python type to the name, and put braces around it in the usage
+    line).
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -69,14 +77,35 @@ class _Command(TyperCommand):
                 continue
             if param.param_type_name == "argument":
                 param.metavar = (param.name or "").upper()
-                # Typer writes an argument's Python type after its name ("PRED <path>"): the name is enough,
-                # and braces around it in the usage line ("{PRED}"): click's plain "PRED" reads better.
-                param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
-                usage = param.metavar + ("..." if param.nargs != 1 else "")
-                param._usage_display_name = lambda name=usage: name  # type: ignore[method-assign]
             else:
                 kind = param.bare_type() if hasattr(param, "bare_type") else ""
                 param.metavar = _METAVARS.get(kind, "VALUE")
+
+    def collect_usage_pieces(self, ctx: typer.Context) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":  # "PRED", "RUNS..."
+                pieces.append(
+                    (param.metavar or (param.name or "").upper()) + ("..." if param.nargs != 1 else "")
+                )
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def format_options(self, ctx: typer.Context, formatter: Any) -> None:
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append((param.metavar or (param.name or "").upper(), record[1]))
+            else:
+                options.append(record)
+        for title, records in (("Arguments", arguments), ("Options", options)):
+            if records:
+                with formatter.section(title):
+                    formatter.write_dl(records)
 
 
 def _version_callback(value: bool) -> None:
@@ -290,8 +319,8 @@ def _print_table(target: Console, title: str, header: list[str], rows: list[list
 
 class _EvaluateCommand(_Command):
     """``segdice evaluate``, whose ``--metrics`` default and help are filled in from
-    :mod:`segdice.evaluation` when the command is used: the metric names have their one home there, and
-    building the app for ``segdice --help`` must not import the evaluator (and torch)."""
+    :mod:`segdice.evaluation` when the command is used: the metric names have their one home there (a
+    module that loads no torch), and building the app for ``segdice --help`` must not import even that."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         from segdice.evaluation import ALL_METRICS, DEFAULT_METRICS

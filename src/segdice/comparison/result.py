@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segdice._checks import SegDiceError
-from segdice.metrics.surface import BOUNDARY_METRICS
+from segdice.metrics import BOUNDARY_METRICS
 from segdice.report.tables import write_case_csv, write_summary_json
 
 __all__ = ["COMPARISON_COLUMNS", "ComparisonResult", "higher_is_better"]

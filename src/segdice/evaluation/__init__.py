@@ -3,10 +3,44 @@
 Data flows one way: files -> :mod:`segdice.io` -> :mod:`segdice.metrics` (in worker processes, one
 case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.json`` and
 ``report.html``. See :func:`evaluate`.
+
+Every name is resolved on first use (PEP 562): the metric names (:data:`DEFAULT_METRICS`,
+:data:`ALL_METRICS`) load no torch, so that ``segdice evaluate --help`` can show them at once.
 """
 
-from segdice.evaluation._options import ALL_METRICS, DEFAULT_METRICS
-from segdice.evaluation._run import evaluate
-from segdice.evaluation.result import EvaluationResult
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the names below, for type checkers and the API reference
+    from segdice.evaluation._metric_names import ALL_METRICS, DEFAULT_METRICS
+    from segdice.evaluation._run import evaluate
+    from segdice.evaluation.result import EvaluationResult
+
+# Public name -> the module that defines it.
+_NAMES: dict[str, str] = {
+    "ALL_METRICS": "segdice.evaluation._metric_names",
+    "DEFAULT_METRICS": "segdice.evaluation._metric_names",
+    "EvaluationResult": "segdice.evaluation.result",
+    "evaluate": "segdice.evaluation._run",
+}
+# Submodules reachable as attributes after a bare `import segdice.evaluation`.
+_SUBMODULES = frozenset({"result"})
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "EvaluationResult", "evaluate"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_NAMES, *_SUBMODULES})

@@ -180,7 +180,7 @@ def with_object_options(
         raise SegDiceError(f"labels/regions: {option} chooses what is scored; leave labels and regions out")
     if instances == "labels":
         return replace(options, labels=(1,), label_names={1: "objects"}), spec
-    from segdice.evaluation._options import DEFAULT_METRICS
+    from segdice.evaluation._metric_names import DEFAULT_METRICS
     from segdice.metrics import BRATS_REGIONS
 
     if options.metrics != DEFAULT_METRICS:

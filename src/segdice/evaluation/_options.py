@@ -13,12 +13,11 @@ from pathlib import Path
 
 from segdice._checks import SegDiceError, check_choice, check_number
 from segdice.evaluation._labels import parse_label_list, read_label_names
-from segdice.evaluation._scoring import BOUNDARY_METRICS, OVERLAP_METRICS, Item
+from segdice.evaluation._metric_names import ALL_METRICS, DEFAULT_METRICS
+from segdice.evaluation._scoring import Item
 
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "Options", "build_items", "normalise_options"]
 
-DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "hd95", "assd", "nsd")
-ALL_METRICS: tuple[str, ...] = OVERLAP_METRICS + BOUNDARY_METRICS
 #: The HD percentile definitions of ``evaluate(hd95=...)``: the larger directed one, or both directions pooled.
 HD95_DEFINITIONS: tuple[str, ...] = ("max", "pooled")
 #: The surfaces of the distance metrics (``evaluate(surface=...)``): surface voxels or DeepMind's surfels.

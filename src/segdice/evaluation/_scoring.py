@@ -21,26 +21,19 @@ import torch
 from segdice._checks import SegDiceError
 from segdice.evaluation._geometry import align_prediction
 from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
+from segdice.evaluation._metric_names import BOUNDARY_METRICS, OVERLAP_METRICS
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
 from segdice.metrics import boundary_metrics, confusion, score_from_counts
-from segdice.metrics.overlap import METRICS
-from segdice.metrics.surface import BOUNDARY_METRICS
 from segdice.report.tables import CASE_COLUMNS
 
 __all__ = [
-    "BOUNDARY_METRICS",
-    "OVERLAP_METRICS",
     "Item",
     "ScoringSpec",
     "case_columns",
     "case_label_set",
     "score_case",
 ]
-
-# The overlap metrics a worker forms from one counting pass; F-beta is left out because the evaluator
-# takes no beta.
-OVERLAP_METRICS: tuple[str, ...] = tuple(name for name in METRICS if name != "fbeta")
 
 # Label values below this use a lookup table to remap; larger ones fall back to comparisons.
 _LUT_LIMIT = 1 << 16
@@ -209,8 +202,10 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     _boundary(rows, pred_array, gt_array, spacing, spec)
     if spec.instances is not None:
         score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
+    source = _spacing_source(spec, gt, pred_spacing)
     for row in rows.values():
         row["note"] = note
+        row["spacing_source"] = source
     return list(rows.values())
 
 
@@ -228,6 +223,13 @@ def _read_case(pair: CasePair, spec: ScoringSpec) -> tuple[Mask, np.ndarray, tup
         gt, pred, reorient=spec.reorient, compare_headers=spec.spacing is None
     )
     return gt, array, spacing, note
+
+
+def _spacing_source(spec: ScoringSpec, gt: Mask, pred_spacing: tuple[float, ...] | None) -> str:
+    """Where :func:`_case_spacing` found the spacing: ``"override"``, ``"header"`` or ``"none"`` (1 per axis)."""
+    if spec.spacing is not None:
+        return "override"
+    return "header" if gt.spacing is not None or pred_spacing is not None else "none"
 
 
 def _case_spacing(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from segdice._version import __version__
+from segdice.report.digest import distance_unit
 
 if TYPE_CHECKING:
     from segdice.evaluation._options import Options
@@ -266,6 +267,7 @@ def build_summary(
         if row["error"] and row["case"] not in failed:
             failed[row["case"]] = row["error"]
     results = summarize_rows(per_case, [i.name for i in items], options.metrics)
+    sources = spacing_sources(per_case)
     return {
         "segdice_version": __version__,
         "inputs": {
@@ -297,7 +299,29 @@ def build_summary(
         "items": [{"name": i.name, "labels": list(i.ids), "region": i.region} for i in items],
         "results": results,
         "foreground_mean": foreground_mean(results, options.metrics),
+        "spacing_sources": sources,
+        "distance_unit": distance_unit(sources),
     }
+
+
+def spacing_sources(per_case: Iterable[dict]) -> dict[str, int]:
+    """The scored cases counted by where their spacing came from (``header``, ``override``, ``none``).
+
+    A case counts once (its rows share one spacing); failed cases are left out. Rows of a run written before
+    the ``spacing_source`` column existed (resumed) count as ``header``.
+
+    Examples
+    --------
+    >>> rows = [{"case": "a", "error": "", "spacing_source": "none"}, {"case": "a", "error": "", "spacing_source": "none"},
+    ...         {"case": "b", "error": "", "spacing_source": "header"}, {"case": "c", "error": "bad file"}]
+    >>> spacing_sources(rows)
+    {'header': 1, 'none': 1}
+    """
+    by_case = {row["case"]: row.get("spacing_source") or "header" for row in per_case if not row.get("error")}
+    counts: dict[str, int] = {}
+    for source in by_case.values():
+        counts[source] = counts.get(source, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def foreground_mean(results: dict, metrics: Iterable[str]) -> dict[str, float]:

@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from segdice.metrics._names import METRICS
+
 __all__ = [
     "AVERAGES",
     "GDS_WEIGHTS",
@@ -21,12 +23,6 @@ __all__ = [
 
 #: Averages over classes understood by every overlap metric.
 AVERAGES: tuple[str, ...] = ("none", "macro", "micro", "weighted")
-#: Overlap metric names understood by :func:`~segdice.metrics.score_from_counts`, the streaming metrics and
-#: the evaluator: the classic ratios, then the confusion family under its evaluator keys (DESIGN §5).
-METRICS: tuple[str, ...] = (
-    "dice", "iou", "precision", "recall", "specificity", "accuracy", "fbeta",
-    "sensitivity", "npv", "fpr", "fnr", "fdr", "for", "ba", "mcc", "fmi", "bm", "mk", "pt", "vs", "rvd",
-)  # fmt: skip
 #: Weightings of the generalized Dice score (and loss): ``1/G²``, ``1/G``, or 1 per class.
 GDS_WEIGHTS: tuple[str, ...] = ("square", "simple", "uniform")
 

@@ -59,6 +59,7 @@ from segdice.metrics._components import (
     pad_box,
     volume_of,
 )
+from segdice.metrics._masks import binary_mask
 from segdice.metrics._matching import match_greedy, match_optimal, pair_score
 from segdice.metrics.surface import boundary_metrics
 
@@ -230,18 +231,7 @@ def _check_connectivity(connectivity: Any, ndim: int) -> int:
     return int(connectivity)
 
 
-def _binary(name: str, x: np.ndarray) -> np.ndarray:
-    if x.dtype == bool:
-        return x
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected a binary mask (bool or 0/1)")
-    mask = x != 0
-    if np.count_nonzero(x[mask] != 1):
-        raise SegDiceError(
-            f"{name}: got {describe(x)}; expected a binary mask with values 0 and 1 for "
-            "instances='components' (pass instances='labels' for an instance label map)"
-        )
-    return mask
+_LABELS_HINT = "for instances='components' (pass instances='labels' for an instance label map)"
 
 
 def _instance_labels(name: str, x: np.ndarray) -> np.ndarray:
@@ -260,7 +250,7 @@ def _instance_labels(name: str, x: np.ndarray) -> np.ndarray:
 
 def _objects(name: str, x: np.ndarray, instances: str, connectivity: int) -> ObjectTable:
     if instances == "components":
-        labels, n = label_mask(_binary(name, x), connectivity)
+        labels, n = label_mask(binary_mask(name, x, hint=_LABELS_HINT), connectivity)
         return ObjectTable(labels, n)
     labels = _instance_labels(name, x)
     top = int(labels.max())
@@ -406,7 +396,7 @@ def label_components(
     x = to_numpy("mask", mask)
     if x.ndim < 1 or 0 in x.shape:
         raise SegDiceError(f"mask: got {describe(x, values=False)}; expected a non-empty [*spatial] array")
-    return label_mask(_binary("mask", x), _check_connectivity(connectivity, x.ndim))
+    return label_mask(binary_mask("mask", x, hint=_LABELS_HINT), _check_connectivity(connectivity, x.ndim))
 
 
 def match_instances(

@@ -46,6 +46,8 @@ import torch
 from segdice._arrays import to_numpy
 from segdice._checks import SegDiceError, check_ignore_index, check_number, check_spacing, describe
 from segdice.metrics._distances import nearest_both_ways, pad_width, within_tolerance
+from segdice.metrics._masks import binary_mask
+from segdice.metrics._names import BOUNDARY_METRICS
 from segdice.metrics._surfels import code_measure_table, corner_codes
 from segdice.metrics.topology import cldice_score
 
@@ -63,8 +65,6 @@ __all__ = [
 #: The default band width of :func:`boundary_iou` as a fraction of the image diagonal (the paper's ratio).
 BOUNDARY_IOU_WIDTH_RATIO = 0.02
 
-#: Metric names understood by :func:`boundary_metrics` (besides ``"hd<p>"`` for any percentile ``p``).
-BOUNDARY_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd", "nsd", "biou", "cldice")
 # Metrics of the two masks themselves, not of their surface distances: 0 when exactly one side is empty.
 _MASK_METRICS = ("biou", "cldice")
 
@@ -90,18 +90,7 @@ def _check_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
     return p, t
 
 
-def _as_binary(name: str, x: np.ndarray) -> np.ndarray:
-    if x.dtype == bool:
-        return x
-    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected a binary mask (bool or 0/1)")
-    mask = x != 0
-    if np.count_nonzero(x[mask] != 1):
-        raise SegDiceError(
-            f"{name}: got {describe(x)}; expected a binary mask with values 0 and 1 "
-            "(use boundary_metrics for label maps)"
-        )
-    return mask
+_LABELS_HINT = "(use boundary_metrics for label maps)"
 
 
 def _as_labels(name: str, x: np.ndarray) -> np.ndarray:
@@ -330,7 +319,8 @@ def _check_surface(surface: Any, ndim: int) -> bool:
 
 def _prepare_binary(pred: Any, target: Any, spacing: Any) -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
     p, t = _check_pair(pred, target)
-    return _as_binary("pred", p), _as_binary("target", t), check_spacing("spacing", spacing, p.ndim)
+    spacing = check_spacing("spacing", spacing, p.ndim)
+    return binary_mask("pred", p, hint=_LABELS_HINT), binary_mask("target", t, hint=_LABELS_HINT), spacing
 
 
 def _empty_value(p: np.ndarray, t: np.ndarray, worst: float) -> float | None:
@@ -701,7 +691,7 @@ def boundary_iou(
     0.0
     """
     p, t = _check_pair(pred, target)
-    p, t = _as_binary("pred", p), _as_binary("target", t)
+    p, t = binary_mask("pred", p, hint=_LABELS_HINT), binary_mask("target", t, hint=_LABELS_HINT)
     spc = check_spacing("spacing", spacing, p.ndim)
     if width is None:
         width = BOUNDARY_IOU_WIDTH_RATIO * math.sqrt(

@@ -8,30 +8,61 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DISTANCE_METRICS", "metric_unit", "ranking_metric", "worst_items"]
+__all__ = ["DISTANCE_METRICS", "distance_unit", "metric_unit", "ranking_metric", "worst_items"]
 
 # Metrics measured in the spacing's physical units (every other metric is a fraction in [0, 1]).
 # Lower is better for these; higher is better for the others.
 DISTANCE_METRICS: tuple[str, ...] = ("hd", "hd95", "assd", "masd")
 
 
-def metric_unit(metric: str, summary: dict) -> str:
-    """The unit of ``metric``'s values: ``"mm"``, ``"spacing units"`` or ``""`` (a fraction).
+def distance_unit(spacing_sources: dict[str, int]) -> str:
+    """The unit of a run's distances, from how many scored cases took their spacing from where.
 
-    Distances are in the units of the file headers' spacing (NIfTI and DICOM store mm) unless the run
-    set its own spacing (``inputs.spacing_override``), whose unit segdice cannot know.
+    ``spacing_sources`` counts the scored cases by the ``spacing_source`` of their rows: ``"header"`` (the
+    file's own spacing: NIfTI, ITK and DICOM store mm), ``"override"`` (``--spacing``, whose unit segdice
+    cannot know) or ``"none"`` (a file without spacing, PNG or NumPy: 1 per axis, distances in voxels).
+
+    Returns
+    -------
+    str
+        ``"mm"`` only when every scored case had its spacing from its header; ``"spacing units"`` with an
+        override; ``"voxels"`` when no case had a spacing; ``"mm or voxels"`` for a mix (the per-case
+        rows say which is which); ``"mm"`` when nothing was scored.
 
     Examples
     --------
-    >>> metric_unit("hd95", {"inputs": {"spacing_override": None}})
-    'mm'
+    >>> distance_unit({"header": 3}), distance_unit({"none": 2}), distance_unit({"header": 1, "none": 1})
+    ('mm', 'voxels', 'mm or voxels')
+    >>> distance_unit({"override": 4})
+    'spacing units'
+    """
+    counts = {source: n for source, n in spacing_sources.items() if n}
+    if counts.get("override"):
+        return "spacing units"
+    if counts.get("none"):
+        return "mm or voxels" if counts.get("header") else "voxels"
+    return "mm"
+
+
+def metric_unit(metric: str, summary: dict) -> str:
+    """The unit of ``metric``'s values: ``""`` for a fraction, else the run's distance unit.
+
+    The distance unit is the summary's ``distance_unit`` (see :func:`distance_unit`). A summary written
+    before that key existed gives ``"spacing units"`` with a spacing override and ``"mm"`` otherwise.
+
+    Examples
+    --------
+    >>> metric_unit("hd95", {"distance_unit": "voxels"})
+    'voxels'
     >>> metric_unit("hd95", {"inputs": {"spacing_override": [1.0, 1.0]}})
     'spacing units'
-    >>> metric_unit("dice", {"inputs": {"spacing_override": None}})
+    >>> metric_unit("dice", {"distance_unit": "mm"})
     ''
     """
     if metric not in DISTANCE_METRICS:
         return ""
+    if "distance_unit" in summary:
+        return summary["distance_unit"]
     return "spacing units" if summary["inputs"].get("spacing_override") is not None else "mm"
 
 

@@ -326,7 +326,7 @@ def render_report(result: ReportData) -> str:
     metrics = list(summary["inputs"]["metrics"])
     units = {m: metric_unit(m, summary) for m in metrics}
     titles = {m: f"{m} ({units[m]})" if units[m] else m for m in metrics}
-    distance_unit = next((units[m] for m in metrics if units[m]), "mm")
+    distance_unit = metric_unit("hd", summary)  # also the unit of the NSD tolerance
     tolerance = summary["definitions"].get("nsd_tolerance", "")
     plain = {
         m: PLAIN_DEFINITIONS[m].format(unit=distance_unit, tolerance=tolerance)

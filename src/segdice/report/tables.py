@@ -54,6 +54,7 @@ CASE_COLUMNS: dict[str, type] = {
     "note": str,
     "pred_file": str,
     "gt_file": str,
+    "spacing_source": str,  # where the distances' spacing came from: header, override or none (voxels)
 }
 
 
