@@ -757,14 +757,14 @@ class _SigmoidHardStats(torch.autograd.Function):
 
 
 def _flag_nonfinite_(stats: tuple[Tensor, ...]) -> None:
-    """Every output made NaN in place when the loss-term sums are not finite.
+    """I, P and NLL made NaN in place when the loss-term sums are not finite (G and N count the target).
 
     The term's sums are NaN exactly when a logit is NaN or infinite (see _sigmoid_term_sums), or inf when
     they overflow: either way the statistics must not look finite. This replaces the caller's separate
     detached pass over the logits.
     """
-    flag = torch.where(torch.isfinite(stats[3].sum()), 0.0, math.nan).to(stats[3].dtype)
-    for v in stats:
+    flag = stats[3].sum().mul_(0.0)  # 0 if finite, NaN otherwise
+    for v in (stats[0], stats[1], stats[3]):
         v.add_(flag)
 
 

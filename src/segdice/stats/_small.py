@@ -104,14 +104,18 @@ def small_index_stats(
         def by_class(values: Tensor) -> Tensor:
             return zeros.scatter_add(1, t_dump, values)[:, :c]
 
-        pt = p.gather(1, t_safe.unsqueeze(1)).squeeze(1)
+        if nll_live:
+            log_pt = logp.gather(1, t_safe.unsqueeze(1)).squeeze(1)
+            if valid is not None:
+                log_pt = torch.where(valid, log_pt, 0.0)  # ignored pixels: p_t = 1, into the dropped column
+            # p_t from its log: one gather fewer, whose backward would be a logits-sized scatter
+            pt = log_pt.exp()
+        else:
+            pt = p.gather(1, t_safe.unsqueeze(1)).squeeze(1)
         inter = by_class(pt)
         pred = (p * p).sum(2) if squared else p.sum(2)
         count = by_class(torch.ones(1, 1, dtype=acc, device=x.device).expand(b, n))
         if nll_live:
-            log_pt = logp.gather(1, t_safe.unsqueeze(1)).squeeze(1)
-            if valid is not None:
-                log_pt = torch.where(valid, log_pt, 0.0)
             term = term or LossTerm()
             if term.gamma is None:
                 nll = -by_class(log_pt)
@@ -120,7 +124,7 @@ def small_index_stats(
                     neg_logp = -logp if valid is None else -(logp * valid.unsqueeze(1).to(acc))
                     nll = (1.0 - eps) * nll + (eps / c) * neg_logp.sum(2)
             else:
-                m = (1.0 - log_pt.exp()).clamp_min(0.0)
+                m = (1.0 - pt).clamp_min(0.0)
                 nll = (
                     -by_class(_focal_power(m, term.gamma) * log_pt) if term.gamma != 0 else -by_class(log_pt)
                 )

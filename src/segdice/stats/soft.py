@@ -52,6 +52,9 @@ class SoftStats(NamedTuple):
         compute the term asked for (see :func:`soft_stats`), and the caller computes it separately.
     n_valid
         Number of elements counted (pixels not equal to ``ignore_index``), per image and channel.
+
+    A NaN or infinite value anywhere in the input makes ``tp``, ``pred`` and ``nll`` NaN (a saturated
+    activation would otherwise hide it); ``target`` and ``n_valid`` count the target and stay exact.
     """
 
     tp: Tensor
@@ -412,7 +415,7 @@ def soft_stats(
     stats = SoftStats(*out)
     if kernel != "sigmoid_hard" or term is None or small:
         # The sigmoid_hard kernel with a loss term flags non-finite logits itself, from its term's sums.
-        stats = _poison_if_nonfinite(stats, input)
+        stats = _poison_if_nonfinite(stats, input, with_nll)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
     if distributed:
@@ -420,16 +423,19 @@ def soft_stats(
     return stats
 
 
-def _poison_if_nonfinite(stats: SoftStats, input: Tensor) -> SoftStats:
-    """Every sum becomes NaN when ``input`` holds a NaN or an infinity, anywhere.
+def _poison_if_nonfinite(stats: SoftStats, input: Tensor, with_nll: bool) -> SoftStats:
+    """The sums of the input (``tp``, ``pred`` and, with ``with_nll``, ``nll``) become NaN when ``input``
+    holds a NaN or an infinity, anywhere.
 
     A sigmoid or softmax saturates an infinite logit into a finite probability, and a NaN can vanish in a
     0/0 rule downstream; either way a diverged network would get a finite, even perfect, loss. One detached
-    reduction (no temporary, no host sync, no gradient) finds them; the flag is added to the sums.
+    reduction (no temporary, no host sync, no gradient) finds them; the flag is added to the sums. ``target``
+    and ``n_valid`` count the target only and stay exact: every loss reads ``tp``, ``pred`` or ``nll``.
     """
     # 0 * total: 0 for a finite total, NaN for a NaN or infinite one (an overflowing sum counts as infinite).
     flag = input.detach().sum(dtype=stats.tp.dtype).mul_(0.0)
-    return SoftStats(*(f + flag if f is not None and f.is_floating_point() else f for f in stats))
+    nll = stats.nll + flag if with_nll and stats.nll is not None else stats.nll
+    return stats._replace(tp=stats.tp + flag, pred=stats.pred + flag, nll=nll)
 
 
 def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats:
