@@ -301,3 +301,39 @@ def test_focal_loss_on_the_fused_kernel_matches_the_textbook_formula(mode, kw, d
     tol = {"rtol": 1e-10, "atol": 1e-12} if dtype == torch.float64 else {"rtol": 2e-5, "atol": 1e-7}
     torch.testing.assert_close(v.double(), v_ref, **tol)
     torch.testing.assert_close(g.double(), g_ref, **tol)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"gamma": 0.5, "alpha": [0.2, 0.3, 0.5], "ignore_index": 255},
+        {"gamma": 3.0, "class_weights": [1.0, 2.0, 0.5], "reduction": "sum"},
+        {"gamma": 0.0, "class_weights": [0.5, 1.0, 2.0], "ignore_index": -100},
+    ],
+)
+@pytest.mark.parametrize("spatial", [(5, 6), (150, 160)])  # the small path and the index kernel
+def test_multiclass_focal_loss_matches_the_textbook_formula(kw, spatial):
+    gen = torch.Generator().manual_seed(13)
+    x = torch.randn(2, 3, *spatial, generator=gen, dtype=torch.float64) * 3
+    t = torch.randint(0, 3, (2, *spatial), generator=gen)
+    ignore = kw.get("ignore_index")
+    if ignore is not None:
+        t.view(-1)[::7] = ignore
+    gamma, alpha, cw = kw.get("gamma", 2.0), kw.get("alpha"), kw.get("class_weights")
+
+    def textbook(v):
+        valid = torch.ones_like(t, dtype=torch.bool) if ignore is None else t != ignore
+        ts = torch.where(valid, t, 0)
+        log_pt = torch.log_softmax(v, 1).gather(1, ts.unsqueeze(1)).squeeze(1)
+        per = -((1 - log_pt.exp()) ** gamma) * log_pt
+        if alpha is not None:
+            per = per * torch.tensor(alpha, dtype=torch.float64)[ts]
+        wt = torch.ones_like(per) if cw is None else torch.tensor(cw, dtype=torch.float64)[ts]
+        per, wt = per * wt * valid, wt * valid
+        return per.sum() if kw.get("reduction") == "sum" else per.sum() / wt.sum()
+
+    v, g = _value_and_grad(lambda a, b: segdice.FocalLoss("multiclass", **kw)(a, b), x, t)
+    v_ref, g_ref = _value_and_grad(lambda a, b: textbook(a), x, t)
+    torch.testing.assert_close(v, v_ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-12)

@@ -1390,8 +1390,22 @@ def focal_loss(
     _check_loss_tensors(input, target, mode, ignore_index)
     x = _upcast(input)
     w = _weights(class_weights, x.shape[1], x)
+    index_target = not target.is_floating_point() and tuple(target.shape) != tuple(x.shape)
+    if mode == "multiclass" and index_target and reduction != "none":
+        # The index kernel's focal sums per target class (one softmax, log p_t in log-sum-exp form, analytic
+        # in-place backward: one logits-sized buffer); it checks the labels and poisons non-finite logits.
+        class_alpha = _softmax_focal_alpha(alpha, x)
+        st = soft_stats(
+            input, target, mode, per_image=False, ignore_index=ignore_index, with_nll=True, focal_gamma=float(gamma)
+        )
+        total, n = st.nll, st.target  # per class: the focal sum and the kept pixels of that target class
+        if class_alpha is not None:
+            total = total * class_alpha.to(total.dtype)
+        if w is not None:
+            total, n = total * w.to(total.dtype), n * w.to(n.dtype)
+        # every pixel ignored (or weighed 0): the total is 0 too, and the mean 0
+        return total.sum() if reduction == "sum" else total.sum() / n.sum().clamp_min(1e-30)
     if mode == "multiclass":
-        index_target = not target.is_floating_point() and tuple(target.shape) != tuple(x.shape)
         if index_target:
             target = _index_labels(target, x, ignore_index)
         per, valid = _softmax_focal(x, target, float(gamma), _softmax_focal_alpha(alpha, x), ignore_index)
