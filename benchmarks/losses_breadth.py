@@ -5,7 +5,8 @@ and target; a round times forward + backward with ``perf_counter`` (``logits.gra
 call, not timed), alternating the order of segdice and the peer from round to round; the ratio is the
 median over rounds of ``peer time / segdice time`` (> 1: segdice is faster). Peak memory: the rise of
 the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` where the kernel allows it)
-during one forward + backward, in MiB, measured in a fresh subprocess per implementation.
+during one forward + backward, in MiB, measured in a fresh subprocess per implementation with a 64 KiB
+mmap threshold (every larger block is fresh memory, so a freed block cannot hide a temporary).
 
 smp's loss files are loaded without its encoders (smp is installed without timm/torchvision).
 """
@@ -16,6 +17,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -94,7 +96,10 @@ def _peak_rss_child(case: str, impl: str, quick: bool) -> float | None:
         "import sys, json; sys.path.insert(0, 'benchmarks'); import losses_breadth as b; "
         f"print(json.dumps(b._peak_rss({case!r}, {impl!r}, {quick!r})))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    # Every block of 64 KiB or more is fresh memory (as the cold regime of benchmarks/losses.py): otherwise
+    # the blocks freed by the warm-up call are reused and the rise reads near 0 for everyone.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
