@@ -337,3 +337,21 @@ def test_multiclass_focal_loss_matches_the_textbook_formula(kw, spatial):
     v_ref, g_ref = _value_and_grad(lambda a, b: textbook(a), x, t)
     torch.testing.assert_close(v, v_ref, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(g, g_ref, rtol=1e-8, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind,mode,kw", SMALL_CASES[4::2])
+@pytest.mark.parametrize("logits", ["fp32", "bf16"])
+def test_small_path_under_bf16_autocast_matches_float64(kind, mode, kw, logits):
+    """Inside autocast the small path still sums in float32 (bf16 logits are upcast first)."""
+    x, t = _small_case(mode, seed=6)
+    if "ignore_index" in kw:
+        t.view(-1)[::4] = kw["ignore_index"]
+    x = x.to(torch.bfloat16) if logits == "bf16" else x.float()
+    loss = _loss_fn(kind, mode, kw)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        v, g = _value_and_grad(loss, x, t)
+    v_ref, g_ref = _value_and_grad(lambda a, b: _textbook_loss(a, b, mode, kind, kw), x.double(), t)
+    assert v.dtype == torch.float32
+    torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
+    tol = {"rtol": 1e-2, "atol": 1e-4} if logits == "bf16" else {"rtol": 1e-4, "atol": 1e-7}
+    torch.testing.assert_close(g.double(), g_ref, **tol)

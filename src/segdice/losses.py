@@ -1376,6 +1376,13 @@ def focal_loss(
     SegDiceError
         On a bad mode, shape, label, ``gamma``, ``alpha``, ``class_weights`` or ``reduction``.
 
+    Notes
+    -----
+    With a reduced value, multiclass integer labels and (above 2**16 values) binary/multilabel integer
+    masks without ``ignore_index`` take the fused kernels of :func:`segdice.stats.soft_stats`: one softmax
+    or sigmoid, the sums in log-sum-exp form, an analytic backward in place, one logits-sized buffer.
+    Other inputs use the per-pixel formula with ordinary autograd. Both give the same values.
+
     Examples
     --------
     >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])  # [1, 2, 1, 2]
