@@ -1,8 +1,9 @@
 """FocalLoss and LovaszLoss forward + backward, side by side with the peers that have them (time ratios).
 
 Run ``python benchmarks/losses_breadth.py`` (or ``--quick``). Each implementation runs on the same logits
-and target; a round times forward + backward with ``perf_counter`` (``logits.grad = None`` before each
-call, not timed), alternating the order of segdice and the peer from round to round; the ratio is the
+and target; after one untimed warm-up call of each, a round times forward + backward with
+``perf_counter`` (``logits.grad = None`` before each call, not timed), alternating the order of segdice
+and the peer from round to round; the ratio is the
 median over rounds of ``peer time / segdice time`` (> 1: segdice is faster). Peak memory: the rise of
 the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` where the kernel allows it)
 during one forward + backward, in MiB, measured in a fresh subprocess per implementation with a 64 KiB
@@ -147,6 +148,8 @@ def main() -> None:
         for name in impls:
             base = "segdice FocalLoss" if "ocal" in name else "segdice LovaszLoss"
             ratios, times = [], []
+            for n in (name, base):  # one-time costs (first allocations, lazy imports) stay out of the rounds
+                _step(impls[n], logits, target)
             for r in range(rounds):
                 order = (name, base) if r % 2 else (base, name)
                 t = {n: _step(impls[n], logits, target) for n in order}
