@@ -355,3 +355,15 @@ def test_small_path_under_bf16_autocast_matches_float64(kind, mode, kw, logits):
     torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
     tol = {"rtol": 1e-2, "atol": 1e-4} if logits == "bf16" else {"rtol": 1e-4, "atol": 1e-7}
     torch.testing.assert_close(g.double(), g_ref, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_float_mask_stays_hard_under_autocast(dtype):
+    """Under autocast the 0/1 test of a float mask must not run its dot product in half precision (which
+    would send the mask to the dense kernel and the focal term to a separate pass)."""
+    from segdice.stats._kernels import is_hard_target
+
+    t = torch.randint(0, 2, (2, 1, 300, 300)).float()
+    with torch.autocast("cpu", dtype=dtype):
+        assert is_hard_target(t.reshape(2, 1, -1))
+    assert not is_hard_target(torch.full((2, 1, 9), 0.5))

@@ -967,10 +967,11 @@ def is_hard_target(t: Tensor) -> bool:
     """
     if torch.compiler.is_compiling() or t.numel() == 0:
         return False
-    tsum = t.sum(2)
-    if t.dtype == torch.float32 and float(tsum.max()) >= 2.0**24:
-        return False
-    return torch.equal(tsum, _rowdot(t, t))
+    with _no_autocast(t):  # an outer autocast would run the bmm of _rowdot in bf16/fp16: never equal
+        tsum = t.sum(2)
+        if t.dtype == torch.float32 and float(tsum.max()) >= 2.0**24:
+            return False
+        return torch.equal(tsum, _rowdot(t, t))
 
 
 # --------------------------------------------------------------------------------------------------------
