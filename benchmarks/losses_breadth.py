@@ -100,6 +100,8 @@ def _peak_rss_child(case: str, impl: str, quick: bool) -> float | None:
     # Every block of 64 KiB or more is fresh memory (as the cold regime of benchmarks/losses.py): otherwise
     # the blocks freed by the warm-up call are reused and the rise reads near 0 for everyone.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "")
+    env = {k: v for k, v in env.items() if v != ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
@@ -135,8 +137,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's); 1 is robust on a shared machine"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     cases = QUICK if args.quick else CASES
     rounds = args.rounds or (5 if args.quick else 15)
     for case, (shape, mode) in cases.items():
