@@ -100,8 +100,6 @@ def _peak_rss_child(case: str, impl: str, quick: bool) -> float | None:
     # Every block of 64 KiB or more is fresh memory (as the cold regime of benchmarks/losses.py): otherwise
     # the blocks freed by the warm-up call are reused and the rise reads near 0 for everyone.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
-    env["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "")
-    env = {k: v for k, v in env.items() if v != ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
