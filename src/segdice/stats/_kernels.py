@@ -30,7 +30,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["LossTerm", "all_reduce_sum", "dense_stats", "index_stats", "is_hard_target", "sigmoid_hard_stats"]
+__all__ = [
+    "LossTerm",
+    "all_reduce_sum",
+    "dense_stats",
+    "index_stats",
+    "is_hard_target",
+    "sigmoid_hard_stats",
+    "without_autocast",
+]
 
 # Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
 # stays a handful of small-op launches per slab.
@@ -91,7 +99,8 @@ def _activate(x: Tensor, activation: str, acc: torch.dtype) -> Tensor:
     return x.to(acc, copy=True)
 
 
-def _no_autocast(x: Tensor) -> AbstractContextManager:
+def without_autocast(x: Tensor) -> AbstractContextManager:
+    """A context in which no autocast is active on ``x``'s device (a no-op when none is)."""
     # Inside the kernels every op must run in the accumulation dtype; an outer autocast would otherwise
     # run the bmm of the backward in bf16/fp16. Entering a disabled autocast costs tens of microseconds,
     # so it is skipped when no autocast is active (always entered while compiling, where it is free).
@@ -142,7 +151,7 @@ class _IndexStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, cfg):  # type: ignore[override]
-        with _no_autocast(x):
+        with without_autocast(x):
             state, stats = _index_forward(x, t, cfg, _acc_dtype(x))
             stats = _pool(stats, cfg.pool)
         ctx.save_for_backward(x, t)
@@ -159,7 +168,7 @@ class _IndexStats(torch.autograd.Function):
         x, t = ctx.saved_tensors
         cfg = ctx.cfg
         g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             state = ctx.state
             ctx.state = None
             if state is None:  # a second backward (retain_graph=True): the first one consumed the buffers
@@ -483,7 +492,7 @@ class _DenseStats(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft, pool):  # type: ignore[override]
         cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft, pool=pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             acc = _acc_dtype(x)
             p = _activate(x, activation, acc)
             stats = _pool(_dense_forward(x, t, p, cfg, acc), pool)
@@ -500,7 +509,7 @@ class _DenseStats(torch.autograd.Function):
         x, t = ctx.saved_tensors
         cfg = ctx.cfg
         g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             acc = _acc_dtype(x)
             p = ctx.p
             if p is None:  # second backward through a retained graph
@@ -722,7 +731,7 @@ class _SigmoidHardStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, check, term, pool):  # type: ignore[override]
-        with _no_autocast(x):
+        with without_autocast(x):
             p = torch.sigmoid(x)
             if x.numel() <= _CHUNK:
                 # Small input: the fixed cost of the slab machinery dominates, so the target's float copy is
@@ -746,7 +755,7 @@ class _SigmoidHardStats(torch.autograd.Function):
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
         g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], ctx.pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             p = ctx.p if ctx.p is not None else torch.sigmoid(x)  # None: a second backward
             ctx.p = None
             if ctx.term is None or g_n is None:
@@ -967,7 +976,7 @@ def is_hard_target(t: Tensor) -> bool:
     """
     if torch.compiler.is_compiling() or t.numel() == 0:
         return False
-    with _no_autocast(t):  # an outer autocast would run the bmm of _rowdot in bf16/fp16: never equal
+    with without_autocast(t):  # an outer autocast would run the bmm of _rowdot in bf16/fp16: never equal
         tsum = t.sum(2)
         if t.dtype == torch.float32 and float(tsum.max()) >= 2.0**24:
             return False

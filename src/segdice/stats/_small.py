@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segdice.stats._kernels import LossTerm, _no_autocast
+from segdice.stats._kernels import LossTerm, without_autocast
 
 __all__ = ["SMALL_INPUT", "small_index_stats", "small_sigmoid_hard_stats", "takes_small_path"]
 
@@ -47,7 +47,7 @@ def small_sigmoid_hard_stats(
     integer one). With ``term``: the BCE (label-smoothed) or the sigmoid focal term, per channel.
     """
     b, c, n = x.shape
-    with _no_autocast(x):
+    with without_autocast(x):
         g = t if t.dtype == x.dtype else t.to(x.dtype)
         if check is not None:
             lo, hi = torch.aminmax(g)
@@ -83,7 +83,7 @@ def small_index_stats(
     """
     b, c, n = x.shape
     acc = _acc(x)
-    with _no_autocast(x):
+    with without_autocast(x):
         xa = x if x.dtype == acc else x.to(acc)
         nll_live = with_nll and activation == "softmax"
         logp = torch.log_softmax(xa, 1) if nll_live else None
