@@ -21,6 +21,13 @@ cases/s of ``-j 1``, ``-j 2`` (adaptive: the pool starts only when the rest of t
 HD95: 0.2-0.26 s each at a load average of 13-15 on the shared 2-core machine). Each run is a fresh
 interpreter, so every pool starts cold.
 
+``python benchmarks/evaluate.py --scale [--cases N] [--heavy-cases K]`` measures the backends of issue 17
+on one machine: cases/s of 1 and 2 local workers (``workers=``) and of 1 and 2 Dask workers
+(``scheduler=`` a ``LocalCluster`` on 127.0.0.1, started and warmed before the clock starts; its start-up
+is printed apart), on small cases (48x48x32, 3 labels, Dice + HD95) and heavy ones (64x64x48, 100
+labels, every metric of ``ALL_METRICS``); the per-task overhead of each backend (trivial tasks through
+``imap``); and what the client does per case (its CSV writer: one case of 100 rows written and flushed).
+
 Two more tables (``--sections formats,labels``):
 
 - formats: ``segdice.io.read_mask`` of one label volume (default 256x256x128, 3 labels) stored as
@@ -228,6 +235,141 @@ def adaptive_start(n_cases: int, repeats: int = 2) -> None:
         )
 
 
+def _atlas_dataset(root: Path, n_cases: int, shape: tuple[int, int, int], n_labels: int) -> tuple[Path, Path]:
+    """``n_cases`` pairs of an atlas-like ``n_labels`` partition; the prediction moved by one voxel."""
+    from segdice.io import save_mask
+
+    rng = np.random.default_rng(2)
+    gt_dir, pred_dir = root / "gt", root / "pred"
+    gt_dir.mkdir(parents=True)
+    pred_dir.mkdir()
+    for case in range(n_cases):
+        truth = _partition(shape, n_labels, rng)
+        save_mask(gt_dir / f"case_{case:03d}.nii.gz", truth, SPACING)
+        save_mask(pred_dir / f"case_{case:03d}.nii.gz", np.roll(truth, 1, axis=case % 3), SPACING)
+    return pred_dir, gt_dir
+
+
+def _per_task_seconds(pool, n_tasks: int = 200) -> float:
+    """Seconds per trivial task through ``pool.imap`` (after a first round that starts or warms it)."""
+    list(pool.imap(abs, [(-i,) for i in range(4)]))
+    began = time.perf_counter()
+    found = dict(pool.imap(abs, [(-i,) for i in range(n_tasks)]))
+    elapsed = time.perf_counter() - began
+    assert found == {i: i for i in range(n_tasks)}
+    return elapsed / n_tasks
+
+
+def _csv_seconds_per_case(rows: list[dict], root: Path) -> tuple[float, int]:
+    """What the client pays per case for the CSV: the rows of one case written and flushed, median of 20."""
+    from segdice.evaluation._scoring import case_columns
+    from segdice.report.tables import CaseCSVWriter
+
+    case = rows[0]["case"]
+    mine = [r for r in rows if r["case"] == case]
+    columns = list(mine[0])
+    assert set(columns) >= set(case_columns(()))
+    times = []
+    with CaseCSVWriter(root / "writer.csv", columns) as writer:
+        for _ in range(20):
+            began = time.perf_counter()
+            writer.write_rows(mine)
+            times.append(time.perf_counter() - began)
+    return float(np.median(times)), len(mine)
+
+
+def scale(n_small: int, n_heavy: int) -> None:
+    """Cases/s of 1 and 2 local workers and 1 and 2 Dask workers, small and heavy cases (issue 17)."""
+    import dask
+    import distributed
+
+    from segdice.evaluation import ALL_METRICS, evaluate
+    from segdice.evaluation._dask_pool import LOCAL_CLUSTER_CONFIG, DaskPool
+    from segdice.evaluation._pool import LocalPool
+
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="segdice-bench-") as tmp:
+        root = Path(tmp)
+        small = (*make_dataset(root / "small", n_small, (48, 48, 32)), "dice,hd95", n_small)
+        heavy = (*_atlas_dataset(root / "heavy", n_heavy, (64, 64, 48), 100), ALL_METRICS, n_heavy)
+        datasets = {"small (48x48x32, 3 labels, dice+hd95)": small,
+                    f"heavy (64x64x48, 100 labels, {len(ALL_METRICS)} metrics)": heavy}  # fmt: skip
+        results = []  # (dataset, backend, workers, seconds, workers started)
+        reference = {}
+
+        def timed(name, backend, count, **where):
+            pred, gt, metrics, _ = datasets[name]
+            began = time.perf_counter()
+            result = evaluate(pred, gt, metrics=metrics, **where)
+            seconds = time.perf_counter() - began
+            if result.n_failed:
+                raise RuntimeError(f"failed cases: {result.failed_cases}")
+            values = [(r["case"], r["item"], r.get("dice"), r.get("hd95")) for r in result.per_case]
+            if reference.setdefault(name, values) != values:
+                raise RuntimeError(f"{backend} with {count} worker(s) gave other values on {name}")
+            results.append((name, backend, count, seconds, result.workers_started))
+            return result
+
+        warm = {}  # one case of each dataset: its first-use imports (SciPy, scikit-image) paid untimed
+        for name, (pred, gt, metrics, _) in datasets.items():
+            first = sorted(gt.iterdir())[0].name
+            (root / name / "gt").mkdir(parents=True)
+            (root / name / "pred").mkdir()
+            (root / name / "gt" / first).symlink_to(gt / first)
+            (root / name / "pred" / first).symlink_to(pred / first)
+            warm[name] = (root / name / "pred", root / name / "gt", metrics)
+            evaluate(warm[name][0], warm[name][1], metrics=metrics, workers=1)
+        overhead = {}
+        for name in datasets:
+            for workers in (1, 2):
+                result = timed(name, "local pool (adaptive start)", workers, workers=workers)
+        csv_seconds, csv_rows = _csv_seconds_per_case(result.per_case, root)
+        os.environ["SEGDICE_POOL_START"] = "always"
+        try:
+            with LocalPool(2) as pool:
+                overhead["local pool, 2 workers"] = _per_task_seconds(pool)
+        finally:
+            del os.environ["SEGDICE_POOL_START"]
+        starts = {}
+        for workers in (1, 2):
+            began = time.perf_counter()
+            with dask.config.set(LOCAL_CLUSTER_CONFIG), distributed.LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=None, silence_logs=50,
+            ) as cluster, distributed.Client(cluster, set_as_default=False) as client:  # fmt: skip
+                client.run(__import__, "segdice.evaluation._run")
+                starts[workers] = time.perf_counter() - began
+                for pred, gt, metrics in warm.values():  # every worker pays its first-use imports untimed
+                    for _ in range(workers):
+                        evaluate(pred, gt, metrics=metrics, scheduler=client)
+                for name in datasets:
+                    timed(name, "Dask LocalCluster", workers, scheduler=client)
+                with DaskPool(client) as pool:
+                    overhead[f"Dask, {workers} worker(s)"] = _per_task_seconds(pool)
+    load_after = os.getloadavg()[0]
+    print(f"\n#### local pool vs Dask workers on one machine ({os.cpu_count()} logical CPUs)\n")
+    print(f"Load average {load:.1f} before, {load_after:.1f} after. One run each; every run gave the same "
+          "values. One case of each dataset was scored first, untimed, in this process and on the Dask "
+          "workers (first-use imports). The local pool's seconds include its start-up (fork server, "
+          "workers importing torch and SciPy) when it started; the Dask clusters were started first: "
+          + ", ".join(f"{w} worker(s) {s:.1f} s" for w, s in starts.items()) + ".\n")  # fmt: skip
+    print(
+        "| cases | backend | workers | seconds | cases/s | s per case | vs local 1 worker | workers started |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for name, backend, workers, seconds, started in results:
+        n = datasets[name][3]
+        base = next(r[3] for r in results if r[0] == name and r[2] == 1 and r[1].startswith("local"))
+        print(f"| {name} | {backend} | {workers} | {seconds:.2f} | {n / seconds:.3g} | {seconds / n:.3f} | "
+              f"{base / seconds:.2f}x | {started} |")  # fmt: skip
+    print("\n| per-task overhead (trivial tasks through imap) | ms per task |")
+    print("|---|---|")
+    for name, seconds in overhead.items():
+        print(f"| {name} | {seconds * 1e3:.2f} |")
+    print(f"\nThe client's CSV writer: {csv_seconds * 1e3:.2f} ms per case of {csv_rows} rows (written and "
+          "flushed; median of 20).")  # fmt: skip
+
+
 def _median_seconds(*functions, repeats: int = 7) -> list[float]:
     """Median wall time of each function, the calls interleaved so that drifts in load hit all alike."""
     times: list[list[float]] = [[] for _ in functions]
@@ -335,12 +477,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seg-metrics-cases", type=int, default=2, help="cases given to seg-metrics (slow)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="segdice worker counts")
     parser.add_argument("--adaptive", action="store_true", help="the adaptive pool start (small cases)")
+    parser.add_argument("--scale", action="store_true", help="local pool vs Dask workers (issue 17)")
+    parser.add_argument("--heavy-cases", type=int, default=6, help="heavy cases of --scale (100 labels)")
     parser.add_argument(
         "--sections", default="main,formats,labels", help="comma-separated: main, formats, labels"
     )
     args = parser.parse_args(argv)
     if args.adaptive:
         adaptive_start(args.cases or 50)
+        return
+    if args.scale:
+        scale(args.cases or 50, args.heavy_cases)
         return
     sections = {part.strip() for part in args.sections.split(",")}
     if "formats" in sections or "labels" in sections:

@@ -240,4 +240,5 @@ def test_metric_names_and_checks_load_no_torch():
 
     assert counts == f"{len(ALL_METRICS)} {len(METRICS) + len(BOUNDARY_METRICS)}"
     assert heavy == ""
-    assert set(ALL_METRICS) == (set(METRICS) - {"fbeta"}) | set(BOUNDARY_METRICS)
+    # gds: the generalized Dice of every label at once, an evaluator key of its own (one row per case)
+    assert set(ALL_METRICS) == (set(METRICS) - {"fbeta"}) | {"gds"} | set(BOUNDARY_METRICS)

@@ -13,7 +13,9 @@ A block opts out only with a marker comment right above it that gives a reason::
 
     <!-- docs-test: skip (installs packages into the environment) -->
 
-Other markers: ``<!-- docs-test: expect-exit 2 -->`` for a command that must fail cleanly.
+Other markers: ``<!-- docs-test: expect-exit 2 -->`` for a command that must fail cleanly, and
+``<!-- docs-test: stdout -->`` above a ``text`` block that shows what the shell block before it prints:
+the last command's stdout (not a terminal, as in a pipe) must be that text, line for line.
 """
 
 from __future__ import annotations
@@ -154,7 +156,8 @@ def run_python(block: Block, namespace: dict) -> None:
         exec(compile(block.code, where, "exec"), namespace)
 
 
-def run_shell(block: Block) -> None:
+def run_shell(block: Block) -> str:
+    """Run a shell block's commands; return the last one's stdout."""
     from typer.testing import CliRunner
 
     from segdice.cli import app
@@ -173,6 +176,7 @@ def run_shell(block: Block) -> None:
             f"{block.page}:{block.line}: `{command}` exited {result.exit_code}, expected {want}\n"
             f"{result.output}\n{result.exception!r}"
         )
+    return result.stdout
 
 
 ALL_BLOCKS = [b for page in doc_pages() for b in extract_blocks(page.read_text(), page_id(page))]
@@ -225,13 +229,21 @@ def test_page_examples_run(page: Path, tmp_path, monkeypatch, smp_losses_importa
         pytest.skip(f"{page_id(page)} needs {', '.join(missing)} (not installed)")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__docs__"}
-    for block in blocks:
+    stdout = None  # of the last shell block run
+    for block in extract_blocks(page.read_text(), page_id(page)):
         if skip_reason(block.marker):
             continue
         if block.lang in PYTHON:
             run_python(block, namespace)
-        else:
-            run_shell(block)
+        elif block.lang in SHELL:
+            stdout = run_shell(block)
+        elif block.marker == "stdout":
+            assert stdout is not None, (
+                f"{block.page}:{block.line}: a stdout block needs a shell block before it"
+            )
+            assert stdout.splitlines() == block.code.splitlines(), (
+                f"{block.page}:{block.line}: the command printed\n{stdout}\nbut the page shows\n{block.code}"
+            )
 
 
 def test_every_marker_is_known_and_every_skip_has_a_reason():
@@ -242,6 +254,8 @@ def test_every_marker_is_known_and_every_skip_has_a_reason():
         if block.marker.startswith("skip"):
             reason = skip_reason(block.marker)
             assert reason, f"{where}: a skip marker needs a reason: <!-- docs-test: skip (why) -->"
+        elif block.marker == "stdout":
+            assert block.lang == "text", f"{where}: a stdout marker belongs above a ```text block"
         else:
             assert re.fullmatch(r"expect-exit\s+\d+", block.marker), (
                 f"{where}: unknown marker {block.marker!r}"

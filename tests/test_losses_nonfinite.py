@@ -1,4 +1,5 @@
-"""Non-finite input never yields a finite loss (DESIGN §4): a property over every loss, mode and setting."""
+"""Non-finite input never yields a finite loss (DESIGN §4): a property over every loss, mode and setting
+(the nine losses: the six Dice-family ones, focal, Lovász and clDice)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,39 @@ from hypothesis import strategies as st
 
 import segdice
 
-LOSSES = ["DiceLoss", "JaccardLoss", "TverskyLoss", "GeneralizedDiceLoss", "DiceCELoss", "DiceFocalLoss"]
+LOSSES = [
+    "DiceLoss",
+    "JaccardLoss",
+    "TverskyLoss",
+    "GeneralizedDiceLoss",
+    "DiceCELoss",
+    "DiceFocalLoss",
+    "FocalLoss",
+    "LovaszLoss",
+    "ClDiceLoss",
+]
 COMPOUND = {"DiceCELoss", "DiceFocalLoss"}
 
 
-@settings(max_examples=150, deadline=None)
+def _loss(name: str, mode: str, smooth: float, per_image: bool, reduction: str, extra: bool):
+    """The loss with the settings it takes; ``extra`` flips each one's own option (focal: alpha,
+    Lovász: probabilities in multiclass, clDice: the clDice term alone and no background)."""
+    if name == "FocalLoss":
+        alpha = None if not extra else ([0.2, 0.3, 0.5] if mode == "multiclass" else 0.25)
+        return segdice.FocalLoss(mode, alpha=alpha, reduction=reduction)
+    if name == "LovaszLoss":
+        return segdice.LovaszLoss(mode, per_image=per_image, from_logits=not (extra and mode == "multiclass"))
+    if name == "ClDiceLoss":
+        if reduction == "none":
+            per_image = True  # per-image values need the per-image Dice term
+        options = {"alpha": 1.0, "include_background": mode != "multiclass"} if extra else {}
+        return segdice.ClDiceLoss(mode, smooth=smooth, per_image=per_image, reduction=reduction, **options)
+    if name in COMPOUND and reduction == "none":
+        reduction = "mean"  # the compound losses refuse reduction="none"
+    return getattr(segdice, name)(mode, smooth=smooth, per_image=per_image, reduction=reduction)
+
+
+@settings(max_examples=300, deadline=None)
 @given(
     name=st.sampled_from(LOSSES),
     mode=st.sampled_from(["binary", "multiclass", "multilabel"]),
@@ -26,15 +55,18 @@ COMPOUND = {"DiceCELoss", "DiceFocalLoss"}
     index_target=st.booleans(),
     where=st.integers(0, 2 * 3 * 5 * 4 - 1),
     seed=st.integers(0, 2**16),
+    extra=st.booleans(),
 )
 def test_nonfinite_logit_gives_nonfinite_loss(
-    name, mode, bad, smooth, per_image, reduction, index_target, where, seed
+    name, mode, bad, smooth, per_image, reduction, index_target, where, seed, extra
 ):
-    if name in COMPOUND and reduction == "none":
-        reduction = "mean"  # the compound losses refuse reduction="none"
+    if name == "LovaszLoss" and mode == "multiclass":
+        index_target = True  # the Lovász-softmax takes class indices only
     g = torch.Generator().manual_seed(seed)
     c = 1 if mode == "binary" else 3
     x = torch.randn(2, c, 5, 4, generator=g)
+    if name == "LovaszLoss" and mode == "multiclass" and extra:
+        x = x.softmax(1)  # from_logits=False: probabilities, one of them non-finite
     x.view(-1)[where % x.numel()] = bad
     if mode == "multiclass":
         t = torch.randint(0, c, (2, 5, 4), generator=g)
@@ -42,8 +74,25 @@ def test_nonfinite_logit_gives_nonfinite_loss(
             t = torch.nn.functional.one_hot(t, c).permute(0, 3, 1, 2).float()
     else:
         t = (torch.rand(2, c, 5, 4, generator=g) > 0.5).float()
-    loss = getattr(segdice, name)(mode, smooth=smooth, per_image=per_image, reduction=reduction)(x, t)
+    loss_fn = _loss(name, mode, smooth, per_image, reduction, extra)
+    if name == "LovaszLoss" and mode == "multiclass" and extra:
+        # probabilities are range-checked: a non-finite one is refused, which is no finite loss either
+        with pytest.raises(segdice.SegDiceError, match=r"^input: .*expected probabilities in \[0, 1\]"):
+            loss_fn(x, t)
+        return
+    loss = loss_fn(x, t)
     assert not torch.isfinite(loss).any(), (name, mode, bad, float(loss.flatten()[0]))
+
+
+@pytest.mark.parametrize("mode", ["binary", "multiclass", "multilabel"])
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_loss_and_mode_with_default_settings(name, mode):
+    # the property above samples; this visits every loss x mode once, a NaN and an inf in one batch
+    c = 1 if mode == "binary" else 3
+    x = torch.randn(2, c, 6, 6, generator=torch.Generator().manual_seed(0))
+    x[0, 0, 1, 1], x[1, -1, 4, 2] = math.nan, math.inf
+    t = torch.randint(0, 3, (2, 6, 6)) if mode == "multiclass" else torch.randint(0, 2, (2, c, 6, 6)).float()
+    assert not torch.isfinite(getattr(segdice, name)(mode)(x, t)).any()
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])

@@ -79,7 +79,40 @@ def reports(tmp_path_factory):
     many = evaluate(
         many_pred, many_gt, out=root / "many" / "out", workers=1, metrics="dice,hd95", label_names=names
     )
-    return {"small": small, "many": many}
+    # Objects (--instances): one item from instance label maps, and 30 labels of small and large objects.
+    inst_gt, inst_pred = root / "inst" / "gt", root / "inst" / "pred"
+    inst_gt.mkdir(parents=True)
+    inst_pred.mkdir(parents=True)
+    nuclei = np.zeros((40, 40), np.uint16)
+    for k in range(16):
+        r, c = divmod(k, 4)
+        nuclei[2 + 10 * r : 4 + 10 * r + r, 2 + 10 * c : 4 + 10 * c + 2 * c] = k + 1
+    for case in range(2):
+        guess = nuclei.copy()
+        guess[guess % (case + 3) == 0] = 0
+        np.save(inst_gt / f"img{case}.npy", nuclei)
+        np.save(inst_pred / f"img{case}.npy", guess)
+    objects_one = evaluate(
+        inst_pred, inst_gt, out=root / "inst" / "out", workers=1, metrics="dice,iou", instances="labels"
+    )
+    obj_gt, obj_pred = root / "obj" / "gt", root / "obj" / "pred"
+    obj_gt.mkdir(parents=True)
+    obj_pred.mkdir(parents=True)
+    gt = np.zeros((64, 96), np.uint8)
+    for k in range(30):
+        r, c = divmod(k, 10)
+        gt[2 + 20 * r : 4 + 20 * r, 1 + 9 * c : 3 + 9 * c] = k + 1  # 4 pixels
+        gt[8 + 20 * r : 18 + 20 * r, 1 + 9 * c : 8 + 9 * c] = k + 1  # 70 pixels
+    for case in range(2):
+        pred = gt.copy()
+        pred[2 + 20 * case : 4 + 20 * case] = 0  # one row of small objects missed per case
+        np.save(obj_gt / f"c{case}.npy", gt)
+        np.save(obj_pred / f"c{case}.npy", pred)
+    objects_many = evaluate(
+        obj_pred, obj_gt, out=root / "obj" / "out", workers=1, metrics="dice,hd95,gds", instances="components",
+        label_names={f"<i>lesion</i> {k}": k for k in range(1, 31)},
+    )  # fmt: skip
+    return {"small": small, "many": many, "objects_one": objects_one, "objects_many": objects_many}
 
 
 def _open(browser, path, width):
@@ -106,7 +139,7 @@ def _open(browser, path, width):
     return context, page, record
 
 
-@pytest.mark.parametrize("which", ["small", "many"])
+@pytest.mark.parametrize("which", ["small", "many", "objects_one", "objects_many"])
 @pytest.mark.parametrize("width", WIDTHS)
 def test_no_overflow_no_network_no_console_errors(browser, reports, which, width):
     path = reports[which].files["report"]
@@ -185,6 +218,27 @@ def test_filtering_shows_only_matching_rows(browser, reports):
         assert _column(page, "labels-table", "label / region") == ["area_199"]
         page.fill('input[data-filter="cases-table"]', "")
         assert len(_column(page, "cases-table", "case")) == len(result.per_case)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("which", ["objects_one", "objects_many"])
+def test_object_tables_show_counts_and_sort(browser, reports, which):
+    result = reports[which]
+    context, page, record = _open(browser, result.files["report"], 400)
+    try:
+        assert page.locator("#detection-table").is_visible() and page.locator("#size-table").is_visible()
+        detection = result.summary["detection"]
+        names = [item["name"] for item in result.summary["items"]]
+        assert _column(page, "detection-table", "label / region") == names  # escaped text, as given
+        _header(page, "detection-table", "FN").click()
+        missed = _column(page, "detection-table", "FN")
+        assert missed == [str(v) for v in sorted(detection[n]["objects_fn"] for n in names)]
+        shown = [None if v == "–" else int(v) for v in _column(page, "cases-table", "TP objects")]
+        assert shown == [r["objects_tp"] for r in result.per_case]  # None on gds's "all" rows
+        figure = page.locator('img[alt="share of ground-truth objects found per object size"]')
+        assert figure.count() == 1
+        assert [m for m in record["console"] if m[0] in ("error", "pageerror")] == []
     finally:
         context.close()
 

@@ -299,12 +299,38 @@ def test_state_dict_is_a_copy_and_plain_data():
     m = SegmentationMetrics(2, metrics=("dice",))
     m.update(torch.tensor([[0, 1, 1, 1]]), torch.tensor([[0, 0, 1, 1]]))
     state = m.state_dict()
-    assert state["version"] == segdice.metrics.streaming.STATE_VERSION == 1
+    assert state["version"] == segdice.metrics.streaming.STATE_VERSION == 2
     assert state["cases"] is None and state["synced"] is False
     assert state["config"]["metrics"] == ["dice"] and state["config"]["class_names"] == ["0", "1"]
     assert state["sums"]["counts"].tolist() == [[1, 2], [0, 1], [1, 0], [2, 1]]  # tp, fp, fn, tn per class
     state["sums"]["counts"].zero_()
     assert m.state_dict()["sums"]["counts"].sum() == 8  # the object's own state is untouched
+
+
+def _as_version_1(state):
+    """The layout segdice wrote before the generalized Dice sums: no gds_n, gds_sum or gds_weight."""
+    state = dict(state, version=1, config=dict(state["config"]), sums=dict(state["sums"]))
+    for key in ("gds_n", "gds_sum"):
+        del state["sums"][key]
+    del state["config"]["gds_weight"]
+    return state
+
+
+def test_a_version_1_state_still_loads_and_refuses_gds():
+    parts = batches(n_batches=2)
+    saved = SegmentationMetrics(NUM_CLASSES, metrics=("dice", "iou"))
+    saved.update(*parts[0])
+    resumed = SegmentationMetrics(NUM_CLASSES, metrics=("dice", "iou"))
+    resumed.load_state_dict(_as_version_1(saved.state_dict()))
+    resumed.update(*parts[1])
+    pred, target = all_of(parts)
+    assert resumed.compute(flat=True)["dice/global/1"] == pytest.approx(
+        float(dice_score(pred, target, per_image=False)[1]), rel=1e-12
+    )
+    with pytest.raises(SegDiceError, match="metrics="):
+        SegmentationMetrics(NUM_CLASSES, metrics=("dice", "iou", "gds")).load_state_dict(
+            _as_version_1(saved.state_dict())
+        )
 
 
 def test_load_state_dict_renamed_classes_allowed():
@@ -335,8 +361,8 @@ def _with(state, path, value):
     [
         ([1, 2], r"state_dict: got list; expected the dict that SegmentationMetrics.state_dict\(\) returns"),
         ({"counts": torch.zeros(4, 4)}, r"state_dict: got a dict with keys \['counts'\]"),
-        (_with(_state(), ["version"], 2), r"state_dict\['version'\]: got 2; expected 1"),
-        ({"version": 1, "config": {}}, r"missing keys \['synced', 'sums', 'cases'\]"),
+        (_with(_state(), ["version"], 3), r"state_dict\['version'\]: got 3; expected 2 or 1"),
+        ({"version": 2, "config": {}}, r"missing keys \['synced', 'sums', 'cases'\]"),
         (_state(metrics=("dice",)), r"metrics=\['dice'\], but .*metrics=\['dice', 'iou'\]"),
         (
             _state(empty_value=1.0),

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from segdice._checks import SegDiceError, describe
+from segdice._checks import SegDiceError, check_has_data, describe
 
 __all__ = ["as_array", "device_of", "to_contiguous_numpy", "to_numpy", "to_torch"]
 
 
 def as_array(name: str, x: object) -> torch.Tensor | np.ndarray:
-    """Return ``x`` if it is a real-valued torch tensor or a numeric NumPy array; raise otherwise.
+    """Return ``x`` if it is a real-valued torch tensor with data (not on the meta device) or a numeric
+    NumPy array; raise otherwise.
 
     Examples
     --------
@@ -26,6 +27,7 @@ def as_array(name: str, x: object) -> torch.Tensor | np.ndarray:
     (2,)
     """
     if isinstance(x, (torch.Tensor, np.ndarray)):
+        check_has_data(name, x)
         if (isinstance(x, torch.Tensor) and x.is_complex()) or (
             isinstance(x, np.ndarray) and x.dtype.kind == "c"
         ):
@@ -63,7 +65,8 @@ def to_contiguous_numpy(x: torch.Tensor | np.ndarray) -> np.ndarray:
 
 
 def to_numpy(name: str, x: Any) -> np.ndarray:
-    """The values of a tensor (detached, on the CPU) or an array, as they are; anything else raises.
+    """The values of a tensor (detached, on the CPU) or an array, as they are; anything else (a meta
+    tensor too) raises.
 
     Examples
     --------
@@ -71,6 +74,7 @@ def to_numpy(name: str, x: Any) -> np.ndarray:
     [1, 0]
     """
     if isinstance(x, torch.Tensor):
+        check_has_data(name, x)
         return x.detach().cpu().numpy()
     if isinstance(x, np.ndarray):
         return x

@@ -30,6 +30,7 @@ __all__ = [
     "check_distributed",
     "check_empty_value",
     "check_finite",
+    "check_has_data",
     "check_ignore_index",
     "check_include_background",
     "check_mode",
@@ -205,6 +206,15 @@ def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
         n_bad = int((~np.isfinite(x)).sum())
         raise SegDiceError(
             f"{name}: got {describe(x, values=False)} with {n_bad} NaN/inf value(s); expected finite values"
+        )
+
+
+def check_has_data(name: str, x: Any) -> None:
+    """Raise for a tensor on the meta device: it has a shape but no values to check, count or copy."""
+    if _is_tensor(x) and x.device.type == "meta":
+        raise SegDiceError(
+            f"{name}: got {describe(x, values=False)} on the meta device; expected a tensor with data "
+            "(a meta tensor has a shape but no values to score)"
         )
 
 

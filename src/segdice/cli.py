@@ -240,10 +240,10 @@ def _summary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]],
     Up to :data:`SUMMARY_MAX_ITEMS` labels/regions every one is shown, then their mean; beyond, the
     across-label mean first and the :data:`SUMMARY_WORST_ITEMS` worst (the files have every label).
     """
-    from segdice.report.digest import metric_unit, ranking_metric, worst_items
+    from segdice.report.digest import label_metrics, metric_unit, ranking_metric, worst_items
 
     summary = result.summary
-    metrics = list(summary["inputs"]["metrics"])
+    metrics = label_metrics(summary)  # gds is one value per case over all labels: a line under the table
     header = ["label / region"]
     for metric in metrics:
         unit = metric_unit(metric, summary)
@@ -255,7 +255,7 @@ def _summary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]],
 
     def row(name: str) -> list[str]:
         stats = summary["results"][name]
-        first = stats[metrics[0]] if metrics else {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+        first = stats[metrics[0]] if metrics else _counts_of(summary)
         return [
             name,
             *(fmt(stats[m]["mean"]) for m in metrics),
@@ -279,6 +279,28 @@ def _summary_rows(result: EvaluationResult) -> tuple[list[str], list[list[str]],
         f"{ranking_metric(metrics)}; every label is in per_case.csv, summary.json and report.html. {note}"
     )
     return header, rows, note
+
+
+def _counts_of(summary: dict) -> dict:
+    """Cases, missing and errors of a run whose rows have no per-label metric (``--metrics gds``)."""
+    across = (summary.get("across_labels") or {}).get("item")
+    for stats in summary["results"].get(across, {}).values():
+        return stats
+    return {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+
+
+def _across_lines(result: EvaluationResult) -> list[str]:
+    """The lines under the table for the metrics of every label at once (``gds``): one value per case."""
+    from segdice.report.digest import across_label_metrics
+
+    summary = result.summary
+    item = (summary.get("across_labels") or {}).get("item")
+    lines = []
+    for metric in across_label_metrics(summary):
+        s = summary["results"][item][metric]
+        mean = "nan" if s["mean"] is None or math.isnan(s["mean"]) else f"{s['mean']:.4g}"
+        lines.append(f"{metric} over all labels (one value per case, row '{item}'): mean {mean}, n {s['n']}")
+    return lines
 
 
 def _wide(target: Console) -> Console:
@@ -422,6 +444,13 @@ def evaluate_command(
     workers: Annotated[
         int | None, typer.Option("--workers", "-j", help="Worker processes (default: every core).")
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Score on a Dask cluster: tcp://host:port, or local:N (a LocalCluster of N workers on "
+            "127.0.0.1). Needs segdice[distributed]; the workers must see the same paths."
+        ),
+    ] = None,
     pred_suffix: Annotated[
         str, typer.Option("--pred-suffix", help="Stripped from prediction file names.")
     ] = "",
@@ -460,7 +489,9 @@ def evaluate_command(
     min_volume: Annotated[
         float,
         typer.Option(
-            "--min-volume", help="Ground-truth objects of at most this volume (mm³) are not counted."
+            "--min-volume",
+            help="Ground-truth objects of at most this volume are not counted (mm³ with the files' spacing, "
+            "voxels for files without one).",
         ),
     ] = 0.0,
     protocol: Annotated[
@@ -518,6 +549,7 @@ def evaluate_command(
             dilation=dilation,
             min_volume=min_volume,
             protocol=protocol,
+            scheduler=scheduler,
         )
     except SegDiceError as exc:
         raise _fail(str(exc), _EXIT_USAGE) from None
@@ -552,6 +584,8 @@ def _print_outcome(
     elif not quiet:
         header, rows, note = _summary_rows(result)
         _print_table(console, "segdice evaluate: " + note, header, rows)
+        for line in _across_lines(result):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
         console.print(counts_line, markup=False, highlight=False, soft_wrap=True)
     if out is not None and not quiet:
         written = ", ".join(path.name for path in result.files.values()) if result.files else ""

@@ -1751,6 +1751,18 @@ def cldice_loss(
     Multiclass targets become one-hot tensors for the skeleton of each class: this loss needs the
     target's skeleton, which the fused statistics of the other losses cannot give.
 
+    Empty and degenerate cases, per image (all kept channels together for the clDice term, per class for
+    the Dice term), with ``P``, ``G`` the sums of prediction and target and ``s = smooth > 0``:
+
+    * both empty: ``Tprec = Tsens = 1`` and the Dice term is 0, so the loss is ``α · 1e-4 / (2 + 1e-4)``
+      (about ``5e-5 α``), the value of a perfect prediction too (the ``1e-4`` of the clDice ratio);
+    * empty target, non-empty prediction: ``Tsens = 1``, ``Tprec = s / (Σ S(p) + s)`` and the Dice term is
+      ``P / (P + s)``: the loss tends to 1 as the false positive grows;
+    * empty prediction, non-empty target: the mirror image, ``Tprec = 1``, ``Tsens = s / (Σ S(g) + s)``,
+      Dice term ``G / (G + s)``;
+    * ``smooth=0``: each of the three cases above is ``0 / 0`` in ``Tprec`` or ``Tsens``, and the loss is
+      NaN (give ``smooth > 0`` when images can be empty); otherwise the value is finite.
+
     Examples
     --------
     >>> target = torch.zeros(1, 1, 9, 9); target[0, 0, 4, 1:8] = 1  # a thin vessel

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from segdice._checks import SegDiceError
+from segdice.report.digest import label_metrics
 from segdice.report.tables import read_case_csv
 
 __all__ = ["Run", "case_order", "check_same_ground_truth", "load_run", "run_names"]
@@ -136,7 +137,9 @@ def load_run(path: str | Path, name: str) -> Run:
             f"run {name!r}: {csv_path} has no column(s) {missing}; expected the per_case.csv of segdice evaluate"
         )
     items = tuple(str(item["name"]) for item in summary["items"])
-    metrics = tuple(m for m in summary["inputs"]["metrics"] if m in columns)
+    # gds (one value per case over all labels, on the rows of the across-label item) is not compared
+    metrics = tuple(m for m in label_metrics(summary) if m in columns)
+    across = (summary.get("across_labels") or {}).get("item")
     case_index: dict[str, int] = {}
     for row in rows:
         case_index.setdefault(row["case"], len(case_index))
@@ -157,6 +160,8 @@ def load_run(path: str | Path, name: str) -> Run:
     gt_files: dict[str, str] = {}
     for row in rows:
         case, item = row["case"], row["item"]
+        if across is not None and item == across and item not in item_index:
+            continue
         if item not in item_index:
             raise SegDiceError(
                 f"run {name!r}: {csv_path} has item {item!r}, which its summary.json does not list"

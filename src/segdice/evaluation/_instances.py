@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from segdice._checks import SegDiceError, check_choice, check_number
-from segdice.report.tables import CaseCSVWriter
+from segdice.report.tables import COUNT_COLUMNS, CaseCSVWriter
 
 __all__ = [
     "INSTANCE_DEFINITIONS",
@@ -72,8 +72,16 @@ INSTANCE_DEFINITIONS = (
 OBJECT_ROWS = "_object_rows"
 
 _PER_OBJECT = ("dice", "iou", "hd", "hd95", "assd", "masd")
-_COUNT_COLUMNS = ("objects_tp", "objects_fp", "objects_fn")
+_COUNT_COLUMNS = tuple(COUNT_COLUMNS)
 _SCORE_COLUMNS = ("detection_precision", "detection_recall", "detection_f1", "pq", "sq", "rq")
+# The unit of lesions.csv volumes for the run's distance unit (summary["distance_unit"]); a 2-D image's
+# "volume" is an area, which the report says in words.
+_VOLUME_UNITS = {
+    "mm": "mm³",
+    "voxels": "voxels",
+    "spacing units": "spacing units³",
+    "mm or voxels": "mm³ or voxels",
+}
 _LESION_BASE = ("case", "item", "side", "id", "voxels", "volume", "matched", "status")
 
 
@@ -189,15 +197,29 @@ def with_object_options(
     return replace(options, labels=(), regions=regions, metrics=PROTOCOL_METRICS), spec
 
 
-def add_object_summary(summary: dict, per_case: list[dict], spec: InstanceSpec, protocol: str | None) -> None:
-    """The object settings, their definition and the statistics of the object columns, in the summary."""
+def add_object_summary(
+    summary: dict,
+    per_case: list[dict],
+    spec: InstanceSpec,
+    protocol: str | None,
+    objects: Iterable[dict] = (),
+) -> None:
+    """The object settings, their definition, the statistics of the object columns and the detection
+    tables (:mod:`segdice.evaluation._detection`; ``objects`` are the ``lesions.csv`` rows), in the
+    summary."""
+    from segdice.evaluation._detection import DETECTION_DEFINITIONS, detection_by_size, detection_table
     from segdice.evaluation._summary import summarize_rows
 
     summary["inputs"]["instances"] = {"protocol": protocol, **vars(spec)}
     summary["definitions"]["instances"] = INSTANCE_DEFINITIONS
+    summary["definitions"].update(DETECTION_DEFINITIONS)
     columns = instance_columns(spec)
-    for name, values in summarize_rows(per_case, list(summary["results"]), columns).items():
+    names = [item["name"] for item in summary["items"]]  # labels and regions, not the across-label row
+    for name, values in summarize_rows(per_case, names, columns).items():
         summary["results"][name].update(values)
+    summary["detection"] = detection_table(per_case, names)
+    unit = _VOLUME_UNITS.get(summary.get("distance_unit", ""))  # None: inferred from the rows
+    summary["detection_by_size"] = detection_by_size(objects, names, volume_unit=unit)
 
 
 def instance_columns(spec: InstanceSpec | None) -> list[str]:
@@ -317,12 +339,13 @@ def score_instances(
 
 
 def fill_missing(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:
-    """Pop the per-object rows of a case; give rows that never reached object scoring NaN columns."""
+    """Pop the per-object rows of a case; give rows that never reached object scoring NaN columns
+    (no value, ``None``, for the object counts: a count is an int or nothing)."""
     objects: list[dict] = []
     for row in rows:
         objects += row.pop(OBJECT_ROWS, None) or []
         for column in columns:
-            row.setdefault(column, math.nan)
+            row.setdefault(column, None if column in COUNT_COLUMNS else math.nan)
     return objects
 
 

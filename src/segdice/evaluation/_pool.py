@@ -3,8 +3,8 @@
 The backend interface is one method, ``imap(function, args)``: it calls ``function(*args[i])`` for
 every task and yields ``(i, result)`` as tasks finish (completion order). A task whose worker process
 died, and died again when retried on its own, yields ``(i, TaskLost(reason))`` instead of a result, so
-one bad case never ends the run. :class:`LocalPool` is the local backend; a cluster backend (a Dask
-scheduler) plugs in by offering the same method.
+one bad case never ends the run. :class:`LocalPool` is the local backend; the cluster backend
+(``segdice.evaluation._dask_pool.DaskPool``, a Dask scheduler) offers the same method (:class:`TaskPool`).
 
 Fault handling of the local pool:
 
@@ -36,8 +36,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["POOL_START_COST_S", "LocalPool", "TaskLost", "set_parent_death_signal"]
+__all__ = ["POOL_START_COST_S", "LocalPool", "TaskLost", "TaskPool", "set_parent_death_signal"]
 
 # Seconds from "start the pool" to the first result of a trivial task with 2 workers: the fork server
 # imports torch, SciPy and the scoring code, then forks the workers. Measured with
@@ -69,6 +70,16 @@ class TaskLost:
     """The result of a task whose worker process died, twice: ``reason`` says how it died."""
 
     reason: str
+
+
+class TaskPool(Protocol):
+    """What the evaluator needs of a backend: ``imap`` and how many worker processes it started."""
+
+    started: int
+
+    def imap(self, function: Callable, args: Sequence[tuple]) -> Iterator[tuple[int, object]]:
+        """Yield ``(i, function(*args[i]))`` (or ``(i, TaskLost(...))``) for every task, as each ends."""
+        ...
 
 
 def set_parent_death_signal(signum: int = signal.SIGKILL) -> bool:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from segdice._checks import SegDiceError
 from segdice._progress import ProgressBars
+from segdice.evaluation._dask_pool import DaskPool, check_scheduler
 from segdice.evaluation._instances import (
     InstanceSpec,
     LesionLog,
@@ -30,8 +31,16 @@ from segdice.evaluation._instances import (
 from segdice.evaluation._options import DEFAULT_METRICS, Options, build_items, normalise_options
 from segdice.evaluation._output import locked_output_folder, output_error
 from segdice.evaluation._pairing import CasePair, pair_cases
-from segdice.evaluation._pool import LocalPool, TaskLost
-from segdice.evaluation._scoring import Item, ScoringSpec, case_columns, case_label_set, score_case
+from segdice.evaluation._pool import LocalPool, TaskLost, TaskPool
+from segdice.evaluation._scoring import (
+    Item,
+    ScoringSpec,
+    case_columns,
+    case_label_set,
+    check_item_names,
+    row_items,
+    score_case,
+)
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
 from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
@@ -41,8 +50,8 @@ __all__ = ["ProgressCallback", "evaluate"]
 ProgressCallback = Callable[[int, int], None]
 
 # Test-only fault injection: a worker process asked to score the case of this name exits at once, as
-# if it had crashed (tests/test_evaluate_robust.py sets it in a subprocess's environment). Never set
-# by segdice; ignored in the main process.
+# if it had crashed (tests/test_evaluate_robust.py sets it in a subprocess's environment, and
+# tests/test_evaluate_dask.py in its Dask workers'). Never set by segdice; ignored in the main process.
 CRASH_CASE_ENV = "SEGDICE_TEST_CRASH_CASE"
 
 
@@ -77,6 +86,7 @@ def evaluate(
     dilation: int = 0,
     min_volume: float = 0.0,
     protocol: str | None = None,
+    scheduler: object = None,
 ) -> EvaluationResult:
     """Score predicted label maps against ground truth, per case and label/region, with statistics.
 
@@ -103,7 +113,9 @@ def evaluate(
     metrics
         Names (or one comma-separated string) from :data:`segdice.evaluation.ALL_METRICS`: the overlap
         metrics and the confusion family (``dice, iou, precision, recall, specificity, accuracy,
-        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``) and the boundary
+        sensitivity, npv, fpr, fnr, fdr, for, ba, mcc, fmi, bm, mk, pt, vs, rvd``), ``gds`` (the
+        generalized Dice of all scored labels at once, square weights: one value per case, on an extra
+        row per case whose item is ``"all"``; see ``summary["across_labels"]``) and the boundary
         metrics (``hd, hd95, assd, masd, nsd, biou, cldice``).
     nsd_tolerance
         Tolerance of the normalised surface Dice, in physical units.
@@ -160,6 +172,14 @@ def evaluate(
         ``"brats2023-gli"``, ``-ssa``, ``-men``, ``-ped`` or ``-met``: the regions WT/TC/ET, matching,
         metrics and edge cases of the challenge; ``dice``/``hd95``/``recall``/``specificity`` hold its
         legacy Dice, HD95, sensitivity and specificity, the object columns its lesion-wise scores.
+    scheduler
+        Where the cases are scored. ``None``: here and in ``workers`` local processes. A Dask scheduler
+        address (``"tcp://host:port"``, reached within 10 s or ``SEGDICE_SCHEDULER_TIMEOUT`` seconds),
+        ``"local:N"`` (a ``LocalCluster`` of ``N`` worker processes on 127.0.0.1, closed at the end) or
+        a ``distributed.Client``: every case is one task, its files read and scored on a worker (the
+        workers must see the same paths), its rows streamed back as it ends; ``workers`` is then
+        unused. Needs the ``distributed`` extra (``pip install 'segdice[distributed]'``). A case whose
+        worker dies is retried by the scheduler, then gets an error row.
 
     Returns
     -------
@@ -171,7 +191,9 @@ def evaluate(
     SegDiceError
         For invalid arguments, missing inputs, no labels to evaluate, a ``per_case.csv`` that cannot
         be resumed, an ``out`` that is a file, cannot be written, fills the disk or is in use by another
-        run (its lock, ``out/.segdice.lock``). Problems with single cases never raise: they become rows with an ``error``.
+        run (its lock, ``out/.segdice.lock``), a ``scheduler`` that cannot be reached (or is lost while
+        the cases run: the rows written stay, ``resume`` continues), or ``distributed`` not installed.
+        Problems with single cases never raise: they become rows with an ``error``.
 
     Examples
     --------
@@ -193,6 +215,7 @@ def evaluate(
         reorient=reorient, binarize=binarize, recursive=recursive, pred_glob=pred_glob, gt_glob=gt_glob,
         hd95=hd95, surface=surface,
     )  # fmt: skip
+    scheduler = check_scheduler(scheduler)
     pairs, extras = pair_cases(
         pred, gt, pred_suffix=pred_suffix, gt_suffix=gt_suffix, pred_glob=pred_glob, gt_glob=gt_glob,
         recursive=recursive,
@@ -205,11 +228,14 @@ def evaluate(
     with ExitStack() as locked:
         if options.out is not None:  # held until every output is written
             locked.enter_context(locked_output_folder(options.out))
-        items, rows, workers_started = _run_cases(options, objects, pairs, columns, progress)
+        items, rows, object_rows, workers_started = _run_cases(
+            options, objects, pairs, columns, progress, scheduler
+        )
         per_case = [row for p in pairs for row in rows[p.name]]
         summary = build_summary(per_case, pairs, extras, items, options)
         if objects is not None:
-            add_object_summary(summary, per_case, objects, protocol)
+            lesions = [r for p in pairs for r in object_rows.get(p.name, [])]
+            add_object_summary(summary, per_case, objects, protocol, lesions)
         result = EvaluationResult(
             per_case=per_case, summary=summary, out=options.out, workers_started=workers_started
         )
@@ -229,15 +255,18 @@ def _run_cases(
     pairs: Sequence[CasePair],
     columns: list[str],
     progress: bool | ProgressCallback,
-) -> tuple[tuple[Item, ...], dict[str, list[dict]], int]:
+    scheduler: object = None,
+) -> tuple[tuple[Item, ...], dict[str, list[dict]], dict[str, list[dict]], int]:
     """Resolve the items, keep the resumable rows, score the other cases, streaming rows to the CSV.
 
-    Returns the items, the rows of every case and how many worker processes were started. An
+    Returns the items, the rows of every case, the per-object rows of every case (``--instances``)
+    and how many worker processes were started. An
     interrupt or a write error tears the pool down at once and leaves the rows written so far.
     """
     with ExitStack() as stack:
-        # One pool serves both passes; it starts only once the work left pays for its start-up.
-        pool = stack.enter_context(LocalPool(options.workers))
+        # One pool serves both passes. A local one starts only once the work left pays for its start-up;
+        # a Dask one connects (or starts its LocalCluster) here.
+        pool = stack.enter_context(LocalPool(options.workers) if scheduler is None else DaskPool(scheduler))
         items = _resolve_items(options, pairs, pool)
         spec = ScoringSpec(
             items=items,
@@ -265,6 +294,7 @@ def _run_cases(
                 collected.lesions = LesionLog(
                     options.out / "lesions.csv", lesion_columns(objects), keep_cases=kept
                 )
+                collected.objects.update(collected.lesions.rows)  # those of the kept cases
                 stack.callback(collected.lesions.close, [p.name for p in pairs])
         if options.csv_path is not None:
             try:
@@ -275,7 +305,7 @@ def _run_cases(
                 raise output_error(options.out, exc) from None  # type: ignore[arg-type]
         collected.report(len(kept), len(pairs))
         _score_cases([p for p in pairs if p.name not in kept], spec, pool, collected)
-    return items, collected.rows, pool.started
+    return items, collected.rows, collected.objects, pool.started
 
 
 @dataclass
@@ -288,10 +318,12 @@ class _Collected:
     writer: CaseCSVWriter | None = None
     object_columns: list[str] = field(default_factory=list)  # --instances: rows carry their objects
     lesions: LesionLog | None = None
+    objects: dict[str, list[dict]] = field(default_factory=dict)  # per case, its lesions.csv rows
 
     def add(self, pair: CasePair, rows: list[dict]) -> None:
         if self.object_columns:
             objects = fill_missing(rows, self.object_columns)
+            self.objects[pair.name] = objects
             if self.lesions is not None:
                 self.lesions.add(pair.name, objects)
         if self.writer is not None:
@@ -303,7 +335,7 @@ class _Collected:
         self.report(len(self.rows), self.total)
 
 
-def _resolve_items(options: Options, pairs: Sequence[CasePair], pool: LocalPool) -> tuple[Item, ...]:
+def _resolve_items(options: Options, pairs: Sequence[CasePair], pool: TaskPool) -> tuple[Item, ...]:
     """The labels and regions to score; ``"auto"`` reads every case once to find the labels."""
     labels = options.labels
     if isinstance(labels, str):  # "auto": one pass over ground truth and predictions fixes the labels
@@ -313,6 +345,7 @@ def _resolve_items(options: Options, pairs: Sequence[CasePair], pool: LocalPool)
                 found.update(ids)  # type: ignore[arg-type]
         labels = tuple(sorted(found))
     items = build_items(labels, options)
+    check_item_names(items, options.metrics)
     if not items:
         raise SegDiceError(
             "labels: nothing to evaluate; ground truth and predictions hold only background "
@@ -344,7 +377,7 @@ def _reporter(stack: ExitStack, progress: bool | ProgressCallback, total: int) -
     return lambda done, total: step(completed=done)
 
 
-def _score_cases(todo: Sequence[CasePair], spec: ScoringSpec, pool: LocalPool, collected: _Collected) -> None:
+def _score_cases(todo: Sequence[CasePair], spec: ScoringSpec, pool: TaskPool, collected: _Collected) -> None:
     """Score every case of ``todo`` (here or in the pool), handing each case's rows on as it ends.
 
     A case whose worker process died twice gets error rows; the other cases go on.
@@ -366,7 +399,7 @@ def _score_in_worker(pair: CasePair, spec: ScoringSpec) -> list[dict]:
 def _lost_rows(pair: CasePair, spec: ScoringSpec, reason: str) -> list[dict]:
     """The rows of a case that could not be scored because its worker died: NaN metrics, the reason."""
     rows = []
-    for item in spec.items:
+    for item in row_items(spec.items, spec.metrics):
         row = dict.fromkeys(case_columns(spec.metrics))
         row.update(
             case=pair.name,
@@ -418,7 +451,7 @@ def _resumable_rows(
     by_case: dict[str, list[dict]] = {}
     for row in rows:
         by_case.setdefault(row["case"], []).append(row)
-    expected = [(item.name, item.label_text) for item in items]
+    expected = [(item.name, item.label_text) for item in row_items(items, columns)]
     kept = {}
     for pair in pairs:
         mine = by_case.get(pair.name, [])

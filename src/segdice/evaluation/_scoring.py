@@ -21,17 +21,25 @@ import torch
 from segdice._checks import SegDiceError
 from segdice.evaluation._geometry import align_prediction
 from segdice.evaluation._instances import InstanceSpec, instance_inputs, score_instances
-from segdice.evaluation._metric_names import BOUNDARY_METRICS, OVERLAP_METRICS
+from segdice.evaluation._metric_names import (
+    ACROSS_LABEL_ITEM,
+    ACROSS_LABEL_METRICS,
+    BOUNDARY_METRICS,
+    OVERLAP_METRICS,
+)
 from segdice.evaluation._pairing import CasePair
 from segdice.io import Mask, read_mask
-from segdice.metrics import boundary_metrics, confusion, score_from_counts
+from segdice.metrics import boundary_metrics, confusion, generalized_dice_score, score_from_counts
 from segdice.report.tables import CASE_COLUMNS
 
 __all__ = [
+    "ACROSS_LABELS",
     "Item",
     "ScoringSpec",
     "case_columns",
     "case_label_set",
+    "check_item_names",
+    "row_items",
     "score_case",
 ]
 
@@ -56,6 +64,29 @@ class Item:
     def label_text(self) -> str:
         """The ids as written in the CSV, e.g. ``"1"`` or ``"1+2+3"``."""
         return "+".join(str(i) for i in self.ids)
+
+
+#: The item of the across-label row of a case (``labels`` column empty): every label scored, no region.
+ACROSS_LABELS = Item(name=ACROSS_LABEL_ITEM, ids=())
+
+
+def row_items(items: Sequence[Item], metrics: Sequence[str]) -> tuple[Item, ...]:
+    """The items a case has rows for, in row order: ``items``, then :data:`ACROSS_LABELS` when an
+    across-label metric (``gds``) is scored."""
+    across = any(m in ACROSS_LABEL_METRICS for m in metrics)
+    return (*items, ACROSS_LABELS) if across else tuple(items)
+
+
+def check_item_names(items: Sequence[Item], metrics: Sequence[str]) -> None:
+    """Refuse a label or region named like the across-label row when that row is written."""
+    if len(row_items(items, metrics)) == len(items):
+        return
+    taken = [item for item in items if item.name == ACROSS_LABELS.name]
+    if taken:
+        raise SegDiceError(
+            f"label_names: {taken[0].label_text} is named {ACROSS_LABELS.name!r}, the item of the row that "
+            f"holds {', '.join(ACROSS_LABEL_METRICS)} (every scored label at once); choose another name"
+        )
 
 
 @dataclass(frozen=True)
@@ -141,6 +172,8 @@ def _encode(array: np.ndarray, ids: Sequence[int]) -> np.ndarray:
 
 
 def _empty_row(pair: CasePair, item: Item, metrics: Sequence[str]) -> dict:
+    """A row of NaN metrics; the metrics that do not belong to the row (``gds`` on a label's row, the
+    per-label metrics on the across-label row) stay empty (``None``)."""
     row = dict.fromkeys(case_columns(metrics))
     row.update(
         case=pair.name,
@@ -152,14 +185,16 @@ def _empty_row(pair: CasePair, item: Item, metrics: Sequence[str]) -> dict:
         pred_file=str(pair.pred) if pair.pred is not None else "",
         gt_file=str(pair.gt),
     )
+    across = item == ACROSS_LABELS
     for metric in metrics:
-        row[metric] = math.nan
+        if (metric in ACROSS_LABEL_METRICS) == across:
+            row[metric] = math.nan
     return row
 
 
 def _error_rows(pair: CasePair, spec: ScoringSpec, message: str) -> list[dict]:
     rows = []
-    for item in spec.items:
+    for item in row_items(spec.items, spec.metrics):
         row = _empty_row(pair, item, spec.metrics)
         row["error"] = message
         rows.append(row)
@@ -192,16 +227,19 @@ def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     )
     if spec.binarize:  # every value > 0 is the one foreground class, 1
         pred_array, gt_array = (pred_array > 0).view(np.uint8), (gt_array > 0).view(np.uint8)
-    rows = {item: _empty_row(pair, item, spec.metrics) for item in spec.items}
+    rows = {item: _empty_row(pair, item, spec.metrics) for item in row_items(spec.items, spec.metrics)}
     pred_flat, gt_flat, pred_array, gt_array = _without_ignored(pred_array, gt_array, valid)
 
     label_ids = [item.ids[0] for item in spec.items if not item.region]
     pred_codes = _encode(pred_flat, label_ids)
     gt_codes = _encode(gt_flat, label_ids)
     _overlap(rows, (pred_codes, gt_codes), (pred_flat, gt_flat), spec)
+    if ACROSS_LABELS in rows:
+        _across_labels(rows[ACROSS_LABELS], (pred_codes, gt_codes), len(label_ids), spec)
     _boundary(rows, pred_array, gt_array, spacing, spec)
     if spec.instances is not None:
-        score_instances(rows, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
+        items = {item: row for item, row in rows.items() if item != ACROSS_LABELS}
+        score_instances(items, pred_array, gt_array, spacing, spec.instances, instance_maps, ignored)
     source = _spacing_source(spec, gt, pred_spacing)
     for row in rows.values():
         row["note"] = note
@@ -303,6 +341,24 @@ def _overlap(
             )
             for name in wanted:
                 row[name] = float(scores[name][k])
+
+
+def _across_labels(row: dict, codes: tuple[np.ndarray, np.ndarray], n_labels: int, spec: ScoringSpec) -> None:
+    """The across-label metrics of a case: the generalized Dice of every scored label (the codes ``1..n``
+    of the labels, 0 the rest; regions overlap labels and are left out), square weights."""
+    if "gds" not in spec.metrics:
+        return
+    if n_labels == 0:  # only regions are scored: no label to weigh
+        row["gds"] = math.nan
+        return
+    value = generalized_dice_score(
+        torch.from_numpy(codes[0][None]),
+        torch.from_numpy(codes[1][None]),
+        num_classes=n_labels + 1,
+        include_background=False,
+        empty_value=spec.empty_value,
+    )
+    row["gds"] = float(value[0])
 
 
 def _boundary(

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from segdice._version import __version__
+from segdice.evaluation._metric_names import ACROSS_LABEL_ITEM, item_metrics
 from segdice.report.digest import distance_unit
 
 if TYPE_CHECKING:
@@ -64,6 +65,15 @@ DEFINITIONS: dict[str, str | dict] = {
     "hd": "the largest surface distance in either direction",
     "biou": "boundary IoU (Cheng et al. 2021): IoU of the inner bands of width 2% of the image diagonal",
     "cldice": "clDice from the scikit-image skeletons (MetricsReloaded's cldice)",
+    "gds": (
+        "generalized Dice (Sudre et al. 2017) of a case over every scored label at once (regions overlap "
+        "labels and are left out; NaN when only regions are scored): 2 sum_c w_c TP_c / sum_c w_c (2TP_c + FP_c + FN_c), w_c = 1/G_c^2 with "
+        "G_c the ground-truth voxels of label c; a label absent from the ground truth takes the largest "
+        "weight of the present ones, every weight is 1 when the ground truth has no scored label, and "
+        "both masks empty follow the empty policy (MONAI's GeneralizedDiceScore); one value per case, "
+        "on the case's row whose item is 'all' (labels column empty), empty on the label rows; its "
+        "statistics are results['all']['gds'], never part of foreground_mean"
+    ),
     "assd": "mean of the surface distances of both directions pooled",
     "masd": "mean of the two directed mean surface distances",
     "nsd": "normalised surface Dice at the tolerance, surfel-area definition of Nikolov et al.",
@@ -266,9 +276,13 @@ def build_summary(
     for row in per_case:
         if row["error"] and row["case"] not in failed:
             failed[row["case"]] = row["error"]
-    results = summarize_rows(per_case, [i.name for i in items], options.metrics)
+    per_item = item_metrics(options.metrics)
+    results = summarize_rows(per_case, [i.name for i in items], per_item)
+    across = [m for m in options.metrics if m not in per_item]
+    if across:  # the across-label row of every case (gds): its own entry, never in foreground_mean
+        results[ACROSS_LABEL_ITEM] = summarize_rows(per_case, [ACROSS_LABEL_ITEM], across)[ACROSS_LABEL_ITEM]
     sources = spacing_sources(per_case)
-    return {
+    summary = {
         "segdice_version": __version__,
         "inputs": {
             "pred": str(options.pred),
@@ -298,10 +312,18 @@ def build_summary(
         "failed_cases": failed,
         "items": [{"name": i.name, "labels": list(i.ids), "region": i.region} for i in items],
         "results": results,
-        "foreground_mean": foreground_mean(results, options.metrics),
+        "foreground_mean": foreground_mean({i.name: results[i.name] for i in items}, per_item),
         "spacing_sources": sources,
         "distance_unit": distance_unit(sources),
     }
+    if across:
+        summary["across_labels"] = {
+            "item": ACROSS_LABEL_ITEM,
+            "name": "all labels",
+            "labels": [i.ids[0] for i in items if not i.region],
+            "metrics": across,
+        }
+    return summary
 
 
 def spacing_sources(per_case: Iterable[dict]) -> dict[str, int]:
@@ -337,7 +359,7 @@ def foreground_mean(results: dict, metrics: Iterable[str]) -> dict[str, float]:
     """
     means = {}
     for metric in metrics:
-        values = [s[metric]["mean"] for s in results.values() if not math.isnan(s[metric]["mean"])]
+        values = [s[metric]["mean"] for s in results.values() if metric in s and not math.isnan(s[metric]["mean"])]
         means[metric] = float(np.mean(values)) if values else math.nan
     return means
 

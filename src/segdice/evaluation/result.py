@@ -25,7 +25,8 @@ class EvaluationResult:
         Name -> path of every file written (``per_case``, ``summary``, ``report``).
     workers_started
         Worker processes started for this run: 0 when every case was scored in the calling process
-        (one worker asked for, or too little work to pay for starting a pool).
+        (one worker asked for, or too little work to pay for starting a pool) or on a Dask cluster
+        this run did not start; ``N`` for ``scheduler="local:N"``.
 
     Examples
     --------

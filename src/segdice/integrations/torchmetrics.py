@@ -110,6 +110,11 @@ class SegDiceMetric(Metric):
         super().__init__(**kwargs)
         if not isinstance(metric, str):
             raise SegDiceError(f"metric: got {metric!r}; expected one metric name such as 'dice'")
+        if metric == "gds":  # one value of all classes: no per-class values for `average` to reduce
+            raise SegDiceError(
+                "metric: got 'gds'; expected a per-class metric (the generalized Dice score has no classes "
+                "to average: use SegmentationMetrics(metrics=('gds',)))"
+            )
         self.average = check_choice("average", average, AVERAGES)
         self.per_image = check_choice("per_image", per_image, (True, False))
         self.metric = metric

@@ -59,7 +59,7 @@ from segdice.metrics._components import (
     pad_box,
     volume_of,
 )
-from segdice.metrics._masks import binary_mask
+from segdice.metrics._masks import binary_mask, whole_float_labels
 from segdice.metrics._matching import match_greedy, match_optimal, pair_score
 from segdice.metrics.surface import boundary_metrics
 
@@ -120,7 +120,9 @@ class InstanceMatching:
         Ids of the objects without a partner, ascending.
     pred_labels, target_labels
         The object maps the ids refer to (components, instance labels, or the merged lesions of
-        ``dilation > 0``), int32.
+        ``dilation > 0``), int32. A label map with ids above ``max(2**24, 4 * size)`` is renumbered 1..n in
+        id order here (tables sized by a 2**40 id would not fit); the rows of :class:`InstanceScores`
+        give the input's ids.
     """
 
     pairs: list[tuple[tuple[int, ...], int, float]]
@@ -137,7 +139,8 @@ class InstanceScores:
     Attributes
     ----------
     rows
-        One dict per object: ``side`` (``"target"``/``"pred"``), ``id``, ``voxels``, ``volume``,
+        One dict per object: ``side`` (``"target"``/``"pred"``), ``id`` (the input's id for
+        ``instances="labels"``, the component or merged-lesion number otherwise), ``voxels``, ``volume``,
         ``matched`` (ids of its partners), ``status`` (target: ``"tp"``, ``"fn"``, ``"small"`` under
         ``min_volume``; pred: ``"tp"``, ``"fp"``, ``"ignored"`` when matched only to small targets) and
         every metric, measured against the union of its partners (the penalty when it has none).
@@ -238,9 +241,7 @@ def _instance_labels(name: str, x: np.ndarray) -> np.ndarray:
     if x.dtype == bool:
         return x.astype(np.int32)
     if np.issubdtype(x.dtype, np.floating):
-        if not np.all(np.isfinite(x)) or not np.array_equal(x, np.trunc(x)):
-            raise SegDiceError(f"{name}: got {describe(x)}; expected an instance label map of whole numbers")
-        x = x.astype(np.int64)
+        x = whole_float_labels(name, x, expected="an instance label map")
     elif not np.issubdtype(x.dtype, np.integer):
         raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected an integer instance label map")
     if x.size and int(x.min()) < 0:
@@ -248,19 +249,25 @@ def _instance_labels(name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _objects(name: str, x: np.ndarray, instances: str, connectivity: int) -> ObjectTable:
+def _objects(
+    name: str, x: np.ndarray, instances: str, connectivity: int
+) -> tuple[ObjectTable, np.ndarray | None]:
+    """The object table, and for renumbered ids the file's id of each table id (``None``: they are equal)."""
     if instances == "components":
         labels, n = label_mask(binary_mask(name, x, hint=_LABELS_HINT), connectivity)
-        return ObjectTable(labels, n)
+        return ObjectTable(labels, n), None
     labels = _instance_labels(name, x)
     top = int(labels.max())
-    if top > max(1 << 24, 4 * labels.size):
-        # Sparse huge ids: renumber 1..n in id order (the ids reported are then the ranks).
-        values, inverse = np.unique(labels, return_inverse=True)
-        offset = 0 if values[0] == 0 else 1
-        labels = (inverse.reshape(labels.shape) + offset).astype(np.int32)
-        top = int(labels.max())
-    return ObjectTable(labels, top)
+    if top <= max(1 << 24, 4 * labels.size):
+        return ObjectTable(labels, top), None
+    # Sparse huge ids (2**40): tables sized by the largest id would not fit; number them 1..n in id order
+    # and keep the file's ids to report.
+    values, inverse = np.unique(labels, return_inverse=True)
+    if values[0] != 0:
+        values = np.concatenate([np.zeros(1, dtype=values.dtype), values])
+        inverse = inverse + 1
+    labels = inverse.reshape(labels.shape).astype(np.int32)
+    return ObjectTable(labels, len(values) - 1), values
 
 
 def _check_metrics(metrics: Any) -> tuple[str, ...]:
@@ -308,10 +315,11 @@ class _Matched:
         conn = _check_connectivity(connectivity, p.ndim)
         self.shape = p.shape
         self.criterion = criterion
-        self.P = _objects("pred", p, instances, conn)
-        self.T = _objects("target", t, instances, conn)
+        self.P, self.pred_ids = _objects("pred", p, instances, conn)
+        self.T, self.target_ids = _objects("target", t, instances, conn)
         if self.dilation:
             self.T = merge_by_dilation(self.T, self.dilation)
+            self.target_ids = None  # the merged lesions have numbers of their own
         self.overlap = overlap_table(self.P.labels, self.T.labels, self.T.n)
         # partners: target id -> pred ids, pred id -> target ids
         if method == "brats":
@@ -349,6 +357,11 @@ class _Matched:
     def _score(self, p_ids: Sequence[int], t_id: int) -> float:
         size_p = int(sum(self.P.sizes[p] for p in p_ids))
         return pair_score(self.criterion, self.inter(p_ids, (t_id,)), size_p, int(self.T.sizes[t_id]))
+
+    def file_id(self, side: str, obj_id: int) -> int:
+        """The id ``obj_id`` of the ``side`` table has in the input (they differ only when renumbered)."""
+        ids = self.pred_ids if side == "pred" else self.target_ids
+        return obj_id if ids is None else int(ids[obj_id])
 
     def matching(self) -> InstanceMatching:
         pairs = [(p_ids, t_id, self._score(p_ids, t_id)) for t_id, p_ids in sorted(self.of_target.items())]
@@ -616,7 +629,7 @@ def instance_scores(
         else:
             status = "tp" if partners else "fn"
             target_values.append({**values, "tp": bool(partners)})
-        rows.append(_row("target", t_id, voxels, volume, partners, status, values, names))
+        rows.append(_row(m, "target", t_id, voxels, volume, partners, status, values, names))
     fp = 0
     for p_id in m.P.ids():
         voxels = int(m.P.sizes[p_id])
@@ -627,7 +640,7 @@ def instance_scores(
         else:
             status = "ignored" if all(t in small for t in partners) else "tp"
             values = pv.values((p_id,), partners)
-        rows.append(_row("pred", p_id, voxels, volume_of(voxels, spc), partners, status, values, names))
+        rows.append(_row(m, "pred", p_id, voxels, volume_of(voxels, spc), partners, status, values, names))
 
     tp = sum(1 for v in target_values if v["tp"])
     fn = len(target_values) - tp
@@ -656,6 +669,7 @@ def instance_scores(
 
 
 def _row(
+    m: _Matched,
     side: str,
     obj_id: int,
     voxels: int,
@@ -665,12 +679,13 @@ def _row(
     values: dict[str, float],
     names: tuple[str, ...],
 ) -> dict[str, Any]:
+    other = "target" if side == "pred" else "pred"
     row: dict[str, Any] = {
         "side": side,
-        "id": obj_id,
+        "id": m.file_id(side, obj_id),
         "voxels": voxels,
         "volume": volume,
-        "matched": partners,
+        "matched": tuple(m.file_id(other, i) for i in partners),
         "status": status,
     }
     row.update({n: values[n] for n in names})

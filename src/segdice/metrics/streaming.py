@@ -5,7 +5,9 @@ The state is a handful of sums, so memory does not grow with the number of image
 - the pooled counts ``tp, fp, fn, tn`` per class (``[4, C]`` int64): the *global* scores;
 - per metric and class, the sum of the per-image scores, how many were defined (``n``) and how many
   were NaN (``n_nan``): the NaN-aware *per-image mean*;
-- the same three sums for the per-image macro / micro / weighted averages.
+- the same three sums for the per-image macro / micro / weighted averages;
+- with ``"gds"`` among the metrics, the same three sums of the per-image generalized Dice score (one value
+  per image over every reported class; its pooled value comes from the pooled counts).
 
 Every one of them is a sum, so combining ranks (or shards of a dataset) is one ``all_reduce(SUM)``;
 the result equals what one process would compute on all the data, whatever the batch sizes.
@@ -34,7 +36,14 @@ from segdice._checks import (
     check_mode,
     check_number,
 )
-from segdice.metrics._formulas import AVERAGES, METRICS, class_average, ratio_from_counts
+from segdice.metrics._formulas import (
+    AVERAGES,
+    GDS_WEIGHTS,
+    METRICS,
+    class_average,
+    generalized_dice_from_counts,
+    ratio_from_counts,
+)
 from segdice.stats import confusion
 
 __all__ = ["STATE_VERSION", "SegmentationMetrics"]
@@ -42,8 +51,13 @@ __all__ = ["STATE_VERSION", "SegmentationMetrics"]
 # The averages over classes that the state keeps per image ("none" is the per-class values themselves).
 _AVERAGES = tuple(a for a in AVERAGES if a != "none")
 
-#: Layout version of :meth:`SegmentationMetrics.state_dict`, raised whenever that layout changes.
-STATE_VERSION = 1
+#: Layout version of :meth:`SegmentationMetrics.state_dict`, raised whenever that layout changes
+#: (2: the generalized Dice sums ``gds_n``, ``gds_sum`` and the ``gds_weight`` setting).
+STATE_VERSION = 2
+
+# The metric of all classes at once: a function of the per-class counts of an image (or of the pool), so
+# the state holds it as one more sum; it has no per-class values and no averages over classes.
+_GDS = "gds"
 
 # The state, declared once: (name, shape from (number of metrics, number of classes), dtype). Every entry
 # is a sum over images, so reset, device moves, state_dict and the distributed all_reduce all walk this
@@ -55,6 +69,8 @@ _STATE: tuple[tuple[str, Callable[[int, int], tuple[int, ...]], torch.dtype], ..
     ("n_images", lambda m, c: (1,), torch.int64),
     ("sum", lambda m, c: (m, c), torch.float64),  # per metric and class: sum of the defined image scores
     ("agg_sum", lambda m, c: (m, len(_AVERAGES)), torch.float64),  # the same for each class average
+    ("gds_n", lambda m, c: (2,), torch.int64),  # images with a defined / NaN generalized Dice score
+    ("gds_sum", lambda m, c: (1,), torch.float64),  # the sum of the defined ones
 )
 # The entries grouped by dtype: one flat tensor, and one all_reduce, per group.
 _BY_DTYPE: dict[torch.dtype, tuple[str, ...]] = {
@@ -80,7 +96,10 @@ class SegmentationMetrics:
         Number of classes ``C`` of the label maps (multiclass) or channels (multilabel); 1 for binary.
     metrics
         Names among ``"dice"``, ``"iou"``, ``"precision"``, ``"recall"``, ``"specificity"``,
-        ``"accuracy"``, ``"fbeta"``.
+        ``"accuracy"``, ``"fbeta"``, the confusion family (``segdice.metrics.METRICS``), and ``"gds"``:
+        the generalized Dice score of every reported class at once
+        (:func:`~segdice.metrics.generalized_dice_score`), which has a per-image mean and a pooled value
+        but no per-class values or averages.
     mode
         ``"binary"``, ``"multiclass"`` or ``"multilabel"``, as for :func:`~segdice.metrics.dice_score`.
     include_background
@@ -97,6 +116,8 @@ class SegmentationMetrics:
         ``"weighted"`` and names starting with ``"global/"`` are taken by the flat result's keys.
     beta
         The F-beta weight, for ``"fbeta"``.
+    gds_weight
+        The class weights of ``"gds"``: ``"square"`` (``1/G²``, default), ``"simple"`` or ``"uniform"``.
     keep_per_case
         Also keep every image's counts (memory grows with the number of images) and return the
         per-case scores from :meth:`compute`.
@@ -136,6 +157,7 @@ class SegmentationMetrics:
         empty_value: float = float("nan"),
         class_names: Sequence[str] | None = None,
         beta: float = 1.0,
+        gds_weight: str = "square",
         keep_per_case: bool = False,
         sync_on_compute: bool = True,
         process_group: Any = None,
@@ -150,8 +172,10 @@ class SegmentationMetrics:
         if not metrics:
             raise SegDiceError("metrics: got an empty sequence; expected at least one metric name")
         for name in metrics:
-            check_choice("metrics", name, METRICS)
+            check_choice("metrics", name, (*METRICS, _GDS))
         self.metrics = tuple(dict.fromkeys(metrics))
+        # the per-class ratios: the state's [M, C] sums hold these, the gds sums the other one
+        self._ratios = tuple(name for name in self.metrics if name != _GDS)
         check_choice("include_background", include_background, (True, False))
         if self.mode != "multiclass" and not include_background:
             raise SegDiceError(
@@ -162,6 +186,7 @@ class SegmentationMetrics:
         self.empty_value = check_empty_value(empty_value)
         check_number("beta", beta, minimum=0)
         self.beta = float(beta)
+        self.gds_weight = check_choice("gds_weight", gds_weight, GDS_WEIGHTS)
         if not include_background and self.num_classes < 2:
             raise SegDiceError(
                 f"num_classes: got {num_classes}; with include_background=False at least 2 classes are needed"
@@ -216,7 +241,7 @@ class SegmentationMetrics:
         self._synced = False
 
     def _zeros(self, device: torch.device) -> dict[str, torch.Tensor]:
-        sizes = (len(self.metrics), len(self.class_names))
+        sizes = (len(self._ratios), len(self.class_names))
         return {name: torch.zeros(shape(*sizes), dtype=dtype, device=device) for name, shape, dtype in _STATE}
 
     def to(self, device: torch.device | str) -> SegmentationMetrics:
@@ -257,6 +282,7 @@ class SegmentationMetrics:
             "ignore_index": self.ignore_index,
             "empty_value": self.empty_value,
             "beta": self.beta,
+            "gds_weight": self.gds_weight,
             "keep_per_case": self.keep_per_case,
             "class_names": list(self.class_names),
         }
@@ -317,7 +343,7 @@ class SegmentationMetrics:
         state = _checked_state(state_dict, self._config())
         sums = state["sums"]
         for name, shape, dtype in _STATE:
-            want = shape(len(self.metrics), len(self.class_names))
+            want = shape(len(self._ratios), len(self.class_names))
             got = sums[name]
             if not isinstance(got, torch.Tensor) or tuple(got.shape) != want or got.dtype != dtype:
                 raise SegDiceError(
@@ -436,8 +462,9 @@ class SegmentationMetrics:
             per_image=True,
             include_background=self.include_background,
         )
+        b, c = tp.shape
         per_class, per_average = [], []
-        for name in self.metrics:
+        for name in self._ratios:
             per_class.append(ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta))
             averages = [
                 class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, a) for a in _AVERAGES
@@ -445,10 +472,23 @@ class SegmentationMetrics:
             per_average.append(torch.stack(averages, 1))
         sums = {
             "counts": torch.stack([tp.sum(0), fp.sum(0), fn.sum(0), tn.sum(0)]),
-            "n_images": torch.tensor([tp.shape[0]], dtype=torch.int64, device=tp.device),
+            "n_images": torch.tensor([b], dtype=torch.int64, device=tp.device),
         }
-        sums["sum"], sums["n"] = _score_sums(torch.stack(per_class))
-        sums["agg_sum"], sums["agg_n"] = _score_sums(torch.stack(per_average))
+
+        def none(k: int) -> torch.Tensor:  # no per-class ratio asked for: metrics=("gds",)
+            return torch.zeros(0, b, k, dtype=torch.float64, device=tp.device)
+
+        sums["sum"], sums["n"] = _score_sums(torch.stack(per_class) if per_class else none(c))
+        sums["agg_sum"], sums["agg_n"] = _score_sums(
+            torch.stack(per_average) if per_average else none(len(_AVERAGES))
+        )
+        if _GDS in self.metrics:
+            gds = generalized_dice_from_counts(tp, fp, fn, self.gds_weight, self.empty_value)  # [B]
+            total, defined = _score_sums(gds.reshape(1, b, 1))
+            sums["gds_sum"], sums["gds_n"] = total.reshape(1), defined.reshape(2)
+        else:
+            sums["gds_sum"] = torch.zeros(1, dtype=torch.float64, device=tp.device)
+            sums["gds_n"] = torch.zeros(2, dtype=torch.int64, device=tp.device)
         cases = torch.stack([tp, fp, fn, tn], 1).cpu() if self.keep_per_case else None
         return sums, cases
 
@@ -514,6 +554,10 @@ class SegmentationMetrics:
             defined (``n_nan`` more were NaN); ``"global"`` is the score of the counts pooled over every
             image. ``result["n_images"]`` is the number of images; with ``keep_per_case=True``,
             ``result["per_case"][metric]`` is a ``[n_images, C]`` tensor of per-image scores.
+            ``result["gds"]`` (with ``"gds"`` among the metrics) holds ``"mean"``, ``"n"``, ``"n_nan"``
+            and ``"global"`` directly: the NaN-aware mean of ``generalized_dice_score(all,
+            per_image=True)`` and ``generalized_dice_score(all, per_image=False)``; its ``per_case``
+            entry is ``[n_images]``, its flat keys ``"gds"`` and ``"gds/global"``.
             ``per_class[name]["mean"]`` equals ``dice_score(all, per_image=True)[:, c]`` averaged over
             images, and ``"global"`` equals ``dice_score(all, per_image=False)[c]``.
 
@@ -544,7 +588,7 @@ class SegmentationMetrics:
         agg_n, agg_n_nan = sums["agg_n"].cpu().tolist()
         totals, agg_totals = sums["sum"].cpu().tolist(), sums["agg_sum"].cpu().tolist()
         result: dict[str, Any] = {}
-        for i, name in enumerate(self.metrics):
+        for i, name in enumerate(self._ratios):
             pooled = ratio_from_counts(name, tp, fp, fn, tn, self.empty_value, self.beta).tolist()
             entry: dict[str, Any] = {"per_class": {}}
             for c, cname in enumerate(self.class_names):
@@ -562,6 +606,15 @@ class SegmentationMetrics:
                     "global": float(class_average(name, tp, fp, fn, tn, self.empty_value, self.beta, avg)),
                 }
             result[name] = entry
+        if _GDS in self.metrics:
+            (gds_total,), (gds_n, gds_n_nan) = sums["gds_sum"].cpu().tolist(), sums["gds_n"].cpu().tolist()
+            result[_GDS] = {
+                "mean": _mean(gds_total, gds_n),
+                "n": gds_n,
+                "n_nan": gds_n_nan,
+                "global": float(generalized_dice_from_counts(tp, fp, fn, self.gds_weight, self.empty_value)),
+            }
+            result = {name: result[name] for name in self.metrics}  # the order asked for
         if flat:
             return _flat(result, self.class_names)
         result["n_images"] = int(sums["n_images"].item())
@@ -570,8 +623,20 @@ class SegmentationMetrics:
                 torch.cat(cases) if cases else torch.zeros(0, 4, len(self.class_names), dtype=torch.int64)
             )
             result["per_case"] = {
-                name: ratio_from_counts(
-                    name, counts[:, 0], counts[:, 1], counts[:, 2], counts[:, 3], self.empty_value, self.beta
+                name: (
+                    generalized_dice_from_counts(
+                        counts[:, 0], counts[:, 1], counts[:, 2], self.gds_weight, self.empty_value
+                    )
+                    if name == _GDS
+                    else ratio_from_counts(
+                        name,
+                        counts[:, 0],
+                        counts[:, 1],
+                        counts[:, 2],
+                        counts[:, 3],
+                        self.empty_value,
+                        self.beta,
+                    )
                 )
                 for name in self.metrics
             }
@@ -596,6 +661,9 @@ def _flat(result: dict[str, Any], class_names: Sequence[str]) -> dict[str, float
     flat: dict[str, float] = {}
     for statistic, prefix in (("mean", ""), ("global", "global/")):
         for name, entry in result.items():
+            if name == _GDS:  # one value of all classes: "gds" (per-image mean) and "gds/global"
+                flat[f"{name}/global" if prefix else name] = entry[statistic]
+                continue
             for key in (*_AVERAGES, *class_names):
                 value = entry[key] if key in _AVERAGES else entry["per_class"][key]
                 flat[f"{name}/{prefix}{key}"] = value[statistic]
@@ -612,10 +680,12 @@ def _checked_state(state_dict: Any, config: dict[str, Any]) -> Mapping[str, Any]
         raise SegDiceError(
             f"state_dict: got a dict with keys {sorted(map(str, state_dict))}; expected {expected}"
         )
+    if state_dict["version"] == 1 and not missing:
+        state_dict = _upgraded_from_version_1(state_dict, config)
     if state_dict["version"] != STATE_VERSION:
         raise SegDiceError(
-            f"state_dict['version']: got {state_dict['version']!r}; expected {STATE_VERSION} "
-            "(this segdice reads only the state layout it writes)"
+            f"state_dict['version']: got {state_dict['version']!r}; expected {STATE_VERSION} or 1 "
+            "(the state layouts this segdice reads)"
         )
     if missing:
         raise SegDiceError(f"state_dict: missing keys {missing}; expected {expected}")
@@ -637,6 +707,27 @@ def _checked_state(state_dict: Any, config: dict[str, Any]) -> Mapping[str, Any]
         got = sorted(sums) if isinstance(sums, Mapping) else type(sums).__name__
         raise SegDiceError(f"state_dict['sums']: got {got}; expected a dict with the keys {names}")
     return state_dict
+
+
+def _upgraded_from_version_1(state_dict: Mapping[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state in the version-2 layout: no generalized Dice sums and no ``gds_weight`` yet.
+
+    Version 1 could not compute ``gds``, so its sums are zero (no image scored); the saved metrics then
+    differ from any setting that asks for ``gds`` and the config check refuses such a resume by name.
+    """
+    upgraded = dict(state_dict)
+    upgraded["version"] = STATE_VERSION
+    saved = state_dict["config"]
+    if isinstance(saved, Mapping) and "gds_weight" not in saved:
+        upgraded["config"] = {**saved, "gds_weight": config.get("gds_weight")}
+    sums = state_dict["sums"]
+    if isinstance(sums, Mapping) and "gds_n" not in sums and "gds_sum" not in sums:
+        upgraded["sums"] = {
+            **sums,
+            "gds_n": torch.zeros(2, dtype=torch.int64),
+            "gds_sum": torch.zeros(1, dtype=torch.float64),
+        }
+    return upgraded
 
 
 def _same_setting(got: Any, want: Any) -> bool:

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DISTANCE_METRICS", "distance_unit", "metric_unit", "ranking_metric", "worst_items"]
+__all__ = [
+    "DISTANCE_METRICS",
+    "across_label_metrics",
+    "distance_unit",
+    "label_metrics",
+    "metric_unit",
+    "ranking_metric",
+    "worst_items",
+]
 
 # Metrics measured in the spacing's physical units (every other metric is a fraction in [0, 1]).
 # Lower is better for these; higher is better for the others.
@@ -66,6 +74,29 @@ def metric_unit(metric: str, summary: dict) -> str:
     return "spacing units" if summary["inputs"].get("spacing_override") is not None else "mm"
 
 
+def across_label_metrics(summary: dict) -> list[str]:
+    """The metrics scored once per case over every label (``gds``), kept in ``results["all"]``.
+
+    Examples
+    --------
+    >>> across_label_metrics({"across_labels": {"item": "all", "metrics": ["gds"]}}), across_label_metrics({})
+    (['gds'], [])
+    """
+    return list((summary.get("across_labels") or {}).get("metrics", []))
+
+
+def label_metrics(summary: dict) -> list[str]:
+    """The metrics of the per-label/region statistics: every metric of the run but the across-label ones.
+
+    Examples
+    --------
+    >>> label_metrics({"inputs": {"metrics": ["dice", "gds"]}, "across_labels": {"metrics": ["gds"]}})
+    ['dice']
+    """
+    across = across_label_metrics(summary)
+    return [m for m in summary["inputs"]["metrics"] if m not in across]
+
+
 def ranking_metric(metrics: list[str] | tuple[str, ...]) -> str | None:
     """The metric that orders labels from worst to best: Dice when scored, else the first one.
 
@@ -95,7 +126,7 @@ def worst_items(summary: dict, limit: int) -> list[str]:
     >>> worst_items(summary, 2)
     ['b', 'a']
     """
-    metric = ranking_metric(summary["inputs"]["metrics"])
+    metric = ranking_metric(label_metrics(summary))
     names = [item["name"] for item in summary["items"]]
     if metric is None:
         return names[:limit]

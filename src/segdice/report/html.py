@@ -27,7 +27,14 @@ import numpy as np
 from segdice._checks import SegDiceError
 from segdice.io import read_mask
 from segdice.report import plots
-from segdice.report.digest import DISTANCE_METRICS, metric_unit, ranking_metric, worst_items
+from segdice.report.digest import (
+    DISTANCE_METRICS,
+    across_label_metrics,
+    label_metrics,
+    metric_unit,
+    ranking_metric,
+    worst_items,
+)
 
 __all__ = ["MAX_TABLE_ROWS", "N_WORST", "PLAIN_DEFINITIONS", "ReportData", "render_report", "write_report"]
 
@@ -84,6 +91,12 @@ PLAIN_DEFINITIONS: dict[str, str] = {
     "nsd": (
         "Normalised surface Dice: the fraction of both surfaces that lies within {tolerance} {unit} of the "
         "other surface. 1 means every boundary point is within the tolerance."
+    ),
+    "gds": (
+        "Generalized Dice: one Dice per case over every scored label at once (not the regions), each label "
+        "weighted by one over its ground-truth voxel count squared, so that small structures count as much "
+        "as large ones. It is in the rows whose label is \"all\", below the label table, and not in the "
+        "mean over labels."
     ),
 }
 
@@ -142,12 +155,20 @@ def _across_labels(summary: dict, metrics: Sequence[str]) -> dict[str, float]:
     return means
 
 
+def _across_counts(summary: dict) -> dict:
+    """The case counts of a run without per-label metrics (only ``gds``): those of its across-label row."""
+    item = (summary.get("across_labels") or {}).get("item")
+    for stats in summary["results"].get(item, {}).values():
+        return stats
+    return {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+
+
 def _label_table(summary: dict, metrics: Sequence[str]) -> list[dict]:
     """One row per label/region: its ids, each metric's mean (and spread, for a tooltip) and its counts."""
     table = []
     for item in summary["items"]:
         stats = summary["results"][item["name"]]
-        first = stats[metrics[0]] if metrics else {"n": 0, "n_nan": 0, "n_missing": 0, "n_error": 0}
+        first = stats[metrics[0]] if metrics else _across_counts(summary)
         cells = []
         for metric in metrics:
             s = stats[metric]
@@ -291,6 +312,96 @@ def _thumbnail(pred_file: str, gt_file: str) -> dict:
     }
 
 
+# The per-case object columns shown in the per-case table (``--instances``), with their headings.
+_CASE_OBJECT_COLUMNS = {
+    "objects_tp": "TP objects",
+    "objects_fp": "FP objects",
+    "objects_fn": "FN objects",
+    "detection_f1": "detection F1",
+}
+
+
+def _edge(value: float) -> str:
+    """A bin edge as text: whole numbers with thousands separators, smaller ones as they are."""
+    return f"{value:,.0f}" if value >= 1 else f"{value:g}"
+
+
+def _size_bins(edges: Sequence[float], unit: str) -> list[str]:
+    """Names of the size bins: the first open below, the last open above, as the summary counts them."""
+    n = len(edges) - 1
+    if n <= 0:
+        return []
+    if n == 1:
+        return [f"all sizes ({unit})"]
+    names = [f"< {_edge(edges[1])}"]
+    names += [f"{_edge(edges[k])}–{_edge(edges[k + 1])}" for k in range(1, n - 1)]
+    names.append(f"≥ {_edge(edges[n - 1])}")
+    return names
+
+
+def _detection(summary: dict) -> dict | None:
+    """The detection table and the detection rate by size, from ``summary["detection"]`` and
+    ``summary["detection_by_size"]`` (runs with ``--instances`` or ``--protocol``); ``None`` otherwise."""
+    table = summary.get("detection")
+    if not table:
+        return None
+    spec = summary["inputs"].get("instances") or {}
+    lesion_metrics = [m for m in spec.get("metrics", ()) if m]
+    names = [item["name"] for item in summary["items"] if item["name"] in table]
+    rows = []
+    for name in names:
+        stats = summary["results"][name]
+        lesion = [stats.get(f"lesion_{m}", {}).get("mean") for m in lesion_metrics]
+        rows.append({"name": name, **table[name], "lesion": lesion})
+    sizes = summary.get("detection_by_size") or {}
+    unit = sizes.get("unit", "")
+    bins = _size_bins(sizes.get("edges", []), unit)
+    size_rows, small = [], False
+    for name in names:
+        entry = sizes.get("items", {}).get(name)
+        if entry is None:
+            continue
+        cells = [
+            {"found": f, "targets": t, "recall": r}
+            for f, t, r in zip(entry["found"], entry["targets"], entry["recall"], strict=True)
+        ]
+        n, found = sum(entry["targets"]), sum(entry["found"])
+        size_rows.append(
+            {
+                "name": name,
+                "cells": cells,
+                "total": {"found": found, "targets": n, "recall": found / n if n else None},
+                "small": entry.get("below_min_volume", 0),
+            }
+        )
+        small = small or bool(entry.get("below_min_volume"))
+    figure = None
+    if bins and any(r["total"]["targets"] for r in size_rows):
+        if len(size_rows) <= plots.MAX_LEGEND_ENTRIES:
+            rates = {r["name"]: [_rate(c) for c in r["cells"]] for r in size_rows}
+            caption = "one line per label/region"
+        else:  # too many lines to tell apart: every label/region's objects together
+            found = np.sum([[c["found"] for c in r["cells"]] for r in size_rows], axis=0)
+            targets = np.sum([[c["targets"] for c in r["cells"]] for r in size_rows], axis=0)
+            rates = {"all": [f / t if t else math.nan for f, t in zip(found, targets, strict=True)]}
+            caption = f"the objects of all {len(size_rows)} labels/regions together"
+        figure = {"src": _data_uri(plots.detection_rate_plot(bins, rates, unit)), "caption": caption}
+    return {
+        "rows": rows,
+        "lesion_metrics": lesion_metrics,
+        "bins": bins,
+        "unit": unit,
+        "size_rows": size_rows,
+        "small": small,
+        "figure": figure,
+        "protocol": spec.get("protocol"),
+    }
+
+
+def _rate(cell: dict) -> float:
+    return cell["recall"] if cell["targets"] and cell["recall"] is not None else math.nan
+
+
 def _case_rows(rows: list[dict], metrics: Sequence[str]) -> tuple[list[dict], bool]:
     """The rows of the per-case table: all of them, or the :data:`MAX_TABLE_ROWS` worst ones."""
     if len(rows) <= MAX_TABLE_ROWS:
@@ -323,23 +434,38 @@ def render_report(result: ReportData) -> str:
     summary = result.summary
     rows = result.per_case
     items = [item["name"] for item in summary["items"]]
-    metrics = list(summary["inputs"]["metrics"])
-    units = {m: metric_unit(m, summary) for m in metrics}
-    titles = {m: f"{m} ({units[m]})" if units[m] else m for m in metrics}
+    case_metrics = list(summary["inputs"]["metrics"])  # the per-case table: every metric of the rows
+    metrics = label_metrics(summary)  # the label table and the plots: all but the across-label ones
+    units = {m: metric_unit(m, summary) for m in case_metrics}
+    titles = {m: f"{m} ({units[m]})" if units[m] else m for m in case_metrics}
     distance_unit = metric_unit("hd", summary)  # also the unit of the NSD tolerance
     tolerance = summary["definitions"].get("nsd_tolerance", "")
     plain = {
         m: PLAIN_DEFINITIONS[m].format(unit=distance_unit, tolerance=tolerance)
-        for m in metrics
+        for m in case_metrics
         if m in PLAIN_DEFINITIONS
     }
+    across_item = (summary.get("across_labels") or {}).get("item")
+    across_lines = [
+        {"metric": m, "title": titles[m], "stats": summary["results"][across_item][m]}
+        for m in across_label_metrics(summary)
+        if across_item in summary["results"]
+    ]
     grouped = _rows_by_item(rows)
     table_rows, capped = _case_rows(rows, metrics)
     ranked = ranking_metric(metrics)
+    detection = _detection(summary)
+    object_columns = {
+        k: v for k, v in _CASE_OBJECT_COLUMNS.items() if detection is not None and rows and k in rows[0]
+    }
     template = _environment().get_template("report.html")
     return template.render(
+        detection=detection,
+        object_columns=object_columns,
         summary=summary,
         metrics=metrics,
+        case_metrics=case_metrics,
+        across_lines=across_lines,
         titles=titles,
         labels=_label_table(summary, metrics),
         across=_across_labels(summary, metrics),

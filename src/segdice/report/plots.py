@@ -22,6 +22,7 @@ __all__ = [
     "OVERLAY_COLOURS",
     "accuracy_dice_scatter",
     "box_plot_pages",
+    "detection_rate_plot",
     "new_figure",
     "overlay_png",
     "overlay_rgb",
@@ -375,4 +376,46 @@ def overlay_png(pred: np.ndarray, gt: np.ndarray, title: str = "", *, aspect: fl
     axes.set_axis_off()
     if title:
         axes.set_title(plain_text(title), fontsize=8)
+    return _png(figure)
+
+
+def detection_rate_plot(bins: Sequence[str], rates: Mapping[str, Sequence[float]], unit: str) -> bytes:
+    """The share of ground-truth objects found per size bin, one line per label/region.
+
+    Parameters
+    ----------
+    bins
+        The bin names, smallest objects first (the x axis, one tick each).
+    rates
+        Per label/region (or one entry for all of them), the detection rate of each bin in [0, 1];
+        NaN where a bin holds no object (no point drawn).
+    unit
+        The volume unit, for the axis title.
+
+    Returns
+    -------
+    bytes
+        A PNG image.
+
+    Examples
+    --------
+    >>> detection_rate_plot(["< 10", "10-100", ">= 100"], {"1": [0.5, float("nan"), 1.0]}, "voxels")[:4]
+    b'\\x89PNG'
+    """
+    figure = new_figure(4.8, 3.2)
+    axes = figure.add_subplot()
+    x = np.arange(len(bins))
+    for name, values in rates.items():
+        y = np.asarray(values, dtype=float)
+        # a leading space: matplotlib's legend leaves out labels that start with "_"
+        axes.plot(x, y, marker="o", markersize=4, linewidth=1.2, label=" " + plain_text(name))
+    if 1 < len(rates) <= MAX_LEGEND_ENTRIES:
+        axes.legend(fontsize="small", loc="lower right")
+    axes.set_xticks(x, [plain_text(b) for b in bins], fontsize=7, rotation=30 if len(bins) > 4 else 0)
+    axes.set_xlim(-0.4, len(bins) - 0.6)
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_xlabel(plain_text(f"ground-truth object size ({unit})"), fontsize=8)
+    axes.set_ylabel("share of objects found", fontsize=8)
+    axes.tick_params(axis="y", labelsize=7)
+    axes.grid(alpha=0.3)
     return _png(figure)

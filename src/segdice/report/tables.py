@@ -27,6 +27,7 @@ from segdice._checks import SegDiceError
 
 __all__ = [
     "CASE_COLUMNS",
+    "COUNT_COLUMNS",
     "CaseCSVWriter",
     "read_case_csv",
     "to_json_safe",
@@ -58,6 +59,11 @@ CASE_COLUMNS: dict[str, type] = {
 }
 
 
+# Columns after the metric columns that hold counts, read back as int (``--instances``: objects per case
+# and label/region; empty in the rows of a case that could not be scored). Every other one is a float.
+COUNT_COLUMNS: dict[str, type] = {"objects_tp": int, "objects_fp": int, "objects_fn": int}
+
+
 # First characters that make a spreadsheet read a cell as a formula, plus the quote that neutralises them.
 _FORMULA_STARTS = frozenset("=+-@\t\r'")
 
@@ -83,7 +89,7 @@ def _format(value: Any) -> str:
 
 
 def _parse(column: str, text: str) -> Any:
-    kind = CASE_COLUMNS.get(column, float)
+    kind = CASE_COLUMNS.get(column) or COUNT_COLUMNS.get(column, float)
     if kind is str:
         return _restore(text)
     if text == "":
@@ -190,7 +196,7 @@ def read_case_csv(path: str | os.PathLike[str]) -> tuple[list[str], list[dict]]:
     columns : list of str
         The header.
     rows : list of dict
-        Counts as ``int``, flags as ``bool``, metrics as ``float`` (``nan`` kept), empty cells as ``None``.
+        Counts (:data:`CASE_COLUMNS`, :data:`COUNT_COLUMNS`) as ``int``, flags as ``bool``, metrics as ``float`` (``nan`` kept), empty cells as ``None``.
         A last row cut short by an interruption or a full disk is dropped: the file does not end with a
         line end (or ends inside a quoted cell), or a row has the wrong number of cells, or a cell does
         not read back as its column's type.
