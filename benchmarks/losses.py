@@ -34,6 +34,10 @@ Method
   before the call. Shown in MiB and as a multiple of the logits' bytes.
 * The ``small`` case (4x1x64x64) measures the fixed per-call cost: there the milliseconds are mostly
   Python and launch overhead, and they are the number to read.
+* ``--autocast bf16``: every timed call (cross-entropy included) runs under ``torch.autocast`` with bf16 on
+  float32 logits, as mixed-precision training calls a loss. ``--compile``: the implementation and the
+  cross-entropy are both wrapped in ``torch.compile`` (inductor, ``dynamic=False``); the warm-up calls
+  absorb the compilation, and the peak is that of a compiled call.
 """
 
 from __future__ import annotations
@@ -160,7 +164,12 @@ def _rss(key: str) -> int:
     return 0
 
 
-def child(case: str, impl: str, rounds: int, threads: int, quick: bool, device: str = "cpu") -> dict:
+def child(
+    case: str, impl: str, rounds: int, threads: int, quick: bool, device: str = "cpu", autocast: str = "",
+    compiled: bool = False,
+) -> dict:  # fmt: skip
+    import contextlib
+
     import torch
 
     warnings.filterwarnings("ignore")
@@ -181,19 +190,30 @@ def child(case: str, impl: str, rounds: int, threads: int, quick: bool, device: 
     tgt = labels if int_labels or mode != "binary" else target_for["float"]
     ref = _make_loss("cross-entropy (reference)", mode, len(shape))
     ref_t = labels if mode != "binary" else target_for["float"]
+    if compiled:
+        loss, ref = torch.compile(loss, dynamic=False), torch.compile(ref, dynamic=False)
     cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast)
+
+    def amp():
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=x.device.type, dtype=dtype)
 
     def run(fn, t):
         x.grad = None
         sync()
         start = time.perf_counter()
-        fn(x, t).backward()
+        with amp():
+            value = fn(x, t)
+        value.backward()
         sync()
         return time.perf_counter() - start
 
-    run(ref, ref_t)
-    run(loss, tgt)
+    for _ in range(3 if compiled else 1):
+        run(ref, ref_t)
+        run(loss, tgt)
     times, ratios = [], []
     for i in range(rounds):
         if i % 2 == 0:
@@ -212,14 +232,18 @@ def child(case: str, impl: str, rounds: int, threads: int, quick: bool, device: 
         sync()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        loss(x, tgt).backward()
+        with amp():
+            value = loss(x, tgt)
+        value.backward()
         sync()
         out["peak"] = torch.cuda.max_memory_allocated() - base
     elif os.path.exists("/proc/self/clear_refs"):
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
         base = _rss("VmRSS")
-        loss(x, tgt).backward()
+        with amp():
+            value = loss(x, tgt)
+        value.backward()
         out["peak"] = _rss("VmHWM") - base
     out["logits_bytes"] = x.numel() * x.element_size()
     return out
@@ -230,7 +254,7 @@ def child(case: str, impl: str, rounds: int, threads: int, quick: bool, device: 
 # ---------------------------------------------------------------------------------------------------
 
 
-def _spawn(case, impl, regime, rounds, threads, quick, device="cpu") -> dict:
+def _spawn(case, impl, regime, rounds, threads, quick, device="cpu", autocast="", compiled=False) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     if regime in REGIME_ENV:
         env["MALLOC_MMAP_THRESHOLD_"] = REGIME_ENV[regime]
@@ -238,6 +262,10 @@ def _spawn(case, impl, regime, rounds, threads, quick, device="cpu") -> dict:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (os.path.abspath(src), env.get("PYTHONPATH", "")) if p)
     cmd = [sys.executable, os.path.abspath(__file__), "--child", case, impl, str(rounds), str(threads)]
     cmd += ["--device", device]
+    if autocast:
+        cmd += ["--autocast", autocast]
+    if compiled:
+        cmd.append("--compile")
     if quick:
         cmd.append("--quick")
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -266,11 +294,14 @@ def main() -> None:
     ap.add_argument("--cases", nargs="*", default=None)
     ap.add_argument("--impls", nargs="*", default=None, help="substrings selecting implementations")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    ap.add_argument("--autocast", choices=["", "bf16", "fp16"], default="", help="run every call under autocast")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the loss and the cross-entropy")
     ap.add_argument("--child", nargs=4, metavar=("CASE", "IMPL", "ROUNDS", "THREADS"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         case, impl, rounds, threads = args.child
-        print(json.dumps(child(case, impl, int(rounds), int(threads), args.quick, args.device)))
+        out = child(case, impl, int(rounds), int(threads), args.quick, args.device, args.autocast, args.compile)
+        print(json.dumps(out))
         return
     import torch
 
@@ -290,7 +321,8 @@ def main() -> None:
     else:
         regimes = ["warm"] if args.regime == "warm" else ["warm", "cold"]
     where = torch.cuda.get_device_name() if cuda else f"{args.threads} CPU thread(s)"
-    print(f"# Dice losses, forward + backward, {where}, torch {torch.__version__}\n")
+    extra = (f", autocast {args.autocast}" if args.autocast else "") + (", torch.compile" if args.compile else "")
+    print(f"# Dice losses, forward + backward, {where}{extra}, torch {torch.__version__}\n")
     print("Each cell: median ms over the rounds; `vs CE`: median of per-round time quotients against")
     print("cross-entropy fwd+bwd on the same logits (BCE-with-logits for binary); peak: rise of one")
     if cuda:
@@ -318,7 +350,9 @@ def main() -> None:
             cells, peak = [], ""
             skipped = False
             for regime in regimes:
-                res = _spawn(case, impl, regime, rounds, args.threads, args.quick, args.device)
+                res = _spawn(
+                    case, impl, regime, rounds, args.threads, args.quick, args.device, args.autocast, args.compile
+                )
                 if res.get("skipped"):
                     skipped = True
                     break

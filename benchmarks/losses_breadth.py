@@ -1,11 +1,13 @@
 """FocalLoss and LovaszLoss forward + backward, side by side with the peers that have them (time ratios).
 
 Run ``python benchmarks/losses_breadth.py`` (or ``--quick``). Each implementation runs on the same logits
-and target; a round times forward + backward with ``perf_counter`` (``logits.grad = None`` before each
-call, not timed), alternating the order of segdice and the peer from round to round; the ratio is the
+and target; after one untimed warm-up call of each, a round times forward + backward with
+``perf_counter`` (``logits.grad = None`` before each call, not timed), alternating the order of segdice
+and the peer from round to round; the ratio is the
 median over rounds of ``peer time / segdice time`` (> 1: segdice is faster). Peak memory: the rise of
 the process's peak RSS (``VmHWM``, reset through ``/proc/self/clear_refs`` where the kernel allows it)
-during one forward + backward, in MiB, measured in a fresh subprocess per implementation.
+during one forward + backward, in MiB, measured in a fresh subprocess per implementation with a 64 KiB
+mmap threshold (every larger block is fresh memory, so a freed block cannot hide a temporary).
 
 smp's loss files are loaded without its encoders (smp is installed without timm/torchvision).
 """
@@ -16,6 +18,7 @@ import argparse
 import importlib
 import importlib.util
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -94,7 +97,10 @@ def _peak_rss_child(case: str, impl: str, quick: bool) -> float | None:
         "import sys, json; sys.path.insert(0, 'benchmarks'); import losses_breadth as b; "
         f"print(json.dumps(b._peak_rss({case!r}, {impl!r}, {quick!r})))"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    # Every block of 64 KiB or more is fresh memory (as the cold regime of benchmarks/losses.py): otherwise
+    # the blocks freed by the warm-up call are reused and the rise reads near 0 for everyone.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, env=env)
     try:
         return json.loads(out.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -129,8 +135,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's); 1 is robust on a shared machine"
+    )
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     cases = QUICK if args.quick else CASES
     rounds = args.rounds or (5 if args.quick else 15)
     for case, (shape, mode) in cases.items():
@@ -142,6 +155,8 @@ def main() -> None:
         for name in impls:
             base = "segdice FocalLoss" if "ocal" in name else "segdice LovaszLoss"
             ratios, times = [], []
+            for n in (name, base):  # one-time costs (first allocations, lazy imports) stay out of the rounds
+                _step(impls[n], logits, target)
             for r in range(rounds):
                 order = (name, base) if r % 2 else (base, name)
                 t = {n: _step(impls[n], logits, target) for n in order}

@@ -21,6 +21,13 @@ import torch.nn.functional as F
 
 from segdice import DiceCELoss, DiceFocalLoss, dice_ce_loss, dice_focal_loss
 
+
+@pytest.fixture(autouse=True)
+def _fused_kernels_only(monkeypatch):
+    """These tests are about the fused kernels: small inputs must not take the plain-autograd path
+    (tests/test_losses_lean.py checks that path against the same references)."""
+    monkeypatch.setattr("segdice.stats._small.SMALL_INPUT", 0)
+
 # ---------------------------------------------------------------------------------------------------
 # float64 references: plain torch formulas, differentiated by autograd
 # ---------------------------------------------------------------------------------------------------

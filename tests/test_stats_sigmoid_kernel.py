@@ -16,6 +16,13 @@ from segdice.stats import soft_stats
 from segdice.stats._kernels import _MIN_SIGMOID_HARD_SLAB, is_hard_target, sigmoid_hard_stats
 
 
+@pytest.fixture(autouse=True)
+def _fused_kernels_only(monkeypatch):
+    """These tests are about the fused kernels: small inputs must not take the plain-autograd path
+    (tests/test_losses_lean.py checks that path against the same references)."""
+    monkeypatch.setattr("segdice.stats._small.SMALL_INPUT", 0)
+
+
 def reference_dice(x, g, per_image, smooth=1e-5):
     """Float64 autograd Dice from the textbook formula; returns (loss, d loss / d x)."""
     x = x.detach().double().requires_grad_(True)

@@ -963,8 +963,9 @@ def _sigmoid_focal(
     g = t.to(x.dtype) if valid is None else t.to(x.dtype).masked_fill(~valid, 0.0)
     bce = F.binary_cross_entropy_with_logits(x, g, reduction="none")
     p = torch.sigmoid(x)
-    p_t = p * g + (1.0 - p) * (1.0 - g)
-    per = bce * (1.0 - p_t).clamp_min(0).pow(gamma)
+    # 1 - p_t: for a 0/1 (integer) target |g - p| in two ops; soft targets take the general form
+    m = (1.0 - (p * g + (1.0 - p) * (1.0 - g))).clamp_min(0) if t.is_floating_point() else (g - p).abs()
+    per = bce * (m * m if gamma == 2 else m.pow(gamma))
     if alpha is not None:
         per = per * (alpha * g + (1.0 - alpha) * (1.0 - g))
     return per, valid
@@ -1262,7 +1263,7 @@ def _nan_if_nonfinite(loss: Tensor, input: Tensor) -> Tensor:
     """``loss`` made NaN when ``input`` holds a NaN or an infinity (a hinge or a saturated probability can
     turn an infinite logit into a finite, even perfect, value). One detached reduction, no host sync."""
     total = input.detach().sum(dtype=torch.float64 if input.dtype == torch.float64 else torch.float32)
-    return loss + torch.where(torch.isfinite(total), 0.0, math.nan).to(loss.dtype)
+    return loss + total.mul_(0.0).to(loss.dtype)  # 0 * total: 0 if finite, NaN for NaN/inf (or an overflow)
 
 
 def _check_loss_tensors(
@@ -1375,6 +1376,13 @@ def focal_loss(
     SegDiceError
         On a bad mode, shape, label, ``gamma``, ``alpha``, ``class_weights`` or ``reduction``.
 
+    Notes
+    -----
+    With a reduced value, multiclass integer labels and (above 2**16 values) binary/multilabel integer
+    masks without ``ignore_index`` take the fused kernels of :func:`segdice.stats.soft_stats`: one softmax
+    or sigmoid, the sums in log-sum-exp form, an analytic backward in place, one logits-sized buffer.
+    Other inputs use the per-pixel formula with ordinary autograd. Both give the same values.
+
     Examples
     --------
     >>> logits = torch.tensor([[[[2.0, -1.0]], [[-1.0, 2.0]]]])  # [1, 2, 1, 2]
@@ -1389,8 +1397,22 @@ def focal_loss(
     _check_loss_tensors(input, target, mode, ignore_index)
     x = _upcast(input)
     w = _weights(class_weights, x.shape[1], x)
+    index_target = not target.is_floating_point() and tuple(target.shape) != tuple(x.shape)
+    if mode == "multiclass" and index_target and reduction != "none":
+        # The index kernel's focal sums per target class (one softmax, log p_t in log-sum-exp form, analytic
+        # in-place backward: one logits-sized buffer); it checks the labels and poisons non-finite logits.
+        class_alpha = _softmax_focal_alpha(alpha, x)
+        st = soft_stats(
+            input, target, mode, per_image=False, ignore_index=ignore_index, with_nll=True, focal_gamma=float(gamma)
+        )
+        total, n = st.nll, st.target  # per class: the focal sum and the kept pixels of that target class
+        if class_alpha is not None:
+            total = total * class_alpha.to(total.dtype)
+        if w is not None:
+            total, n = total * w.to(total.dtype), n * w.to(n.dtype)
+        # every pixel ignored (or weighed 0): the total is 0 too, and the mean 0
+        return total.sum() if reduction == "sum" else total.sum() / n.sum().clamp_min(1e-30)
     if mode == "multiclass":
-        index_target = not target.is_floating_point() and tuple(target.shape) != tuple(x.shape)
         if index_target:
             target = _index_labels(target, x, ignore_index)
         per, valid = _softmax_focal(x, target, float(gamma), _softmax_focal_alpha(alpha, x), ignore_index)
@@ -1401,16 +1423,29 @@ def focal_loss(
             weight = (target.to(per.dtype) * w.to(per.dtype).view(1, -1, *([1] * (x.ndim - 2)))).sum(1, True)
         else:
             weight = None
+    elif _takes_fused_sigmoid_focal(input, target, ignore_index, reduction):
+        # The sigmoid_hard kernel's focal sums (one sigmoid, analytic in-place backward; it range-checks the
+        # target and makes the sums NaN for non-finite logits): per channel, then the (weighted) mean.
+        st = soft_stats(
+            input, target, mode, per_image=False, with_nll=True, focal_gamma=float(gamma),
+            focal_alpha=None if alpha is None else float(alpha),
+        )  # fmt: skip
+        total, n = (st.nll, st.n_valid) if w is None else (st.nll * w, st.n_valid * w)
+        return total.sum() if reduction == "sum" else total.sum() / n.sum()
     else:
         t = target.reshape(x.shape)
         kept = t if ignore_index is None else t[t != ignore_index]
-        if kept.numel() and (float(kept.min()) < 0 or float(kept.max()) > 1):
-            extra = f" besides ignore_index={ignore_index}" if ignore_index is not None else ""
-            raise SegDiceError(
-                f"target: got {describe(target)}{extra}; expected values in [0, 1] in mode {mode!r}"
-            )
+        if kept.numel():
+            lo, hi = torch.aminmax(kept)
+            if float(lo) < 0 or float(hi) > 1:
+                extra = f" besides ignore_index={ignore_index}" if ignore_index is not None else ""
+                raise SegDiceError(
+                    f"target: got {describe(target)}{extra}; expected values in [0, 1] in mode {mode!r}"
+                )
         per, valid = _sigmoid_focal(x, t, float(gamma), alpha, ignore_index)
         weight = None if w is None else w.to(per.dtype).view(1, -1, *([1] * (x.ndim - 2))).expand_as(per)
+    if valid is None and weight is None and reduction != "none":
+        return _nan_if_nonfinite(per.mean() if reduction == "mean" else per.sum(), input)
     if valid is not None:
         per = per * valid
         weight = None if weight is None else weight * valid
@@ -1424,6 +1459,23 @@ def focal_loss(
     total = weight.sum()
     mean = torch.where(total > 0, per.sum() / total.clamp_min(1e-30), torch.zeros_like(total))
     return _nan_if_nonfinite(mean, input)
+
+
+_FOCAL_FUSED_MIN = 1 << 16
+
+
+def _takes_fused_sigmoid_focal(input: Tensor, target: Tensor, ignore_index, reduction: str) -> bool:
+    """Whether the sigmoid focal loss comes from the sigmoid_hard kernel: an integer (hard) target, no
+    ``ignore_index``, a reduced value, float32/float64 logits, eager mode (what that kernel takes), and an
+    input above _FOCAL_FUSED_MIN values (below it the few plain ops of _sigmoid_focal cost less)."""
+    return (
+        input.numel() > _FOCAL_FUSED_MIN
+        and reduction != "none"
+        and ignore_index is None
+        and not target.is_floating_point()
+        and input.dtype in (torch.float32, torch.float64)
+        and not torch.compiler.is_compiling()
+    )
 
 
 def _lovasz_gradient(fg_sorted: Tensor) -> Tensor:
@@ -1545,16 +1597,48 @@ def lovasz_loss(
     t = target.reshape(x.shape)
     valid = None if ignore_index is None else t != ignore_index
     kept_t = t if valid is None else t[valid]
-    if kept_t.numel() and (
-        float(kept_t.min()) < 0 or float(kept_t.max()) > 1 or bool((kept_t != kept_t.round()).any())
-    ):
-        raise SegDiceError(f"target: got {describe(target)}; expected 0/1 values in mode {mode!r}")
+    if kept_t.numel():
+        lo, hi = torch.aminmax(kept_t)
+        # an integer target in [0, 1] is 0/1; a float one must also be whole
+        if float(lo) < 0 or float(hi) > 1 or (kept_t.is_floating_point() and bool((kept_t != kept_t.round()).any())):
+            raise SegDiceError(f"target: got {describe(target)}; expected 0/1 values in mode {mode!r}")
     g = t.to(x.dtype) if valid is None else t.to(x.dtype).masked_fill(~valid, 0.0)
     groups = b if per_image else 1
     z, g = x.reshape(groups, -1), g.reshape(groups, -1)
     valid = None if valid is None else valid.reshape(groups, -1)
-    errors = 1.0 - z * (2.0 * g - 1.0)
+    errors = torch.addcmul(1.0 + z, z, g, value=-2.0)  # 1 - z s with the sign s = 2g - 1
+    if groups == 1:
+        return _nan_if_nonfinite(_lovasz_positive_dot(errors[0], g[0], None if valid is None else valid[0]), input)
     return _nan_if_nonfinite(_lovasz_sorted_dot(torch.relu(errors), g, valid).mean(), input)
+
+
+_LOVASZ_COMPACT_MIN = 1 << 16
+
+
+def _lovasz_positive_dot(errors: Tensor, fg: Tensor, valid: Tensor | None) -> Tensor:
+    """``<sort(relu(errors)), lovasz_gradient(fg in that order)>`` for one group ``[N]``, sorting only the
+    positive errors.
+
+    The others contribute ``relu(e) = 0`` with a zero derivative and sort after every positive one, and the
+    weights of the positive ones depend on the rest only through the group's foreground count (each
+    weight is an increment of the Jaccard loss of a top-k set). Ties may sort either way: a tied run's
+    weights sum to the same increment. Most margins of a trained network exceed 1, so most errors are
+    not positive and the sort, the costliest step, shrinks with them (above _LOVASZ_COMPACT_MIN values;
+    below it the compaction costs more than it saves, and ignored elements sort last at 0 with fg 0).
+    """
+    gts = fg.sum()
+    if errors.numel() > _LOVASZ_COMPACT_MIN:
+        pos = errors > 0 if valid is None else (errors > 0) & valid
+        errors, fg = torch.masked_select(errors, pos), torch.masked_select(fg, pos)
+    else:  # small: compacting costs more than it saves; non-positive errors sort last at 0
+        errors = torch.relu(errors) if valid is None else torch.relu(errors).masked_fill(~valid, 0.0)
+    e_sorted, perm = torch.sort(errors, descending=True)
+    fg_sorted = fg.gather(0, perm)
+    k = torch.arange(1, fg_sorted.numel() + 1, dtype=fg.dtype, device=fg.device)
+    # Jaccard loss of the top k: 1 - (gts - tp) / (gts + k - tp) = k / (gts + k - tp), the union >= 1
+    jaccard = k / (k + gts).sub_(fg_sorted.cumsum(0))
+    weights = torch.diff(jaccard, prepend=jaccard.new_zeros(1))
+    return torch.dot(e_sorted, weights)
 
 
 def _soft_erode(x: Tensor) -> Tensor:

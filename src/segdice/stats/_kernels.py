@@ -30,7 +30,15 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["LossTerm", "all_reduce_sum", "dense_stats", "index_stats", "is_hard_target", "sigmoid_hard_stats"]
+__all__ = [
+    "LossTerm",
+    "all_reduce_sum",
+    "dense_stats",
+    "index_stats",
+    "is_hard_target",
+    "sigmoid_hard_stats",
+    "without_autocast",
+]
 
 # Slabs per call in the dense kernel: temporaries stay near 1/_N_SLABS of the logits while Python overhead
 # stays a handful of small-op launches per slab.
@@ -42,6 +50,8 @@ _MIN_SIGMOID_HARD_SLAB = 1 << 18
 # The loss terms (cross-entropy, focal) chain several small ops per element; they run on chunks of this many
 # values, so that their few temporaries stay in cache and far below the logits' size.
 _CHUNK = 1 << 16
+# Values of max(p, 1 - p) multiplied before one log in the sigmoid BCE sums (see _sum_log).
+_LOG_GROUP = 64
 
 
 def _chunk_size(numel: int) -> int:
@@ -89,7 +99,8 @@ def _activate(x: Tensor, activation: str, acc: torch.dtype) -> Tensor:
     return x.to(acc, copy=True)
 
 
-def _no_autocast(x: Tensor) -> AbstractContextManager:
+def without_autocast(x: Tensor) -> AbstractContextManager:
+    """A context in which no autocast is active on ``x``'s device (a no-op when none is)."""
     # Inside the kernels every op must run in the accumulation dtype; an outer autocast would otherwise
     # run the bmm of the backward in bf16/fp16. Entering a disabled autocast costs tens of microseconds,
     # so it is skipped when no autocast is active (always entered while compiling, where it is free).
@@ -140,7 +151,7 @@ class _IndexStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, cfg):  # type: ignore[override]
-        with _no_autocast(x):
+        with without_autocast(x):
             state, stats = _index_forward(x, t, cfg, _acc_dtype(x))
             stats = _pool(stats, cfg.pool)
         ctx.save_for_backward(x, t)
@@ -157,7 +168,7 @@ class _IndexStats(torch.autograd.Function):
         x, t = ctx.saved_tensors
         cfg = ctx.cfg
         g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             state = ctx.state
             ctx.state = None
             if state is None:  # a second backward (retain_graph=True): the first one consumed the buffers
@@ -481,7 +492,7 @@ class _DenseStats(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, t, activation, squared, ignore_index, with_nll, soft, pool):  # type: ignore[override]
         cfg = _KernelCfg(activation, squared, ignore_index, with_nll, soft, pool=pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             acc = _acc_dtype(x)
             p = _activate(x, activation, acc)
             stats = _pool(_dense_forward(x, t, p, cfg, acc), pool)
@@ -498,7 +509,7 @@ class _DenseStats(torch.autograd.Function):
         x, t = ctx.saved_tensors
         cfg = ctx.cfg
         g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], cfg.pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             acc = _acc_dtype(x)
             p = ctx.p
             if p is None:  # second backward through a retained graph
@@ -638,12 +649,13 @@ def dense_stats(
 #
 # With a loss term (BCE or sigmoid focal) the NLL output holds its per-channel sums, and its gradient
 # e * dT/dx (e = dL/dNLL) joins the same backward, slab by slab. For a hard target every quantity comes
-# from p and x without another exponential: with m = |g - p| = 1 - p_t,
-#   softplus(x) = relu(x) - log max(p, 1 - p)        (max(p, 1 - p) = sigmoid(|x|) lies in [1/2, 1])
-#   BCE         = softplus(x) - g x                  = -log p_t, finite for any logit
+# from p and x without another exponential: with w = x (1 - 2g) and m = |g - p| = 1 - p_t = sigmoid(w),
+#   BCE         = softplus(w) = relu(w) - log max(p, 1 - p)   (max(p, 1 - p) = sigmoid(|x|) lies in [1/2, 1])
+#                 = -log p_t, finite for any logit; its sum takes one log per 64 values (_sum_log)
 #   focal       = alpha_t m^gamma BCE                dT/dx = (1 - 2g) alpha_t m^gamma (m + gamma (1 - m) BCE)
 # (1 - 2g) alpha_t is (1 - alpha) - g, and 1 - 2g without alpha. m and log max(p, 1 - p) carry an absolute
 # error of one rounding of 1 (p's), so a term below ~1e-7 (float32) is only known to that absolute accuracy.
+# w is NaN wherever x is not finite (0 * inf), so the term's sums also say whether the logits are finite.
 
 
 def _sigmoid_grad_(p: Tensor, grad: Tensor) -> Tensor:
@@ -719,7 +731,7 @@ class _SigmoidHardStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, check, term, pool):  # type: ignore[override]
-        with _no_autocast(x):
+        with without_autocast(x):
             p = torch.sigmoid(x)
             if x.numel() <= _CHUNK:
                 # Small input: the fixed cost of the slab machinery dominates, so the target's float copy is
@@ -729,6 +741,8 @@ class _SigmoidHardStats(torch.autograd.Function):
                 t = g
             else:
                 stats = _hard_forward(x, p, t, check, term)
+            if term is not None:
+                _flag_nonfinite_(stats)
             stats = _pool(stats, pool)
         ctx.save_for_backward(x, t)
         ctx.set_materialize_grads(False)
@@ -741,7 +755,7 @@ class _SigmoidHardStats(torch.autograd.Function):
     def backward(ctx, g_i, g_p, _g_g, g_n, _g_count):  # type: ignore[override]
         x, t = ctx.saved_tensors
         g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], ctx.pool)
-        with _no_autocast(x):
+        with without_autocast(x):
             p = ctx.p if ctx.p is not None else torch.sigmoid(x)  # None: a second backward
             ctx.p = None
             if ctx.term is None or g_n is None:
@@ -749,6 +763,18 @@ class _SigmoidHardStats(torch.autograd.Function):
             else:
                 grad = _hard_backward_with_term(x, p, t, g_i, g_p, g_n, ctx.term)
         return grad, None, None, None, None
+
+
+def _flag_nonfinite_(stats: tuple[Tensor, ...]) -> None:
+    """I, P and NLL made NaN in place when the loss-term sums are not finite (G and N count the target).
+
+    The term's sums are NaN exactly when a logit is NaN or infinite (see _sigmoid_term_sums), or inf when
+    they overflow: either way the statistics must not look finite. This replaces the caller's separate
+    detached pass over the logits.
+    """
+    flag = stats[3].sum().mul_(0.0)  # 0 if finite, NaN otherwise
+    for v in (stats[0], stats[1], stats[3]):
+        v.add_(flag)
 
 
 def _small_hard_forward(x: Tensor, p: Tensor, g: Tensor, check, term: LossTerm | None):
@@ -795,27 +821,56 @@ def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None)
     return inter, pred, tsum, nll, count
 
 
-def _softplus_into(x: Tensor, p: Tensor, w0: Tensor, out: Tensor) -> Tensor:
-    """``out <- softplus(x) = relu(x) - log max(p, 1 - p)`` from the stored ``p = sigmoid(x)``; uses ``w0``."""
-    log_max = torch.sub(p, 0.5, out=w0).abs_().add_(0.5).log_()
-    return torch.clamp_min(x, 0.0, out=out).sub_(log_max)
+def _max_prob_into(p: Tensor, out: Tensor) -> Tensor:
+    """``out <- max(p, 1 - p) = sigmoid(|x|)``, in ``[1/2, 1]``, from the stored ``p = sigmoid(x)``."""
+    return torch.sub(p, 0.5, out=out).abs_().add_(0.5)
+
+
+def _sum_log(a: Tensor) -> Tensor:
+    """``[b, C]`` sums over the last dim of ``log a`` for ``a`` in ``[1/2, 1]``, one log per _LOG_GROUP values.
+
+    A log costs as much as twenty multiplications here, and a product of _LOG_GROUP values of ``[1/2, 1]``
+    stays a normal float (``>= 2**-64``), so the sum is the log of products, exact to a few roundings of 1
+    per group (each ``a`` is itself known to one rounding of 1).
+    """
+    b, c, n = a.shape
+    k = n - n % _LOG_GROUP
+    total = a[..., :k].reshape(b, c, k // _LOG_GROUP, _LOG_GROUP).prod(3).log_().sum(2)
+    return total.add_(a[..., k:].log().sum(2)) if k < n else total
+
+
+def _bce_into(x: Tensor, p: Tensor, g: Tensor, w0: Tensor, out: Tensor) -> Tensor:
+    """``out <- BCE = softplus(w) = relu(w) - log max(p, 1 - p)`` with ``w = x (1 - 2g)``; uses ``w0``.
+
+    ``w`` is NaN wherever ``x`` is not finite (``0 * inf``), so the BCE is too.
+    """
+    torch.addcmul(x, g, x, value=-2.0, out=out).clamp_min_(0.0)
+    return out.sub_(_max_prob_into(p, w0).log_())
 
 
 def _sigmoid_term_sums(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tensor, w1: Tensor) -> Tensor:
-    """``[b, C]`` sums of the BCE (label-smoothed) or of the sigmoid focal term over one slab."""
-    sp = _softplus_into(x, p, w0, w1)
+    """``[b, C]`` sums of the BCE (label-smoothed) or of the sigmoid focal term over one slab.
+
+    Every sum runs through ``w = x (1 - 2g)`` (BCE ``= softplus(w)`` for a hard target) with plain
+    elementwise ops and sums, so it is NaN whenever ``x`` holds a NaN or an infinity: the caller's
+    non-finite flag costs no pass of its own.
+    """
     if term.gamma is None:
-        # BCE against g' = (1 - eps) g + eps / 2: sum softplus(x) - (1 - eps) sum g x - eps / 2 sum x
+        # BCE against g' = (1 - eps) g + eps / 2 on a hard g: softplus(w) - eps / 2 w, summed as
+        # sum relu(w) - sum log max(p, 1 - p) - eps / 2 sum w
         eps = term.label_smoothing
-        out = sp.sum(2) - (1.0 - eps) * _rowdot(x, g)
-        return out - (eps / 2) * x.sum(2) if eps > 0 else out
-    bce = sp.addcmul_(g, x, value=-1.0)
-    m = torch.sub(g, p, out=w0).abs_()  # 1 - p_t
-    focal = bce.mul_(_focal_weight_(m, term.gamma)) if term.gamma != 0 else bce
+        w = torch.addcmul(x, g, x, value=-2.0, out=w1)
+        w_sum = w.sum(2) if eps > 0 else None
+        out = w.clamp_min_(0.0).sum(2).sub_(_sum_log(_max_prob_into(p, w0)))
+        return out.sub_(w_sum, alpha=eps / 2) if w_sum is not None else out
+    bce = _bce_into(x, p, g, w0, w1)
+    if term.gamma != 0:
+        m = torch.sub(g, p, out=w0).abs_()  # 1 - p_t
+        bce.mul_(_focal_weight_(m, term.gamma))  # an elementwise product keeps a NaN (a dot could skip it)
     if term.alpha is None:
-        return focal.sum(2)
+        return bce.sum(2)
     # alpha_t = (1 - alpha) + (2 alpha - 1) g
-    return (1.0 - term.alpha) * focal.sum(2) + (2.0 * term.alpha - 1.0) * _rowdot(focal, g)
+    return (1.0 - term.alpha) * bce.sum(2) + (2.0 * term.alpha - 1.0) * _rowdot(bce, g)
 
 
 def _sigmoid_term_grad(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
@@ -828,10 +883,10 @@ def _sigmoid_term_grad(x: Tensor, p: Tensor, g: Tensor, term: LossTerm, w0: Tens
         out = torch.sub(p, g, out=w1)  # (1 - 2g) m = p - g
     else:
         # (1 - 2g) m^gamma (m + gamma (1 - m) BCE) = d m^(gamma - 1) (m + gamma (1 - m) BCE), d = p - g, m = |d|
-        bce = _softplus_into(x, p, w0, w1).addcmul_(g, x, value=-1.0)
+        bce = _bce_into(x, p, g, w0, w1)
         d = torch.sub(p, g, out=w2)
         m = torch.abs(d, out=w0)
-        out = bce.addcmul_(bce, m, value=-1.0).mul_(gamma).add_(m)
+        out = torch.add(m, bce.addcmul_(bce, m, value=-1.0), alpha=gamma, out=bce)
         if gamma != 1:
             if gamma != 2:
                 lim = m == 0
@@ -921,10 +976,11 @@ def is_hard_target(t: Tensor) -> bool:
     """
     if torch.compiler.is_compiling() or t.numel() == 0:
         return False
-    tsum = t.sum(2)
-    if t.dtype == torch.float32 and float(tsum.max()) >= 2.0**24:
-        return False
-    return torch.equal(tsum, _rowdot(t, t))
+    with without_autocast(t):  # an outer autocast would run the bmm of _rowdot in bf16/fp16: never equal
+        tsum = t.sum(2)
+        if t.dtype == torch.float32 and float(tsum.max()) >= 2.0**24:
+            return False
+        return torch.equal(tsum, _rowdot(t, t))
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ and pools the result.
 
 from __future__ import annotations
 
-import math
 from functools import partial
 from typing import Literal, NamedTuple
 
@@ -26,6 +25,7 @@ from segdice.stats._kernels import (
     is_hard_target,
     sigmoid_hard_stats,
 )
+from segdice.stats._small import small_index_stats, small_sigmoid_hard_stats, takes_small_path
 
 __all__ = ["SoftStats", "check_soft_inputs", "pool_soft_stats", "soft_stats"]
 
@@ -52,6 +52,9 @@ class SoftStats(NamedTuple):
         compute the term asked for (see :func:`soft_stats`), and the caller computes it separately.
     n_valid
         Number of elements counted (pixels not equal to ``ignore_index``), per image and channel.
+
+    A NaN or infinite value anywhere in the input makes ``tp``, ``pred`` and ``nll`` NaN (a saturated
+    activation would otherwise hide it); ``target`` and ``n_valid`` count the target and stay exact.
     """
 
     tp: Tensor
@@ -388,13 +391,14 @@ def soft_stats(
     fused = True
     # Pooled over the batch inside the kernel (no autograd nodes for it); across ranks by pool_soft_stats.
     pool = not per_image and not distributed
+    small = kernel != "dense" and takes_small_path(x, term)
     if kernel == "sigmoid_hard":
         check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
-        out = sigmoid_hard_stats(x, t, check, term, pool)
+        out = (small_sigmoid_hard_stats if small else sigmoid_hard_stats)(x, t, check, term, pool)
     elif kernel == "index":
         fused = activation == "softmax"
         try:
-            out = index_stats(
+            out = (small_index_stats if small else index_stats)(
                 x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
                 term=term, pool=pool,
             )  # fmt: skip
@@ -408,7 +412,10 @@ def soft_stats(
             x, t, activation, squared=bool(squared), ignore_index=ignore_index, with_nll=with_nll and fused,
             soft=soft, pool=pool,
         )  # fmt: skip
-    stats = _poison_if_nonfinite(SoftStats(*out), input)
+    stats = SoftStats(*out)
+    if kernel != "sigmoid_hard" or term is None or small:
+        # The sigmoid_hard kernel with a loss term flags non-finite logits itself, from its term's sums.
+        stats = _poison_if_nonfinite(stats, input, with_nll)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
     if distributed:
@@ -416,16 +423,19 @@ def soft_stats(
     return stats
 
 
-def _poison_if_nonfinite(stats: SoftStats, input: Tensor) -> SoftStats:
-    """Every sum becomes NaN when ``input`` holds a NaN or an infinity, anywhere.
+def _poison_if_nonfinite(stats: SoftStats, input: Tensor, with_nll: bool) -> SoftStats:
+    """The sums of the input (``tp``, ``pred`` and, with ``with_nll``, ``nll``) become NaN when ``input``
+    holds a NaN or an infinity, anywhere.
 
     A sigmoid or softmax saturates an infinite logit into a finite probability, and a NaN can vanish in a
     0/0 rule downstream; either way a diverged network would get a finite, even perfect, loss. One detached
-    reduction (no temporary, no host sync, no gradient) finds them; the flag is added to the sums.
+    reduction (no temporary, no host sync, no gradient) finds them; the flag is added to the sums. ``target``
+    and ``n_valid`` count the target only and stay exact: every loss reads ``tp``, ``pred`` or ``nll``.
     """
-    total = input.detach().sum(dtype=torch.float64 if input.dtype == torch.float64 else torch.float32)
-    flag = torch.where(torch.isfinite(total), 0.0, math.nan).to(stats.tp.dtype)
-    return SoftStats(*(f + flag if f is not None and f.is_floating_point() else f for f in stats))
+    # 0 * total: 0 for a finite total, NaN for a NaN or infinite one (an overflowing sum counts as infinite).
+    flag = input.detach().sum(dtype=stats.tp.dtype).mul_(0.0)
+    nll = stats.nll + flag if with_nll and stats.nll is not None else stats.nll
+    return stats._replace(tp=stats.tp + flag, pred=stats.pred + flag, nll=nll)
 
 
 def pool_soft_stats(stats: SoftStats, *, distributed: bool = False) -> SoftStats:
