@@ -1584,15 +1584,17 @@ def lovasz_loss(
         if not per_image:  # one group: the batch
             probs, t = probs.transpose(0, 1).reshape(1, c, -1), t.reshape(1, -1)
             valid = None if valid is None else valid.reshape(1, -1)
-        classes = torch.arange(c, device=x.device).view(1, c, 1)
-        fg = (t.unsqueeze(1) == classes).to(probs.dtype)  # [G, C, N]
-        kept = None if valid is None else valid.unsqueeze(1).expand_as(fg)
-        if kept is not None:
-            fg = fg * kept
-        per_class = _lovasz_sorted_dot((fg - probs).abs(), fg, kept)  # [G, C]
-        present = fg.sum(-1) > 0
-        n_present = present.sum(-1)
-        per_group = (per_class * present).sum(-1) / n_present.clamp_min(1)
+        # One class at a time: the sort and its temporaries are [G, N] instead of [G, C, N] (half the peak
+        # memory of sorting every class at once, for the same values).
+        per_class, present = [], []
+        for k in range(c):
+            fg = (t == k).to(probs.dtype)  # [G, N]
+            if valid is not None:
+                fg = fg * valid
+            per_class.append(_lovasz_sorted_dot((fg - probs[:, k]).abs(), fg, valid))
+            present.append(fg.sum(-1) > 0)
+        per_class_t, present_t = torch.stack(per_class, 1), torch.stack(present, 1)  # [G, C]
+        per_group = (per_class_t * present_t).sum(-1) / present_t.sum(-1).clamp_min(1)
         return _nan_if_nonfinite(per_group.mean(), input)
     t = target.reshape(x.shape)
     valid = None if ignore_index is None else t != ignore_index
