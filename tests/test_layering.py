@@ -50,7 +50,7 @@ class AllBut(frozenset):
 
 
 # Root modules shared by two or more units: anyone may import them (but not their underscored names).
-HELPERS = frozenset({"_checks", "_arrays", "_progress", "_version"})
+HELPERS = frozenset({"_checks", "_arrays", "_lazy", "_progress", "_version"})
 
 # unit -> the units it may import. The agreed arrows of HELPERS.md / DESIGN §1: data flows
 # files -> io -> arrays -> stats -> metrics -> evaluation -> report; demo and cli sit on top.
@@ -73,7 +73,7 @@ ARROWS: Mapping[str, frozenset] = {
 # What the root __init__ may import at module level: only what `import segdice` must not pay for
 # anyway. Everything else is a PEP 562 lazy name, so that `segdice --help` (whose `segdice.cli` import runs
 # the root __init__ first) loads no torch.
-ROOT_EAGER = frozenset({"_checks", "_version"})
+ROOT_EAGER = frozenset({"_checks", "_lazy", "_version"})
 
 # Modules that a fresh `import segdice` must not load (a name covers its submodules).
 NOT_LOADED_BY_IMPORT = (

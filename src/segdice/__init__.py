@@ -9,9 +9,7 @@ the parts it uses. ``from segdice import DiceLoss`` and ``segdice.DiceLoss`` giv
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from segdice._lazy import lazy_attributes
 from segdice._version import __version__
 
 # Public name -> the module that defines it.
@@ -48,16 +46,4 @@ _SUBMODULES = frozenset({"comparison", "demo", "evaluation", "io", "losses", "me
 __all__ = ["__version__", *sorted(_NAMES)]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module 'segdice' has no attribute {name!r}")
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_NAMES, *_SUBMODULES})
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES, _SUBMODULES)

@@ -10,8 +10,9 @@ Every name is resolved on first use (PEP 562): the metric names (:data:`DEFAULT_
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from segdice._lazy import lazy_attributes
 
 if TYPE_CHECKING:  # the names below, for type checkers and the API reference
     from segdice.evaluation._metric_names import ALL_METRICS, DEFAULT_METRICS
@@ -31,16 +32,4 @@ _SUBMODULES = frozenset({"result"})
 __all__ = ["ALL_METRICS", "DEFAULT_METRICS", "EvaluationResult", "evaluate"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _NAMES:
-        value = getattr(importlib.import_module(_NAMES[name]), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f"{__name__}.{name}")
-    else:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    globals()[name] = value  # later look-ups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_NAMES, *_SUBMODULES})
+__getattr__, __dir__ = lazy_attributes(__name__, _NAMES, _SUBMODULES)
