@@ -39,6 +39,6 @@ def whole_float_labels(name: str, x: np.ndarray, *, expected: str) -> np.ndarray
         or (x.size and float(np.abs(x).max()) > MAX_FLOAT_LABEL)
     ):
         raise SegDiceError(
-            f"{name}: got {describe(x)}; expected {expected} of finite whole numbers (|x| <= 2**53 in a float map)"
+            f"{name}: got {describe(x)}; expected {expected} (|x| <= 2**53 in a float map)"
         )
     return x.astype(np.int64)

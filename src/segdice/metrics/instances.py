@@ -241,7 +241,7 @@ def _instance_labels(name: str, x: np.ndarray) -> np.ndarray:
     if x.dtype == bool:
         return x.astype(np.int32)
     if np.issubdtype(x.dtype, np.floating):
-        x = whole_float_labels(name, x, expected="an instance label map")
+        x = whole_float_labels(name, x, expected="an instance label map of finite whole numbers")
     elif not np.issubdtype(x.dtype, np.integer):
         raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected an integer instance label map")
     if x.size and int(x.min()) < 0:

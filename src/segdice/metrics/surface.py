@@ -46,7 +46,7 @@ import torch
 from segdice._arrays import to_numpy
 from segdice._checks import SegDiceError, check_ignore_index, check_number, check_spacing, describe
 from segdice.metrics._distances import nearest_both_ways, pad_width, within_tolerance
-from segdice.metrics._masks import binary_mask
+from segdice.metrics._masks import binary_mask, whole_float_labels
 from segdice.metrics._names import BOUNDARY_METRICS
 from segdice.metrics._surfels import code_measure_table, corner_codes
 from segdice.metrics.topology import cldice_score
@@ -69,9 +69,6 @@ BOUNDARY_IOU_WIDTH_RATIO = 0.02
 _MASK_METRICS = ("biou", "cldice")
 
 Label = int | tuple[int, ...]
-
-#: The largest label a float map may hold: every integer up to 2**53 is exact in float64.
-_MAX_FLOAT_LABEL = float(2**53)
 
 _PERCENTILE_NAME = re.compile(r"^hd(\d+(?:\.\d+)?)$")
 
@@ -97,18 +94,7 @@ def _as_labels(name: str, x: np.ndarray) -> np.ndarray:
     if x.dtype == bool or np.issubdtype(x.dtype, np.integer):
         return x
     if np.issubdtype(x.dtype, np.floating):
-        # inf and 1e20 are "whole" floats too, but a cast to int64 turns them into INT64_MIN
-        finite = bool(np.isfinite(x).all())
-        if (
-            not finite
-            or not np.array_equal(x, np.trunc(x))
-            or (x.size and float(np.abs(x).max()) > _MAX_FLOAT_LABEL)
-        ):
-            raise SegDiceError(
-                f"{name}: got {describe(x)}; expected a label map with finite integer values "
-                f"(|label| <= 2**53 in a float map)"
-            )
-        return x.astype(np.int64)
+        return whole_float_labels(name, x, expected="a label map with finite integer values")
     raise SegDiceError(f"{name}: got {describe(x, values=False)}; expected an integer label map or a mask")
 
 
