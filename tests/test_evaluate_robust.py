@@ -446,6 +446,38 @@ def test_a_worker_that_dies_fails_only_its_case(tmp_path):
 
 @needs_proc
 @pytest.mark.slow
+def test_a_case_whose_worker_died_has_the_rows_of_a_case_that_could_not_be_read(tmp_path):
+    pred, gt = _make_cases(tmp_path, 4, 12, bad=(1,))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "segdice", "evaluate", str(pred), str(gt), "-o", str(out),
+               "--metrics", "dice,gds", "--no-progress", "-j", "2"]  # fmt: skip
+    proc = _start(command, SEGDICE_TEST_CRASH_CASE="c03", **POOL_ALWAYS)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    _, rows = read_case_csv(out / "per_case.csv")
+
+    def cells(case: str) -> list[tuple[str, list[str], list[str]]]:
+        """Per row: its item, the metric cells left empty and those that hold NaN."""
+        mine = [r for r in rows if r["case"] == case]
+        return [(r["item"], [m for m in ("dice", "gds") if r[m] is None],
+                 [m for m in ("dice", "gds") if r[m] is not None and math.isnan(r[m])]) for r in mine]  # fmt: skip
+
+    # labels 1 and 2, then the across-label row "all": gds belongs to "all" alone, dice to the labels alone
+    expected = [("1", ["gds"], ["dice"]), ("2", ["gds"], ["dice"]), ("all", ["dice"], ["gds"])]
+    assert cells("c01") == expected  # the shape mismatch: read in the worker, an error row
+    assert cells("c03") == expected  # the worker died twice: the same rows, another reason
+    def rest(case: str) -> list[dict]:
+        """Every other cell of its rows (NaN as text, so that equal rows compare equal)."""
+        skip = ("case", "error", "pred_file", "gt_file")
+        return [{k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items() if k not in skip}
+                for r in rows if r["case"] == case]  # fmt: skip
+
+    assert rest("c03") == rest("c01")
+    assert all(r["error"].startswith("worker died") for r in rows if r["case"] == "c03")
+
+
+@needs_proc
+@pytest.mark.slow
 def test_sigkill_of_a_real_worker_mid_run_loses_no_case(tmp_path):
     pred, gt = _make_cases(tmp_path, 40, 24)
     out = tmp_path / "out"

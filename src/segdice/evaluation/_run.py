@@ -7,7 +7,6 @@ case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import warnings
@@ -39,6 +38,7 @@ from segdice.evaluation._scoring import (
     case_columns,
     case_label_set,
     check_item_names,
+    error_rows,
     row_items,
     score_case,
     scoring_spec,
@@ -376,7 +376,7 @@ def _score_cases(todo: Sequence[CasePair], spec: ScoringSpec, pool: TaskPool, co
     for index, rows in pool.imap(_score_in_worker, [(p, spec) for p in todo]):
         pair = todo[index]
         if isinstance(rows, TaskLost):
-            rows = _lost_rows(pair, spec, rows.reason)
+            rows = error_rows(pair, spec, rows.reason)
         collected.add(pair, rows)  # type: ignore[arg-type]
 
 
@@ -385,25 +385,6 @@ def _score_in_worker(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     if pair.name == os.environ.get(CRASH_CASE_ENV) and multiprocessing.parent_process() is not None:
         os._exit(70)
     return score_case(pair, spec)
-
-
-def _lost_rows(pair: CasePair, spec: ScoringSpec, reason: str) -> list[dict]:
-    """The rows of a case that could not be scored because its worker died: NaN metrics, the reason."""
-    rows = []
-    for item in row_items(spec.items, spec.metrics):
-        row = dict.fromkeys(case_columns(spec.metrics))
-        row.update(
-            case=pair.name,
-            item=item.name,
-            labels=item.label_text,
-            missing_pred=pair.pred is None,
-            error=reason,
-            pred_file=str(pair.pred) if pair.pred is not None else "",
-            gt_file=str(pair.gt),
-        )
-        row.update(dict.fromkeys(spec.metrics, math.nan))
-        rows.append(row)
-    return rows
 
 
 def _write_outputs(result: EvaluationResult, out: Path, columns: list[str]) -> dict[str, Path]:
