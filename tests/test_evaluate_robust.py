@@ -9,6 +9,7 @@ condition holds (rows on disk, workers present), never after a fixed sleep.
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import shutil
@@ -248,6 +249,30 @@ def test_resume_of_a_non_utf8_csv_is_a_clean_error(tmp_path):
     assert result.exit_code == 2, result.output
     assert "not UTF-8 text (byte 10 is 0xff)" in result.output.replace("\n", "")
     assert "Traceback" not in result.output
+
+
+def test_resume_of_a_csv_from_before_the_spacing_source_column_names_the_column_and_what_to_do(tmp_path):
+    pred, gt = _make_cases(tmp_path, 2, 12)
+    out = tmp_path / "out"
+    args = ["evaluate", str(pred), str(gt), "-o", str(out), "--metrics", "dice", "-j", "1", "--no-progress"]
+    assert runner.invoke(app, args).exit_code == 0
+    csv_path = out / "per_case.csv"
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    drop = table[0].index("spacing_source")
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:  # the file of an earlier segdice
+        csv.writer(handle).writerows([cell for i, cell in enumerate(line) if i != drop] for line in table)
+    old = csv_path.read_bytes()
+    result = runner.invoke(app, [*args, "--resume"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"error: resume: {csv_path} has no spacing_source column: an earlier version of segdice" in text
+    assert "run without --resume to score every case again" in text and "new output folder" in text
+    assert "same metrics" not in text and "Traceback" not in result.output
+    assert csv_path.read_bytes() == old  # refused before anything was written
+    assert runner.invoke(app, args).exit_code == 0  # the advice works: a fresh file, with the column
+    columns, rows = read_case_csv(csv_path)
+    assert "spacing_source" in columns and len(rows) == 4
 
 
 def test_formula_cells_are_neutralised_and_read_back(tmp_path):

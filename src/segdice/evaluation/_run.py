@@ -45,7 +45,13 @@ from segdice.evaluation._scoring import (
 )
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
-from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
+from segdice.report.tables import (
+    CASE_COLUMNS,
+    CaseCSVWriter,
+    read_case_csv,
+    write_case_csv,
+    write_summary_json,
+)
 
 __all__ = ["ProgressCallback", "evaluate"]
 
@@ -415,6 +421,15 @@ def _resumable_rows(
 ) -> dict[str, list[dict]]:
     """Rows of an earlier run to keep: cases scored without error for the same items and files."""
     found_columns, rows = read_case_csv(csv_path)
+    # A file of an earlier segdice that lacks a fixed column (spacing_source came later) cannot be kept:
+    # the cell is a fact of the run that wrote the row, and a guess would mislabel its distances' unit.
+    lacking = [column for column in CASE_COLUMNS if column not in found_columns]
+    if lacking:
+        raise SegDiceError(
+            f"resume: {csv_path} has no {', '.join(lacking)} column{'s' if len(lacking) > 1 else ''}: an earlier "
+            "version of segdice wrote it, and its rows cannot be kept; run without --resume to score every "
+            "case again (it replaces the file), or write to a new output folder"
+        )
     if found_columns != columns:
         raise SegDiceError(
             f"resume: {csv_path} has columns {found_columns}, but this run writes {columns}; "
