@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+from _subprocess import SRC, run
+
 HEAVY = ("numpy", "torch", "scipy", "matplotlib")
 MARKER = "--- modules ---"
 
@@ -57,18 +58,7 @@ HELPS = [
 
 def run_cli(entry: str, *args: str) -> tuple[int, str, set[str]]:
     """``(exit code, stdout, loaded modules)`` of one fresh run of the command line."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(SRC), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, entry, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,  # only catches a hang
-        check=False,
-    )
+    proc = run([sys.executable, "-c", RUNNER, entry, *args], timeout=300)  # the timeout only catches a hang
     _, sep, modules = proc.stderr.partition(MARKER)
     assert sep, f"the runner did not finish: {proc.stderr[-2000:]}"
     return proc.returncode, proc.stdout, set(modules.split())
