@@ -998,9 +998,9 @@ def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
             pc = p[cb, :, cn]
             gc = g[cb.start - bs.start : cb.stop - bs.start, :, cn.start - ns.start : cn.stop - ns.start]
             w0, w1, w2 = scratch.views(pc)
-            extra = _sigmoid_term_grad(x[cb, :, cn], pc, gc, term, w0, w1, w2).mul_(e[cb])
+            dt = _sigmoid_term_grad(x[cb, :, cn], pc, gc, term, w0, w1, w2)  # e dT/dx is added in one addcmul_
             if a is None and q is None:
-                pc.copy_(extra)
+                torch.mul(dt, e[cb], out=pc)
                 continue
             if a is None:
                 h = q[cb].expand_as(pc)
@@ -1008,7 +1008,7 @@ def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
                 h = torch.mul(gc, a[cb], out=w0)
             else:
                 h = torch.addcmul(q[cb], gc, a[cb], out=w0)
-            _sigmoid_grad_(pc, h).add_(extra)
+            _sigmoid_grad_(pc, h).addcmul_(dt, e[cb])
     return p
 
 
