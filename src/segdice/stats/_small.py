@@ -17,6 +17,7 @@ has an infinite derivative of ``(1 - p_t)**gamma`` at ``p_t = 1``, whose limit t
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -76,12 +77,15 @@ def small_sigmoid_stats(
     strictly between 0 and 1 is soft: the intersection takes the semimetric form
     ``(P + G - sum |p - g|) / 2`` and a loss term other than the plain BCE is left to the caller
     (``nll`` is ``None``). With ``term``: the BCE (label-smoothed) or the sigmoid focal term, per channel.
+
+    An integer or bool target enters the products as it is (type promotion): its float copy would cost
+    more than the few promoted ops. The BCE is ``softplus(z) - g z`` per element, as the dense kernel forms it.
     """
     acc = _acc(x)
     with without_autocast(x):
         xa = x if x.dtype == acc else x.to(acc)
-        g = t if t.dtype == acc else t.to(acc)
-        soft = False
+        floating = t.is_floating_point()
+        g = t.to(acc) if floating and t.dtype != acc else t
         if t.dtype != torch.bool:
             lo, hi = torch.aminmax(g)
             lo, hi = float(lo), float(hi)
@@ -89,11 +93,11 @@ def small_sigmoid_stats(
                 check(lo, hi)
         dims = _dims(x, pool)
         p = torch.sigmoid(xa)
-        pred, tsum = p.sum(dims), g.sum(dims)
-        if t.is_floating_point():
-            # On [0, 1], sum(g) - sum(g * g) = sum(g (1 - g)) is 0 only for 0/1 values; both sums are exact
-            # for them (a small input stays far below 2**24).
-            soft = float(tsum.sum()) != float(torch.linalg.vecdot(g.reshape(-1), g.reshape(-1)))
+        pred = p.sum(dims)
+        tsum = g.sum(dims) if floating else g.sum(dims).to(acc)
+        # On [0, 1], sum(g) - sum(g * g) = sum(g (1 - g)) is 0 only for 0/1 values; both sums are exact
+        # for them (a small input stays far below 2**24).
+        soft = floating and float(tsum.sum()) != float(torch.linalg.vecdot(g.reshape(-1), g.reshape(-1)))
         inter = 0.5 * (pred + tsum - (p - g).abs().sum(dims)) if soft else (p * g).sum(dims)
         n = math.prod(x.shape[2:]) * (x.shape[0] if pool else 1)
         count = torch.full(pred.shape, float(n), dtype=acc, device=x.device)
@@ -102,25 +106,33 @@ def small_sigmoid_stats(
             return inter, pred, tsum, torch.zeros_like(count), count
         if term.gamma is None:
             eps = term.label_smoothing
-            gs = g * (1.0 - eps) + eps / 2 if eps > 0 else g
-            nll = F.binary_cross_entropy_with_logits(xa, gs, reduction="none").sum(dims)
+            # (an integer target times a Python float would be float32 whatever acc: converted first)
+            gs = (g if floating else g.to(acc)) * (1.0 - eps) + eps / 2 if eps > 0 else g
+            nll = (F.softplus(xa) - xa * gs).sum(dims)
         elif soft:
             inter, pred = _poisoned(xa.detach().sum(), inter, pred)
             return inter, pred, tsum, None, count
         else:
-            per = F.binary_cross_entropy_with_logits(xa, g, reduction="none")
+            per = F.softplus(xa) - xa * g
             if term.gamma != 0:
                 per = per * _focal_power((g - p).abs(), term.gamma)  # (1 - p_t)^gamma, 1 - p_t = |g - p|
             if term.alpha is not None:
-                per = per * (g * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
+                per = per * ((g if floating else g.to(acc)) * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
             nll = per.sum(dims)
-        # The term's sum is NaN or inf exactly when a logit is (BCE is softplus(z) - g z): it is the flag.
-        flag = nll.detach().sum() if nll.numel() > 1 else nll.detach().reshape(())
+        # The term's sum is NaN or inf exactly when a logit is (softplus(z) - g z is inf - inf or inf):
+        # it is the flag.
         if nll.numel() > 1:
-            inter, pred, nll = _poisoned(flag, inter, pred, nll)
+            inter, pred, nll = _poisoned(nll.detach().sum(), inter, pred, nll)
         else:
-            inter, pred = _poisoned(flag, inter, pred)
+            inter, pred = _poisoned(nll.detach().reshape(()), inter, pred)
         return inter, pred, tsum, nll, count
+
+
+@functools.lru_cache(maxsize=8)
+def _offsets(b: int, stride: int, n: int, device: torch.device) -> Tensor:
+    """``[B, N]`` int64: ``b * stride + i`` (pixel ``i`` of image ``b``); a constant per shape, kept."""
+    rows = torch.arange(b, device=device).mul_(stride).unsqueeze(1)
+    return rows + torch.arange(n, device=device) if n > 1 else rows
 
 
 def small_index_stats(
@@ -130,8 +142,11 @@ def small_index_stats(
     """What :func:`~segdice.stats._kernels.index_stats` returns for a small input, the non-finite flag applied.
 
     ``x [B, C, N]`` (any float dtype, summed in float32/float64), ``t [B, N]`` int64 labels. Ignored pixels
-    are counted into an extra column C that is dropped, and their probabilities are zeroed. Pooled, the
-    per-class sums are scattered straight into ``[C]``.
+    are counted into an extra column C that is dropped, and their probabilities are zeroed.
+
+    The target-class values come from one ``index_select`` of the flat probabilities at ``b C N + t N + i``
+    and are summed per class by one ``index_add``: both have cheap flat backwards (``gather``/``scatter_add``
+    over a dimension cost twice as much), and no one-hot tensor is formed.
     """
     b, c, n = x.shape
     acc = _acc(x)
@@ -149,38 +164,50 @@ def small_index_stats(
             valid = ~ignored
             t_safe, t_dump = t.masked_fill(ignored, 0), t.masked_fill(ignored, c)
             p = p * valid.unsqueeze(1).to(acc)
+            slots = c + 1  # column C collects the ignored pixels and is dropped
         else:
-            valid, t_safe, t_dump = None, t, t
+            valid, t_safe, t_dump, slots = None, t, t, c
+        # A label outside [0, C) would alias another pixel's value in the flat indices: refused here (the
+        # caller turns the RuntimeError into its message). bincount raises for a negative one, and its
+        # length says the largest; with ignore_index a label C would hide in the dropped column.
+        if valid is not None:
+            lo, hi = torch.aminmax(t_safe)
+            if float(lo) < 0 or float(hi) >= c:
+                raise RuntimeError("a class index out of range")
+        labels = t_dump.reshape(-1)
+        totals = torch.bincount(labels, minlength=slots)
+        if totals.shape[0] > slots:
+            raise RuntimeError("a class index out of range")
+        at_target = torch.add(_offsets(b, c * n, n, x.device), t_safe, alpha=n).reshape(-1)
         if pool:
-            slots, flat = torch.zeros(c + 1, dtype=acc, device=x.device), t_dump.reshape(-1)
-
-            def by_class(values: Tensor) -> Tensor:
-                return slots.scatter_add(0, flat, values.reshape(-1))[:c]
-
-            count = torch.bincount(flat, minlength=c + 1)[:c].to(acc)
-            if valid is None:
-                n_valid = torch.full((c,), float(b * n), dtype=acc, device=x.device)
-            else:
-                n_valid = count.sum().expand(c)
+            by_slot = labels
+            count = totals[:c].to(acc)
             dims: tuple[int, ...] = (0, 2)
         else:
-            slots = torch.zeros(b, c + 1, dtype=acc, device=x.device)
-
-            def by_class(values: Tensor) -> Tensor:
-                return slots.scatter_add(1, t_dump, values)[:, :c]
-
-            count = by_class(torch.ones(1, 1, dtype=acc, device=x.device).expand(b, n))
-            n_valid = count.sum(1, keepdim=True).expand(b, c)
+            by_slot = torch.add(_offsets(b, slots, 1, x.device), t_dump).reshape(-1)
+            count = torch.bincount(by_slot, minlength=b * slots).view(b, slots)[:, :c].to(acc)
             dims = (2,)
+        zeros = torch.zeros(slots if pool else b * slots, dtype=acc, device=x.device)
 
+        def by_class(values: Tensor) -> Tensor:
+            sums = zeros.index_add(0, by_slot, values)
+            if not pool:
+                sums = sums.view(b, slots)
+            return sums if slots == c else sums[..., :c]
+
+        if valid is None:
+            n_valid = torch.full(count.shape, float(b * n if pool else n), dtype=acc, device=x.device)
+        else:
+            n_valid = count.sum(-1, keepdim=True).expand(count.shape)
         if nll_live:
-            log_pt = logp.gather(1, t_safe.unsqueeze(1)).squeeze(1)
+            log_pt = logp.reshape(-1).index_select(0, at_target)
             if valid is not None:
-                log_pt = torch.where(valid, log_pt, 0.0)  # ignored pixels: p_t = 1, into the dropped column
-            # p_t from its log: one gather fewer, whose backward would be a logits-sized scatter
+                # ignored pixels: p_t = 1, into the dropped column
+                log_pt = torch.where(valid.reshape(-1), log_pt, 0.0)
+            # p_t from its log: one index_select fewer, whose backward would be a logits-sized index_add
             pt = log_pt.exp()
         else:
-            pt = p.gather(1, t_safe.unsqueeze(1)).squeeze(1)
+            pt = p.reshape(-1).index_select(0, at_target)
         inter = by_class(pt)
         pred = (p * p).sum(dims) if squared else p.sum(dims)
         flag = xa.detach().sum()
