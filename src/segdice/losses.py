@@ -1079,12 +1079,14 @@ class _LossModule(nn.Module):
     def _call(self, input: Tensor, target: Tensor, **extra: Any) -> Tensor:
         """The functional twin on the settings; its settings checks skipped while no attribute changed since
         they last passed (the tensors are checked at every call)."""
-        settings = {name: getattr(self, name) for name in self._settings}
         cls = type(self)
-        if self._settings_checked and cls._checked_fn is not None:
-            return cls._checked_fn(input, target, self.mode, **extra, **settings)
+        state = self.__dict__
+        if state["_settings_checked"] and cls._checked_fn is not None:
+            return cls._checked_fn(input, target, self.mode, **extra, **state["_checked_settings"])
+        settings = {name: getattr(self, name) for name in self._settings}
         out = cls._fn(input, target, self.mode, **extra, **settings)
-        self.__dict__["_settings_checked"] = True
+        state["_checked_settings"] = settings  # unchanged until the next attribute set clears the flag
+        state["_settings_checked"] = True
         return out
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:

@@ -400,7 +400,11 @@ def soft_stats(
         with logits). Fused for integer multiclass labels (softmax) and for binary/multilabel targets;
         ``nll`` is ``None`` for float multiclass targets, and for ``label_smoothing``/``focal_gamma`` with
         a soft target, ``ignore_index``, ``squared``, half-precision logits or under ``torch.compile`` in
-        binary/multilabel mode.
+        binary/multilabel mode. Small inputs (at most 65536 logits, from logits, no ``ignore_index``, not
+        compiled) take plain autograd ops that fuse more: the term for one-hot/soft multiclass targets
+        (``-sum_i g_ic log p_ic`` per class, focal ``-sum_i g_ic (1 - p_ic)^gamma log p_ic``) and for
+        half-precision binary/multilabel logits; a soft binary/multilabel target still leaves
+        ``label_smoothing``/``focal_gamma`` terms to the caller (``None``).
     label_smoothing
         With ``with_nll``: the cross-entropy against the target mixed with ``label_smoothing`` of the
         uniform distribution, as :func:`torch.nn.functional.cross_entropy` defines it (multiclass, per
