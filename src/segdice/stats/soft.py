@@ -403,8 +403,8 @@ def soft_stats(
         binary/multilabel mode. Small inputs (at most 65536 logits, from logits, no ``ignore_index``, not
         compiled) take plain autograd ops that fuse more: the term for one-hot/soft multiclass targets
         (``-sum_i g_ic log p_ic`` per class, focal ``-sum_i g_ic (1 - p_ic)^gamma log p_ic``) and for
-        half-precision binary/multilabel logits; a soft binary/multilabel target still leaves
-        ``label_smoothing``/``focal_gamma`` terms to the caller (``None``).
+        half-precision binary/multilabel logits, and label smoothing with a soft binary/multilabel
+        target; such a target still leaves the focal term to the caller (``None``).
     label_smoothing
         With ``with_nll``: the cross-entropy against the target mixed with ``label_smoothing`` of the
         uniform distribution, as :func:`torch.nn.functional.cross_entropy` defines it (multiclass, per
