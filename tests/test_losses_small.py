@@ -310,6 +310,13 @@ def test_small_path_refuses_bad_targets_with_the_regular_message(mode, target, m
     assert str(small.value) == str(regular.value)
 
 
+@pytest.mark.parametrize("bad", [[1.0, 2.0], "logits", None])
+@pytest.mark.parametrize("fn", [segdice.dice_loss, segdice.dice_ce_loss, segdice.dice_focal_loss])
+def test_a_non_tensor_input_is_refused_before_the_small_path_reads_it(bad, fn):
+    with pytest.raises(segdice.SegDiceError, match="input: got"):
+        fn(bad, torch.zeros(2, 1, 4, 4), "binary")
+
+
 def test_half_precision_logits_take_the_small_path_in_float32(monkeypatch):
     x, t = _sigmoid_case("multilabel", "float", seed=12)
     xh = x.to(torch.bfloat16)

@@ -439,7 +439,7 @@ def soft_stats(
     term = LossTerm(float(label_smoothing), focal_gamma, focal_alpha) if with_nll else None
     # Pooled over the batch inside the kernel (no autograd nodes for it); across ranks by pool_soft_stats.
     pool = not per_image and not distributed
-    if from_logits and ignore_index is None and takes_small_path(input, term):
+    if from_logits and ignore_index is None and isinstance(input, Tensor) and takes_small_path(input, term):
         out = _small_stats(input, target, mode, squared, with_nll, term, pool)
         if out is not None:
             stats = SoftStats(*out)
