@@ -78,8 +78,9 @@ def small_sigmoid_stats(
     ``(P + G - sum |p - g|) / 2`` and a loss term other than the plain BCE is left to the caller
     (``nll`` is ``None``). With ``term``: the BCE (label-smoothed) or the sigmoid focal term, per channel.
 
-    An integer or bool target enters the products as it is (type promotion): its float copy would cost
-    more than the few promoted ops. The BCE is ``softplus(z) - g z`` per element, as the dense kernel forms it.
+    An integer or bool target is range-checked as it is, then converted once (a promoted integer operand
+    would cost more in every product). The BCE is ``softplus(z) - g z`` per element, as the dense kernel
+    forms it.
     """
     acc = _acc(x)
     with without_autocast(x):
@@ -91,13 +92,20 @@ def small_sigmoid_stats(
             lo, hi = float(lo), float(hi)
             if not (lo >= 0.0 and hi <= 1.0):  # NaN fails too
                 check(lo, hi)
+        if not floating:
+            # A promoted integer operand costs more in each product (and its backward) than one conversion
+            # (int64 via int32 and bool viewed as uint8: faster than a direct conversion; exact, the values
+            # being checked 0/1 above).
+            narrow = {torch.int64: torch.int32, torch.bool: torch.uint8}.get(g.dtype)
+            g = (g if narrow is None else g.view(narrow) if g.dtype == torch.bool else g.to(narrow)).to(acc)
+            floating = True
         dims = _dims(x, pool)
         p = torch.sigmoid(xa)
         pred = p.sum(dims)
         tsum = g.sum(dims) if floating else g.sum(dims).to(acc)
         # On [0, 1], sum(g) - sum(g * g) = sum(g (1 - g)) is 0 only for 0/1 values; both sums are exact
         # for them (a small input stays far below 2**24).
-        soft = floating and float(tsum.sum()) != float(torch.linalg.vecdot(g.reshape(-1), g.reshape(-1)))
+        soft = t.is_floating_point() and float(tsum.sum()) != float(torch.linalg.vecdot(g.reshape(-1), g.reshape(-1)))
         inter = 0.5 * (pred + tsum - (p - g).abs().sum(dims)) if soft else (p * g).sum(dims)
         n = math.prod(x.shape[2:]) * (x.shape[0] if pool else 1)
         count = torch.full(pred.shape, float(n), dtype=acc, device=x.device)
