@@ -60,6 +60,14 @@ def _poisoned(flag: Tensor, *sums: Tensor) -> tuple[Tensor, ...]:
     return tuple(torch.add(v, flag, alpha=0.0) for v in sums)
 
 
+def _read_pair(a: Tensor, b: Tensor) -> tuple[float, float]:
+    """Two 0-dim tensors as Python numbers in one device read (two plain reads cost less on the CPU)."""
+    if a.device.type == "cpu":
+        return float(a), float(b)
+    lo, hi = torch.stack((a, b)).tolist()
+    return float(lo), float(hi)
+
+
 def _dims(x: Tensor, pool: bool) -> tuple[int, ...]:
     """The dimensions a per-(image,) channel sum runs over: spatial, and the batch when pooled."""
     spatial = tuple(range(2, x.ndim))
@@ -88,8 +96,7 @@ def small_sigmoid_stats(
         floating = t.is_floating_point()
         g = t.to(acc) if floating and t.dtype != acc else t
         if t.dtype != torch.bool:
-            lo, hi = torch.aminmax(g)
-            lo, hi = float(lo), float(hi)
+            lo, hi = _read_pair(*torch.aminmax(g))
             if not (lo >= 0.0 and hi <= 1.0):  # NaN fails too
                 check(lo, hi)
         if not floating:
@@ -179,8 +186,8 @@ def small_index_stats(
         # caller turns the RuntimeError into its message). bincount raises for a negative one, and its
         # length says the largest; with ignore_index a label C would hide in the dropped column.
         if valid is not None:
-            lo, hi = torch.aminmax(t_safe)
-            if float(lo) < 0 or float(hi) >= c:
+            lo, hi = _read_pair(*torch.aminmax(t_safe))
+            if lo < 0 or hi >= c:
                 raise RuntimeError("a class index out of range")
         labels = t_dump.reshape(-1)
         totals = torch.bincount(labels, minlength=slots)
@@ -189,7 +196,7 @@ def small_index_stats(
         at_target = torch.add(_offsets(b, c * n, n, x.device), t_safe, alpha=n).reshape(-1)
         if pool:
             by_slot = labels
-            count = totals[:c].to(acc)
+            count = (totals if slots == c else totals[:c]).to(acc)
             dims: tuple[int, ...] = (0, 2)
         else:
             by_slot = torch.add(_offsets(b, slots, 1, x.device), t_dump).reshape(-1)
