@@ -1,12 +1,12 @@
-"""``--help`` answers without torch, SciPy or matplotlib, and is still complete.
+"""``--help`` answers without NumPy, torch, SciPy or matplotlib, and is still complete.
 
 Each help runs in a fresh interpreter, through the console script's entry point and through ``python -m
 segdice``, and that interpreter then prints every module it holds (``sys.modules``, so a module loaded by
 ``importlib.import_module`` counts too). ``segdice info`` itself imports torch: it shows the detector
 sees a heavy import when there is one.
 
-The lazy packages (``segdice.metrics``, ``segdice.evaluation``) keep every public name they had, each the
-object its defining module holds.
+The lazy packages (``segdice.metrics``, ``segdice.evaluation``, ``segdice.comparison``) keep every public name
+they had, each the object its defining module holds.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-HEAVY = ("torch", "scipy", "matplotlib")
+from _subprocess import SRC, run
+
+HEAVY = ("numpy", "torch", "scipy", "matplotlib")
 MARKER = "--- modules ---"
 
 # Runs the command line on sys.argv[1:] as the console script or `python -m segdice` would, then prints
@@ -57,18 +58,7 @@ HELPS = [
 
 def run_cli(entry: str, *args: str) -> tuple[int, str, set[str]]:
     """``(exit code, stdout, loaded modules)`` of one fresh run of the command line."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(SRC), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, entry, *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,  # only catches a hang
-        check=False,
-    )
+    proc = run([sys.executable, "-c", RUNNER, entry, *args], timeout=300)  # the timeout only catches a hang
     _, sep, modules = proc.stderr.partition(MARKER)
     assert sep, f"the runner did not finish: {proc.stderr[-2000:]}"
     return proc.returncode, proc.stdout, set(modules.split())
@@ -80,7 +70,7 @@ def heavy_in(modules: set[str]) -> list[str]:
 
 @pytest.mark.parametrize("args", HELPS, ids=" ".join)
 @pytest.mark.parametrize("entry", ["script", "python -m"])
-def test_help_loads_no_torch_scipy_or_matplotlib(entry, args):
+def test_help_loads_no_numpy_torch_scipy_or_matplotlib(entry, args):
     code, stdout, modules = run_cli(entry, *args)
     assert code == 0
     assert stdout.strip()
@@ -185,10 +175,23 @@ EVALUATION_NAMES = {
     "segdice.evaluation.result": ["EvaluationResult"],
     "segdice.evaluation._metric_names": ["ALL_METRICS", "DEFAULT_METRICS"],
 }
+COMPARISON_NAMES = {
+    "segdice.comparison._run": ["compare"],
+    "segdice.comparison.result": ["COMPARISON_COLUMNS", "ComparisonResult", "higher_is_better"],
+    "segdice.comparison._choices": [
+        "CORRECTIONS", "DEFAULT_ALPHA", "DEFAULT_CORRECTION", "DEFAULT_RESAMPLES", "DEFAULT_SEED", "DEFAULT_TEST",
+        "TESTS",
+    ],
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(
-    ("package", "names"), [("segdice.metrics", METRICS_NAMES), ("segdice.evaluation", EVALUATION_NAMES)]
+    ("package", "names"),
+    [
+        ("segdice.metrics", METRICS_NAMES),
+        ("segdice.evaluation", EVALUATION_NAMES),
+        ("segdice.comparison", COMPARISON_NAMES),
+    ],
 )
 def test_lazy_package_keeps_every_public_name(package, names):
     module = importlib.import_module(package)
@@ -206,7 +209,7 @@ def test_lazy_package_keeps_every_public_name(package, names):
         module.not_a_name  # noqa: B018
 
 
-@pytest.mark.parametrize("package", ["segdice.metrics", "segdice.evaluation"])
+@pytest.mark.parametrize("package", ["segdice.metrics", "segdice.evaluation", "segdice.comparison"])
 def test_type_checking_imports_name_exactly_the_lazy_names(package):
     """The ``if TYPE_CHECKING:`` block (read by type checkers and the API reference) and the lazy table agree."""
     path = SRC / Path(*package.split(".")) / "__init__.py"

@@ -6,14 +6,13 @@ Typer's CliRunner where a TTY is not needed.
 
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from _subprocess import SEGDICE, run
 from segdice.cli import SUMMARY_WORST_ITEMS, _print_table, app
 from segdice.io import save_mask
 
@@ -21,12 +20,6 @@ runner = CliRunner()
 
 # Names far wider than 80 columns together: a table cut at 80 columns would shorten them.
 LONG_NAMES = {1: "Precentral_Gyrus_Left_Hemisphere", 2: "Precentral_Gyrus_Right_Hemisphere"}
-
-
-def _segdice(*args, timeout=240):
-    return subprocess.run(
-        [sys.executable, "-m", "segdice", *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
 
 
 @pytest.fixture
@@ -53,9 +46,9 @@ def _names_option():
 def test_pipe_gets_whole_values_on_stdout_and_progress_on_stderr(two_labels, tmp_path):
     pred, gt = two_labels
     out = tmp_path / "out"
-    proc = _segdice(
-        "evaluate", str(pred), str(gt), "-o", str(out), "-j", "1", "--metrics", "dice,hd95",
-        "--label-names", _names_option(),
+    proc = run(
+        [*SEGDICE, "evaluate", str(pred), str(gt), "-o", str(out), "-j", "1", "--metrics", "dice,hd95",
+         "--label-names", _names_option()], timeout=240,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
@@ -84,7 +77,8 @@ def test_pipe_gets_whole_values_on_stdout_and_progress_on_stderr(two_labels, tmp
 def test_json_puts_only_the_summary_on_stdout(two_labels, tmp_path):
     pred, gt = two_labels
     out = tmp_path / "out"
-    proc = _segdice("evaluate", str(pred), str(gt), "-o", str(out), "-j", "1", "--metrics", "dice", "--json")
+    proc = run([*SEGDICE, "evaluate", str(pred), str(gt), "-o", str(out), "-j", "1", "--metrics", "dice", "--json"],
+               timeout=240)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     printed = json.loads(proc.stdout)  # the whole of stdout is one JSON document
     assert printed == json.loads((out / "summary.json").read_text())
@@ -97,12 +91,15 @@ def test_quiet_prints_nothing_on_stdout_but_failures_on_stderr(two_labels, tmp_p
     pred, gt = two_labels
     (gt / "c.nii.gz").write_bytes(b"not a nifti file")
     (pred / "c.nii.gz").write_bytes(b"not a nifti file")
-    proc = _segdice("evaluate", str(pred), str(gt), "-j", "1", "--metrics", "dice", "--quiet")
+    proc = run(
+        [*SEGDICE, "evaluate", str(pred), str(gt), "-j", "1", "--metrics", "dice", "--quiet"], timeout=240
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert "failed: c:" in proc.stderr
     assert "scoring cases" not in proc.stderr
-    quiet_json = _segdice("evaluate", str(pred), str(gt), "-j", "1", "--metrics", "dice", "-q", "--json")
+    quiet_json = run([*SEGDICE, "evaluate", str(pred), str(gt), "-j", "1", "--metrics", "dice", "-q", "--json"],
+                     timeout=240)  # fmt: skip
     assert json.loads(quiet_json.stdout)["counts"]["failed"] == 1
 
 
@@ -142,7 +139,7 @@ def test_many_labels_collapse_to_the_mean_and_the_worst(tmp_path):
 
 @pytest.mark.parametrize("command", [[], ["evaluate"], ["demo"], ["info"], ["compare"]])
 def test_help_is_complete_in_plain_words(command):
-    proc = _segdice(*command, "--help", timeout=60)
+    proc = run([*SEGDICE, *command, "--help"], timeout=60)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     for python_word in ("<bool>", "<str>", "<int>", "<path>", "list[str]", "None", "…"):

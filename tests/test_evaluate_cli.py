@@ -1,13 +1,12 @@
 """`segdice evaluate` on the command line: options, outputs, exit codes."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _subprocess import SEGDICE_SCRIPT, data_rows, interrupt, reaped, run, start, wait_until
 from segdice.cli import app
 from segdice.evaluation import _run as evaluate_run
 from segdice.io import save_mask
@@ -166,10 +165,10 @@ def test_interrupt_exits_130_and_points_to_resume(folders, tmp_path, monkeypatch
 @pytest.mark.slow  # a fresh interpreter importing torch
 def test_console_script_runs_end_to_end(folders, tmp_path):
     pred, gt = folders
-    proc = subprocess.run(
-        [sys.executable, "-c", "from segdice.cli import main; main()", "evaluate", str(pred), str(gt),
-         "--gt-suffix", "_seg", "-j", "1", "-o", str(tmp_path / "o"), "--metrics", "dice,hd95"],
-        capture_output=True, text=True, check=False, timeout=900,  # only catches a hang
+    proc = run(
+        [*SEGDICE_SCRIPT, "evaluate", str(pred), str(gt), "--gt-suffix", "_seg", "-j", "1",
+         "-o", str(tmp_path / "o"), "--metrics", "dice,hd95"],
+        timeout=900,  # only catches a hang
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o" / "report.html").exists()
@@ -177,11 +176,6 @@ def test_console_script_runs_end_to_end(folders, tmp_path):
 
 @pytest.mark.slow  # a real Ctrl-C on a real pool of spawned workers
 def test_ctrl_c_keeps_finished_rows_and_resume_completes(tmp_path):
-    import contextlib
-    import os
-    import signal
-    import time
-
     gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
     gt_dir.mkdir()
     pred_dir.mkdir()
@@ -189,31 +183,20 @@ def test_ctrl_c_keeps_finished_rows_and_resume_completes(tmp_path):
     n_cases = 24
     for i in range(n_cases):
         gt = np.zeros((40, 40, 24), np.uint8)
-        start = int(rng.integers(2, 16))
-        gt[start : start + 20, 5:30, 4:20] = 1
+        first = int(rng.integers(2, 16))
+        gt[first : first + 20, 5:30, 4:20] = 1
         save_mask(gt_dir / f"c{i:02d}.nii.gz", gt, (1.0, 1.0, 2.0))
         save_mask(pred_dir / f"c{i:02d}.nii.gz", np.roll(gt, 2, axis=1), (1.0, 1.0, 2.0))
     out = tmp_path / "out"
-    command = [sys.executable, "-c", "from segdice.cli import main; main()", "evaluate", str(pred_dir),
-               str(gt_dir), "-j", "2", "-o", str(out), "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
+    command = [*SEGDICE_SCRIPT, "evaluate", str(pred_dir), str(gt_dir), "-j", "2", "-o", str(out),
+               "--no-progress"]  # fmt: skip
     csv_path = out / "per_case.csv"
-    try:
+    with reaped(start(command)) as proc:  # a failed wait below leaves no process behind
         # Wait for the condition (a few cases on disk), however long a loaded machine takes to start the
         # pool; the deadline only catches a hang, and a run that ends early stops the wait at once.
-        deadline = time.monotonic() + 900
-        while proc.poll() is None and not (csv_path.exists() and len(csv_path.read_text().splitlines()) > 3):
-            assert time.monotonic() < deadline, "no case was scored in 15 minutes"
-            time.sleep(0.05)
-        with contextlib.suppress(ProcessLookupError):  # the run may have just ended on its own
-            os.killpg(proc.pid, signal.SIGINT)  # the terminal sends Ctrl-C to the whole process group
+        wait_until(lambda: proc.poll() is not None or data_rows(csv_path) > 2, 900, "a few cases on disk")
+        interrupt(proc)  # the terminal sends Ctrl-C to the whole process group (the run may have just ended)
         _, stderr = proc.communicate(timeout=900)
-    finally:
-        if proc.poll() is None:  # a failed wait above: leave no process behind
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode in (0, 130), stderr
     _, rows = read_case_csv(csv_path)
     if proc.returncode == 0:
@@ -224,7 +207,7 @@ def test_ctrl_c_keeps_finished_rows_and_resume_completes(tmp_path):
     assert all(not r["error"] for r in rows)
 
     command[command.index("-j") + 1] = "1"  # the rest in one process: no second pool to spawn
-    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=900, check=False)
+    done = run([*command, "--resume"], timeout=900)
     assert done.returncode == 0, done.stderr
     _, rows = read_case_csv(csv_path)
     assert sorted(r["case"] for r in rows) == [f"c{i:02d}" for i in range(n_cases)]

@@ -17,7 +17,6 @@ import math
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,6 +32,16 @@ psutil = pytest.importorskip("psutil")
 
 import dask  # noqa: E402
 
+from _subprocess import (  # noqa: E402
+    MARKER_ENV,
+    SEGDICE_SCRIPT,
+    interrupt,
+    marked,
+    reaped,
+    run,
+    start,
+    wait_until,
+)
 from segdice import SegDiceError  # noqa: E402
 from segdice.cli import app  # noqa: E402
 from segdice.evaluation import evaluate  # noqa: E402
@@ -129,16 +138,6 @@ def _listening(pids) -> list[tuple[int, str, int]]:
             continue
         found += [(pid, c.laddr.ip, c.laddr.port) for c in connections if c.status == psutil.CONN_LISTEN]
     return found
-
-
-def _segdice_env(**extra: str) -> dict[str, str]:
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    path = os.environ.get("PYTHONPATH", "")
-    return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{path}" if path else src, **extra}
-
-
-def _command(*args: str) -> list[str]:
-    return [sys.executable, "-c", "import sys; from segdice.cli import main; sys.exit(main())", *args]
 
 
 # ---------------------------------------------------------------- the same results as the local pool
@@ -285,17 +284,6 @@ def test_a_scheduler_lost_mid_run_is_a_clear_error_and_the_rows_written_stay(tmp
 # ---------------------------------------------------------------- local:N from the command line
 
 
-def _marked(marker: str) -> list[psutil.Process]:
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("SEGDICE_TEST_MARKER") == marker:
-                found.append(process)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-    return found
-
-
 @pytest.mark.slow
 def test_cli_local_cluster_on_loopback_ctrl_c_exits_130_leaves_nothing_resumes_and_bad_address_exits_2(
     client, tmp_path
@@ -303,41 +291,35 @@ def test_cli_local_cluster_on_loopback_ctrl_c_exits_130_leaves_nothing_resumes_a
     pred, gt = _make_cases(tmp_path, 16, shape=(32, 30, 20))
     out = tmp_path / "out"
     marker = uuid.uuid4().hex  # every process the command starts inherits it
-    proc = subprocess.Popen(
-        _command("evaluate", str(pred), str(gt), "-o", str(out), "--metrics", "dice,hd95",
-                 "--scheduler", "local:2", "--no-progress"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-        env=_segdice_env(SEGDICE_TEST_MARKER=marker),
-    )  # fmt: skip
     listeners: set[tuple[int, str, int]] = set()
     workers_seen = 0
     csv = out / "per_case.csv"
     rows_written = 0
-    command = psutil.Process(proc.pid)
-    while proc.poll() is None and rows_written < 1 + 2:  # the header and the first case's two labels
-        with contextlib.suppress(psutil.NoSuchProcess):  # the command and its cluster's processes
-            processes = [command, *command.children(recursive=True)]
-            workers_seen = max(workers_seen, len(processes) - 1)
-            listeners |= set(_listening(p.pid for p in processes))
-        rows_written = len(csv.read_text().splitlines()) if csv.exists() else 0
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group, the workers included
-    _, stderr = proc.communicate(timeout=120)
+    with reaped(start([*SEGDICE_SCRIPT, "evaluate", str(pred), str(gt), "-o", str(out), "--metrics", "dice,hd95",
+                       "--scheduler", "local:2", "--no-progress"], **{MARKER_ENV: marker})) as proc:  # fmt: skip
+        command = psutil.Process(proc.pid)
+        while proc.poll() is None and rows_written < 1 + 2:  # the header and the first case's two labels
+            with contextlib.suppress(psutil.NoSuchProcess):  # the command and its cluster's processes
+                processes = [command, *command.children(recursive=True)]
+                workers_seen = max(workers_seen, len(processes) - 1)
+                listeners |= set(_listening(p.pid for p in processes))
+            rows_written = len(csv.read_text().splitlines()) if csv.exists() else 0
+            time.sleep(0.05)
+        interrupt(proc)  # Ctrl-C reaches the whole process group, the workers included
+        _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "interrupted; the finished cases are in" in stderr
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
     assert listeners, "no listening socket seen while the cluster ran"
     assert {ip for _, ip, _ in listeners} <= LOOPBACK, listeners
     assert workers_seen >= 2
-    deadline = time.monotonic() + 60
-    while _marked(marker) and time.monotonic() < deadline:  # exiting processes may take a moment
-        time.sleep(0.1)
-    assert not _marked(marker), "processes of the command outlived it"
+    # exiting processes may take a moment; any still there after it outlived the command
+    wait_until(lambda: not marked(marker), 60, "the processes of the command to exit")
     # a scheduler nobody runs, from a real command line: exit 2, one line, no traceback, within the bound
     address = f"tcp://127.0.0.1:{_free_port()}"
-    done = subprocess.run(
-        _command("evaluate", str(pred), str(gt), "-o", str(tmp_path / "none"), "--scheduler", address),
-        capture_output=True, text=True, timeout=120, env=_segdice_env(SEGDICE_SCHEDULER_TIMEOUT="1"),
+    done = run(
+        [*SEGDICE_SCRIPT, "evaluate", str(pred), str(gt), "-o", str(tmp_path / "none"), "--scheduler", address],
+        timeout=120, SEGDICE_SCHEDULER_TIMEOUT="1",
     )  # fmt: skip
     assert done.returncode == 2, done.stderr
     assert f"cannot reach the Dask scheduler at {address} within 1 s" in " ".join(done.stderr.split())

@@ -9,19 +9,32 @@ condition holds (rows on disk, workers present), never after a fixed sleep.
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _subprocess import (
+    SEGDICE,
+    assert_all_gone,
+    data_rows,
+    descendants,
+    interrupt,
+    reaped,
+    run,
+    running,
+    start,
+    wait_until,
+    workers_of,
+)
 from segdice.cli import app
 from segdice.evaluation import evaluate
 from segdice.io import save_mask
@@ -32,7 +45,7 @@ LINUX = sys.platform.startswith("linux")
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux)")
 
 
-# ---------------------------------------------------------------- data and process helpers
+# ---------------------------------------------------------------- data and reference helpers (processes: _subprocess)
 
 
 def _make_cases(root: Path, n: int, size: int = 24, *, bad: tuple[int, ...] = ()) -> tuple[Path, Path]:
@@ -54,90 +67,9 @@ def _make_cases(root: Path, n: int, size: int = 24, *, bad: tuple[int, ...] = ()
     return pred_dir, gt_dir
 
 
-def _ppid_map() -> dict[int, int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_bytes()
-            except OSError:
-                continue
-            fields = stat.rsplit(b")", 1)[1].split()
-            parents[int(entry.name)] = int(fields[1])
-    return parents
-
-
-def _descendants(pid: int) -> set[int]:
-    parents = _ppid_map()
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
-def _running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state not in (b"Z", b"X")  # a zombie has exited (an init that reaps late keeps it listed)
-
-
-def _wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-def _assert_all_gone(pids: set[int], timeout: float = 60.0) -> None:
-    _wait_until(lambda: not any(_running(p) for p in pids), timeout, f"processes {sorted(pids)} to exit")
-
-
-def _data_rows(csv_path: Path) -> int:
-    """Complete data lines on disk (the header excluded)."""
-    try:
-        text = csv_path.read_text(encoding="utf-8")
-    except OSError:
-        return 0
-    return max(0, text.count("\n") - 1)
-
-
 def _command(pred: Path, gt: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "segdice", "evaluate", str(pred), str(gt), "-o", str(out),
+    return [*SEGDICE, "evaluate", str(pred), str(gt), "-o", str(out),
             "--metrics", "dice,hd95", "--no-progress", *extra]  # fmt: skip
-
-
-def _start(command: list[str], **env: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the signals go to it alone
-        env={**os.environ, **env},
-    )
-
-
-def _workers_of(pid: int) -> set[int]:
-    """Worker processes of a running evaluation: children of its fork server (or its own, when spawned)."""
-    parents = _ppid_map()
-
-    def children(parent: int) -> set[int]:
-        return {child for child, p in parents.items() if p == parent and _running(child)}
-
-    workers = set()
-    for child in children(pid):
-        try:
-            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"resource_tracker" in cmdline:
-            continue
-        workers |= children(child) if b"forkserver" in cmdline else {child}
-    return workers
 
 
 def _reference(pred: Path, gt: Path) -> dict[tuple[str, str], dict]:
@@ -250,6 +182,30 @@ def test_resume_of_a_non_utf8_csv_is_a_clean_error(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_resume_of_a_csv_from_before_the_spacing_source_column_names_the_column_and_what_to_do(tmp_path):
+    pred, gt = _make_cases(tmp_path, 2, 12)
+    out = tmp_path / "out"
+    args = ["evaluate", str(pred), str(gt), "-o", str(out), "--metrics", "dice", "-j", "1", "--no-progress"]
+    assert runner.invoke(app, args).exit_code == 0
+    csv_path = out / "per_case.csv"
+    with open(csv_path, newline="", encoding="utf-8") as handle:
+        table = list(csv.reader(handle))
+    drop = table[0].index("spacing_source")
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:  # the file of an earlier segdice
+        csv.writer(handle).writerows([cell for i, cell in enumerate(line) if i != drop] for line in table)
+    old = csv_path.read_bytes()
+    result = runner.invoke(app, [*args, "--resume"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2, result.output
+    assert f"error: resume: {csv_path} has no spacing_source column: an earlier version of segdice" in text
+    assert "run without --resume to score every case again" in text and "new output folder" in text
+    assert "same metrics" not in text and "Traceback" not in result.output
+    assert csv_path.read_bytes() == old  # refused before anything was written
+    assert runner.invoke(app, args).exit_code == 0  # the advice works: a fresh file, with the column
+    columns, rows = read_case_csv(csv_path)
+    assert "spacing_source" in columns and len(rows) == 4
+
+
 def test_formula_cells_are_neutralised_and_read_back(tmp_path):
     gt_dir, pred_dir = tmp_path / "gt", tmp_path / "pred"
     gt_dir.mkdir()
@@ -335,20 +291,15 @@ def test_a_full_disk_is_a_clean_error_and_the_rows_written_stay_valid(tmp_path):
 def test_sigkill_of_the_main_process_leaves_no_worker_or_fork_server(tmp_path):
     pred, gt = _make_cases(tmp_path, 60, 24)
     out = tmp_path / "out"
-    proc = _start(_command(pred, gt, out, "-j", "2"), **POOL_ALWAYS)
-    try:
-        _wait_until(lambda: _data_rows(out / "per_case.csv") >= 1 and len(_workers_of(proc.pid)) >= 2,
-                    240, "rows on disk and two workers")  # fmt: skip
-        family = _descendants(proc.pid)
+    with reaped(start(_command(pred, gt, out, "-j", "2"), **POOL_ALWAYS)) as proc:
+        wait_until(lambda: data_rows(out / "per_case.csv") >= 1 and len(workers_of(proc.pid)) >= 2,
+                   240, "rows on disk and two workers")  # fmt: skip
+        family = descendants(proc.pid)
         assert len(family) >= 3  # the fork server, two workers (and the resource tracker)
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL
-        _assert_all_gone(family)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
+        assert_all_gone(family)
 
 
 @needs_proc
@@ -357,20 +308,20 @@ def test_sigterm_exits_143_keeps_rows_and_resume_continues(tmp_path):
     pred, gt = _make_cases(tmp_path, 40, 24)
     out = tmp_path / "out"
     command = _command(pred, gt, out, "-j", "2")
-    proc = _start(command, **POOL_ALWAYS)
-    _wait_until(lambda: _data_rows(out / "per_case.csv") >= 2, 240, "two rows on disk")
-    family = _descendants(proc.pid)
+    proc = start(command, **POOL_ALWAYS)
+    wait_until(lambda: data_rows(out / "per_case.csv") >= 2, 240, "two rows on disk")
+    family = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGTERM)  # what a batch scheduler or `kill` sends, to the whole group
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr
     assert "interrupted; the finished cases are in" in stderr and "--resume" in stderr
     assert "Traceback" not in stderr
-    _assert_all_gone(family)
+    assert_all_gone(family)
     _, kept = read_case_csv(out / "per_case.csv")
     reference = _reference(pred, gt)
     assert kept and all(_same_values(r, reference[r["case"], r["item"]]) for r in kept)
 
-    done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=300, check=False)
+    done = run([*command, "--resume"], timeout=300)
     assert done.returncode == 0, done.stderr
     _, rows = read_case_csv(out / "per_case.csv")
     assert len(rows) == len(reference)
@@ -388,37 +339,31 @@ def test_ctrl_c_never_hangs_ten_times_in_a_row(tmp_path):
     reference = _reference(pred, gt)
     kept = 0
     for attempt in range(10):
-        proc = _start([*command, "--resume"] if attempt else command, **POOL_ALWAYS)
-        try:
+        with reaped(start([*command, "--resume"] if attempt else command, **POOL_ALWAYS)) as proc:
             # a new row on disk with the pool's workers up: the interrupt lands mid-run
             # ... or the run has already ended: near the end of the work a resumed run can finish before the
             # test sees its workers, and then there is nothing left to interrupt (the check below breaks out)
-            _wait_until(lambda kept=kept, proc=proc: proc.poll() is not None
-                        or (_data_rows(out / "per_case.csv") > kept and len(_workers_of(proc.pid)) >= 1),
-                        240, f"a new row (attempt {attempt})")  # fmt: skip
+            wait_until(lambda kept=kept, proc=proc: proc.poll() is not None
+                       or (data_rows(out / "per_case.csv") > kept and len(workers_of(proc.pid)) >= 1),
+                       240, f"a new row (attempt {attempt})")  # fmt: skip
             if proc.poll() is not None:
                 _, stderr = proc.communicate()
                 assert proc.returncode == 0, (attempt, proc.returncode, stderr)
                 break
-            family = _descendants(proc.pid)
-            os.killpg(proc.pid, signal.SIGINT)
+            family = descendants(proc.pid)
+            interrupt(proc)
             _, stderr = proc.communicate(timeout=60)  # a hang fails here
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
         if proc.returncode == 0:
             break  # the work ran out before the interrupt: nothing more to interrupt
         assert proc.returncode == 130, (attempt, stderr)
         assert "--resume" in stderr and "Traceback" not in stderr
-        _assert_all_gone(family)
+        assert_all_gone(family)
         _, rows = read_case_csv(out / "per_case.csv")
         assert len(rows) > kept
         assert all(_same_values(r, reference[r["case"], r["item"]]) for r in rows)
         kept = len(rows)
     assert attempt >= 5  # most of the ten runs were interrupted mid-run
-    done = subprocess.run([*command, "--resume", "-j", "1"], capture_output=True, text=True, timeout=300,
-                          check=False)  # fmt: skip
+    done = run([*command, "--resume", "-j", "1"], timeout=300)
     assert done.returncode == 0, done.stderr
     _, rows = read_case_csv(out / "per_case.csv")
     assert sorted((r["case"], r["item"]) for r in rows) == sorted(reference)
@@ -429,7 +374,7 @@ def test_ctrl_c_never_hangs_ten_times_in_a_row(tmp_path):
 def test_a_worker_that_dies_fails_only_its_case(tmp_path):
     pred, gt = _make_cases(tmp_path, 12, 16)
     out = tmp_path / "out"
-    proc = _start(_command(pred, gt, out, "-j", "2"), SEGDICE_TEST_CRASH_CASE="c03", **POOL_ALWAYS)
+    proc = start(_command(pred, gt, out, "-j", "2"), SEGDICE_TEST_CRASH_CASE="c03", **POOL_ALWAYS)
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr  # one failed case, others scored: not --strict
     assert "BrokenProcessPool" not in stderr and "Traceback" not in stderr
@@ -446,23 +391,51 @@ def test_a_worker_that_dies_fails_only_its_case(tmp_path):
 
 @needs_proc
 @pytest.mark.slow
+def test_a_case_whose_worker_died_has_the_rows_of_a_case_that_could_not_be_read(tmp_path):
+    pred, gt = _make_cases(tmp_path, 4, 12, bad=(1,))
+    out = tmp_path / "out"
+    command = [*SEGDICE, "evaluate", str(pred), str(gt), "-o", str(out), "--metrics", "dice,gds",
+               "--no-progress", "-j", "2"]  # fmt: skip
+    proc = start(command, SEGDICE_TEST_CRASH_CASE="c03", **POOL_ALWAYS)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    _, rows = read_case_csv(out / "per_case.csv")
+
+    def cells(case: str) -> list[tuple[str, list[str], list[str]]]:
+        """Per row: its item, the metric cells left empty and those that hold NaN."""
+        mine = [r for r in rows if r["case"] == case]
+        return [(r["item"], [m for m in ("dice", "gds") if r[m] is None],
+                 [m for m in ("dice", "gds") if r[m] is not None and math.isnan(r[m])]) for r in mine]  # fmt: skip
+
+    # labels 1 and 2, then the across-label row "all": gds belongs to "all" alone, dice to the labels alone
+    expected = [("1", ["gds"], ["dice"]), ("2", ["gds"], ["dice"]), ("all", ["dice"], ["gds"])]
+    assert cells("c01") == expected  # the shape mismatch: read in the worker, an error row
+    assert cells("c03") == expected  # the worker died twice: the same rows, another reason
+
+    def rest(case: str) -> list[dict]:
+        """Every other cell of its rows (NaN as text, so that equal rows compare equal)."""
+        skip = ("case", "error", "pred_file", "gt_file")
+        return [{k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items() if k not in skip}
+                for r in rows if r["case"] == case]  # fmt: skip
+
+    assert rest("c03") == rest("c01")
+    assert all(r["error"].startswith("worker died") for r in rows if r["case"] == "c03")
+
+
+@needs_proc
+@pytest.mark.slow
 def test_sigkill_of_a_real_worker_mid_run_loses_no_case(tmp_path):
     pred, gt = _make_cases(tmp_path, 40, 24)
     out = tmp_path / "out"
-    proc = _start(_command(pred, gt, out, "-j", "2"), **POOL_ALWAYS)
-    try:
-        _wait_until(lambda: _data_rows(out / "per_case.csv") >= 2 and len(_workers_of(proc.pid)) >= 2,
-                    240, "rows on disk and two workers")  # fmt: skip
-        victim = min(_workers_of(proc.pid))
+    with reaped(start(_command(pred, gt, out, "-j", "2"), **POOL_ALWAYS)) as proc:
+        wait_until(lambda: data_rows(out / "per_case.csv") >= 2 and len(workers_of(proc.pid)) >= 2,
+                   240, "rows on disk and two workers")  # fmt: skip
+        victim = min(workers_of(proc.pid))
         os.kill(victim, signal.SIGKILL)
         _, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
     assert proc.returncode == 0, stderr
     assert "BrokenProcessPool" not in stderr and "Traceback" not in stderr
-    assert not _running(victim)
+    assert not running(victim)
     _, rows = read_case_csv(out / "per_case.csv")
     reference = _reference(pred, gt)
     assert sorted((r["case"], r["item"]) for r in rows) == sorted(reference)

@@ -581,3 +581,34 @@ def test_inputs_larger_than_one_chunk_match_the_reference(kind, mode, kw):
         )
 
     _assert_matches(_fused_fn(kind, mode, t, kw), ref, x)
+
+
+TRACED_SIGMOID_CASES = [
+    ("ce", "binary", "int", {}),
+    ("ce", "multilabel", "int", {"label_smoothing": 0.1}),
+    ("focal", "binary", "int", {"gamma": 0.5, "alpha": 0.25}),
+    ("focal", "multilabel", "int", {"gamma": 1.0}),
+    ("focal", "binary", "int", {"gamma": 0.0}),
+    ("ce", "binary", "float", {}),  # a float mask: the dense kernel, one slab when traced
+    ("focal", "multilabel", "float", {}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,mode,target,kw", TRACED_SIGMOID_CASES)
+def test_sigmoid_kernels_traced_whole_under_torch_compile(kind, mode, target, kw):
+    """Compiled, binary/multilabel losses trace in one graph (fullgraph: no break): integer targets keep
+    the fused sigmoid kernel as whole-tensor expressions, float masks the dense kernel; values and
+    gradients are the float64 reference's, and a non-finite logit still gives a NaN loss."""
+    torch._dynamo.reset()
+    x, t = make(mode, b=2, c=3, spatial=(8, 8), seed=23, target=target, dtype=torch.float32)
+    fn = _fused_fn(kind, mode, t, kw)
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    v, g = _value_and_grad(compiled, x)
+    ref_fn = ref_ce if kind == "ce" else ref_focal
+    v_ref, g_ref = _value_and_grad(lambda u: ref_dice(u, t, mode) + ref_fn(u, t, mode, **kw), x.double())
+    torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
+    bad = x.detach().clone()
+    bad.view(-1)[3] = float("inf")
+    assert torch.isnan(compiled(bad))

@@ -108,7 +108,11 @@ def test_matches_naive_one_hot_reference(case, b, c, spatial, squared, from_logi
 @pytest.mark.parametrize(
     ("squared", "ignore", "from_logits"), list(itertools.product([False, True], [None, 255], [True, False]))
 )
-def test_gradcheck_every_mode(mode, kind, squared, ignore, from_logits):
+@pytest.mark.parametrize("path", ["small", "fused"])
+def test_gradcheck_every_mode(mode, kind, squared, ignore, from_logits, path, monkeypatch):
+    """Both paths: the plain-autograd one of small inputs and the fused kernels (forced on this small input)."""
+    if path == "fused":
+        monkeypatch.setattr("segdice.stats._small.SMALL_INPUT", 0)
     x, t = make_case(mode, kind, 2, 3, (3, 4), seed=1, ignore_index=ignore)
     if not from_logits:
         x = (torch.softmax(x, 1) if mode == "multiclass" else torch.sigmoid(x)) * 0.9 + 0.05

@@ -659,22 +659,20 @@ def demo(
 
 
 class _CompareCommand(_Command):
-    """``segdice compare``, whose option defaults and choices are filled in from :func:`segdice.compare` when
-    the command is used: they have their one home there, and ``segdice --help`` must not import it."""
+    """``segdice compare``, whose option defaults and choices are filled in from :mod:`segdice.comparison`
+    when the command is used: they have their one home there (``DEFAULT_*``, ``TESTS``, ``CORRECTIONS``, free
+    of NumPy, so that ``segdice compare --help`` loads none), and ``segdice --help`` must not import it."""
 
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
-        import inspect
+        from segdice import comparison
 
-        from segdice.comparison import CORRECTIONS, TESTS, compare
-
-        defaults = inspect.signature(compare).parameters
         helps = {
-            "test": f"Paired test: {', '.join(TESTS)}.",
-            "correction": f"Multiple-testing correction over every test: {', '.join(CORRECTIONS)}.",
+            "test": f"Paired test: {', '.join(comparison.TESTS)}.",
+            "correction": f"Multiple-testing correction over every test: {', '.join(comparison.CORRECTIONS)}.",
         }
         for param in self.params:
             if param.name in ("test", "correction", "alpha", "resamples", "seed"):
-                param.default = defaults[param.name].default
+                param.default = getattr(comparison, f"DEFAULT_{param.name.upper()}")
             if param.name in helps:
                 param.help = helps[param.name]
         return super().make_context(info_name, args, parent, **extra)

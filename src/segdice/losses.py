@@ -894,7 +894,7 @@ class_weights, log, distributed
     -----
     MONAI ``DiceFocalLoss`` applies its sigmoid focal loss also to softmax outputs; ours uses the softmax
     focal loss in multiclass mode. With integer multiclass labels, and with hard binary/multilabel targets
-    (no ``ignore_index``, not ``squared``, float32/float64 logits, not compiled), the focal term is summed
+    (no ``ignore_index``, not ``squared``, float32/float64 logits; compiled: integer targets), the focal term is summed
     inside the Dice kernel from the same softmax or sigmoid (``log p_t`` in log-sum-exp form, exact for any
     logit) with an analytic gradient in the same in-place backward; otherwise a separate pass with ordinary
     autograd computes it.

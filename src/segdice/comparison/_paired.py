@@ -11,10 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from segdice._checks import SegDiceError
+from segdice.comparison._choices import CORRECTIONS, TESTS
 
 __all__ = [
-    "CORRECTIONS",
-    "TESTS",
     "bootstrap_means",
     "cohens_dz",
     "correct_pvalues",
@@ -24,9 +23,6 @@ __all__ = [
     "resample_counts",
     "wins_ties_losses",
 ]
-
-TESTS: tuple[str, ...] = ("wilcoxon", "permutation", "ttest")
-CORRECTIONS: tuple[str, ...] = ("holm", "bonferroni", "fdr_bh", "none")
 
 # Resamples drawn per block while building the count matrix (bounds the index buffer).
 _DRAW_BLOCK = 1000

@@ -14,6 +14,15 @@ import numpy as np
 from segdice._checks import SegDiceError, check_choice, check_number
 from segdice._version import __version__
 from segdice.comparison import _paired, _ranking
+from segdice.comparison._choices import (
+    CORRECTIONS,
+    DEFAULT_ALPHA,
+    DEFAULT_CORRECTION,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    DEFAULT_TEST,
+    TESTS,
+)
 from segdice.comparison._runs import Run, case_order, check_same_ground_truth, load_run, run_names
 from segdice.comparison._worst import empty_prediction_rows
 from segdice.comparison.result import ComparisonResult, higher_is_better
@@ -235,11 +244,11 @@ def compare(
     names: str | Sequence[str] | None = None,
     metrics: str | Sequence[str] | None = None,
     items: str | Sequence[str] | None = None,
-    test: str = "wilcoxon",
-    correction: str = "holm",
-    alpha: float = 0.05,
-    resamples: int = 10000,
-    seed: int = 0,
+    test: str = DEFAULT_TEST,
+    correction: str = DEFAULT_CORRECTION,
+    alpha: float = DEFAULT_ALPHA,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
 ) -> ComparisonResult:
     """Compare two or more evaluation runs case by case: paired differences, tests and rankings.
 
@@ -306,8 +315,8 @@ def compare(
     """
     if isinstance(runs, (str, os.PathLike)) or len(runs) < 2:
         raise SegDiceError(f"runs: got {runs!r}; expected two or more folders written by segdice evaluate")
-    check_choice("test", test, _paired.TESTS)
-    check_choice("correction", correction, _paired.CORRECTIONS)
+    check_choice("test", test, TESTS)
+    check_choice("correction", correction, CORRECTIONS)
     check_number("alpha", alpha, minimum=0, maximum=1, strict_min=True, strict_max=True)
     check_number("resamples", resamples, minimum=1, integer=True)
     check_number("seed", seed, minimum=0, integer=True)

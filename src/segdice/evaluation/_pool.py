@@ -41,14 +41,15 @@ from typing import Protocol
 __all__ = ["POOL_START_COST_S", "LocalPool", "TaskLost", "TaskPool", "set_parent_death_signal"]
 
 # Seconds from "start the pool" to the first result of a trivial task with 2 workers: the fork server
-# imports torch, SciPy and the scoring code, then forks the workers. Measured with
-# `python benchmarks/evaluate.py --adaptive` on the shared 2-core machine: 8.5-11.2 s at a load
-# average of 9-11, 12.1-24.8 s at 13-15 (the imports alone: 8.8 s at load 10; no unloaded machine was at hand to
-# measure on, where it is surely shorter). It is set near the low
-# end of what was measured: overestimating it only delays the pool on big jobs by a little, while
-# underestimating it makes small jobs slower with -j 2 than with -j 1. The pool starts when the time
-# it would save exceeds this by _START_MARGIN.
-POOL_START_COST_S = 10.0
+# imports torch, SciPy and the scoring code, then forks the workers. Measured in fresh interpreters on the
+# shared 2-core machine (the `_TIMED_START` of `python benchmarks/evaluate.py --adaptive`): 2.4-5.0 s
+# (median 4.1) over 10 starts at a load average of 2.5-2.7, and 2.8-6.8 s in the review before (the old
+# 10 s came from 8.5-24.8 s measured at load 9-15, 4-7 times oversubscribed). Set near the high end: an
+# overestimate only starts the pool a little late on big jobs, while an underestimate starts it where it
+# does not pay, and on a busy machine the workers get less than a core each (at load 3-3.7, 4.0 here
+# started a pool on 120 cases of 128x128x96 and took 27 s against 16-19 s with -j 1). The pool starts when
+# it would save _START_MARGIN times this: 9 s, i.e. 18 s of work here with 2 workers.
+POOL_START_COST_S = 6.0
 _START_MARGIN = 1.5
 # Tasks timed in this process before the pool may start: the first also pays for lazy imports (SciPy's
 # ndimage on the first distance metric) and cold caches, so one sample alone overestimates a task.

@@ -7,7 +7,6 @@ case at a time) -> rows streamed to ``per_case.csv`` -> statistics -> ``summary.
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import os
 import warnings
@@ -39,13 +38,20 @@ from segdice.evaluation._scoring import (
     case_columns,
     case_label_set,
     check_item_names,
+    error_rows,
     row_items,
     score_case,
     scoring_spec,
 )
 from segdice.evaluation._summary import build_summary
 from segdice.evaluation.result import EvaluationResult
-from segdice.report.tables import CaseCSVWriter, read_case_csv, write_case_csv, write_summary_json
+from segdice.report.tables import (
+    CASE_COLUMNS,
+    CaseCSVWriter,
+    read_case_csv,
+    write_case_csv,
+    write_summary_json,
+)
 
 __all__ = ["ProgressCallback", "evaluate"]
 
@@ -376,7 +382,7 @@ def _score_cases(todo: Sequence[CasePair], spec: ScoringSpec, pool: TaskPool, co
     for index, rows in pool.imap(_score_in_worker, [(p, spec) for p in todo]):
         pair = todo[index]
         if isinstance(rows, TaskLost):
-            rows = _lost_rows(pair, spec, rows.reason)
+            rows = error_rows(pair, spec, rows.reason)
         collected.add(pair, rows)  # type: ignore[arg-type]
 
 
@@ -385,25 +391,6 @@ def _score_in_worker(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     if pair.name == os.environ.get(CRASH_CASE_ENV) and multiprocessing.parent_process() is not None:
         os._exit(70)
     return score_case(pair, spec)
-
-
-def _lost_rows(pair: CasePair, spec: ScoringSpec, reason: str) -> list[dict]:
-    """The rows of a case that could not be scored because its worker died: NaN metrics, the reason."""
-    rows = []
-    for item in row_items(spec.items, spec.metrics):
-        row = dict.fromkeys(case_columns(spec.metrics))
-        row.update(
-            case=pair.name,
-            item=item.name,
-            labels=item.label_text,
-            missing_pred=pair.pred is None,
-            error=reason,
-            pred_file=str(pair.pred) if pair.pred is not None else "",
-            gt_file=str(pair.gt),
-        )
-        row.update(dict.fromkeys(spec.metrics, math.nan))
-        rows.append(row)
-    return rows
 
 
 def _write_outputs(result: EvaluationResult, out: Path, columns: list[str]) -> dict[str, Path]:
@@ -434,6 +421,15 @@ def _resumable_rows(
 ) -> dict[str, list[dict]]:
     """Rows of an earlier run to keep: cases scored without error for the same items and files."""
     found_columns, rows = read_case_csv(csv_path)
+    # A file of an earlier segdice that lacks a fixed column (spacing_source came later) cannot be kept:
+    # the cell is a fact of the run that wrote the row, and a guess would mislabel its distances' unit.
+    lacking = [column for column in CASE_COLUMNS if column not in found_columns]
+    if lacking:
+        raise SegDiceError(
+            f"resume: {csv_path} has no {', '.join(lacking)} column{'s' if len(lacking) > 1 else ''}: an earlier "
+            "version of segdice wrote it, and its rows cannot be kept; run without --resume to score every "
+            "case again (it replaces the file), or write to a new output folder"
+        )
     if found_columns != columns:
         raise SegDiceError(
             f"resume: {csv_path} has columns {found_columns}, but this run writes {columns}; "

@@ -45,6 +45,7 @@ __all__ = [
     "case_columns",
     "case_label_set",
     "check_item_names",
+    "error_rows",
     "row_items",
     "score_case",
     "scored_view",
@@ -217,7 +218,9 @@ def _empty_row(pair: CasePair, item: Item, metrics: Sequence[str]) -> dict:
     return row
 
 
-def _error_rows(pair: CasePair, spec: ScoringSpec, message: str) -> list[dict]:
+def error_rows(pair: CasePair, spec: ScoringSpec, message: str) -> list[dict]:
+    """The rows of a case that could not be scored: NaN metrics (empty where a metric does not belong
+    to the row, as in a scored case), ``message`` in ``error``. Also those of a case whose worker died."""
     rows = []
     for item in row_items(spec.items, spec.metrics):
         row = _empty_row(pair, item, spec.metrics)
@@ -237,9 +240,9 @@ def score_case(pair: CasePair, spec: ScoringSpec) -> list[dict]:
     try:
         return _score(pair, spec)
     except SegDiceError as exc:
-        return _error_rows(pair, spec, str(exc))
+        return error_rows(pair, spec, str(exc))
     except Exception as exc:  # a crash in one case must not stop the run; the row says what happened
-        return _error_rows(pair, spec, f"{type(exc).__name__}: {exc}")
+        return error_rows(pair, spec, f"{type(exc).__name__}: {exc}")
 
 
 def _score(pair: CasePair, spec: ScoringSpec) -> list[dict]:

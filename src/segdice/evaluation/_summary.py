@@ -329,8 +329,9 @@ def build_summary(
 def spacing_sources(per_case: Iterable[dict]) -> dict[str, int]:
     """The scored cases counted by where their spacing came from (``header``, ``override``, ``none``).
 
-    A case counts once (its rows share one spacing); failed cases are left out. Rows of a run written before
-    the ``spacing_source`` column existed (resumed) count as ``header``.
+    A case counts once (its rows share one spacing); failed cases are left out. A row without a
+    ``spacing_source`` counts as ``header`` (a ``per_case.csv`` written before the column existed cannot be
+    resumed, so no such row comes from a file).
 
     Examples
     --------

@@ -186,7 +186,9 @@ def _constant_outputs(stats, nll_is_live: bool) -> tuple[Tensor, ...]:
 def _class_sums(values: Tensor, t_dump: Tensor, c: int) -> Tensor:
     """``[B, C]`` sums of per-pixel ``values [B, N]`` by target class; column C (ignored pixels) is dropped."""
     b = values.shape[0]
-    out = torch.zeros(b, c + 1, dtype=values.dtype, device=values.device)
+    # Rows padded to whole 64-byte cache lines: threads scattering into adjacent rows of a [B, C + 1] table
+    # would share lines, and that false sharing made the scatter 2-4x slower on 2 threads than on 1.
+    out = torch.zeros(b, -(-(c + 1) // 16) * 16, dtype=values.dtype, device=values.device)
     return out.scatter_add_(1, t_dump, values)[:, :c].contiguous()
 
 
@@ -411,27 +413,23 @@ def _softmax_grad_(p: Tensor, q: Tensor | None, s: Tensor, squared: bool, offset
     """Overwrite the softmax probabilities ``p`` with ``p_c * (h_c - s) - offset_c``: the gradient less its target term.
 
     The softmax gradient is ``d/dz_c = p_c * (h_c - s) + [c == t] * r``; the caller adds the last term.
-    Two channel groups (C >= 4): each op is a parallel region, and their count dominates when other
-    processes contend for the cores; the buffer stays at most half the logits.
+    One channel at a time through one ``[B, N]`` buffer (``h_c - s``): a bigger buffer of several channels
+    costs more fresh pages than it saves in launches.
     """
     c = p.shape[1]
-    gsize = -(-c // 2) if c >= 4 else 1
-    s3 = s.unsqueeze(1)
-    buf = torch.empty(p.shape[0], gsize, p.shape[2], dtype=p.dtype, device=p.device)
-    for k0 in range(0, c, gsize):
-        pg = p[:, k0 : k0 + gsize]
-        bg = buf[:, : pg.shape[1]]
-        qg = q[:, k0 : k0 + gsize].unsqueeze(2) if q is not None else None
-        if qg is None:
-            torch.neg(s3.expand_as(bg), out=bg)
-        elif squared:
-            torch.mul(pg, 2.0 * qg, out=bg).sub_(s3)
-        else:
-            torch.sub(qg, s3, out=bg)
+    buf = torch.neg(s) if q is None else torch.empty_like(s)  # without q, h_c - s = -s for every channel
+    for k in range(c):
+        pk = p[:, k]
+        if q is not None:
+            qk = q[:, k : k + 1]
+            if squared:
+                torch.mul(pk, 2.0 * qk, out=buf).sub_(s)
+            else:
+                torch.sub(qk, s, out=buf)
         if offset is None:
-            pg.mul_(bg)
+            pk.mul_(buf)
         else:
-            torch.addcmul(offset[:, k0 : k0 + gsize].unsqueeze(2).neg(), pg, bg, out=pg)
+            torch.addcmul(offset[:, k : k + 1].neg(), pk, buf, out=pk)
     return p
 
 
@@ -476,7 +474,7 @@ def index_stats(
 def _slabs(b: int, c: int, n: int, min_slab: int = _MIN_SLAB) -> list[tuple[slice, slice]]:
     """Split [B, C, N] into at most _N_SLABS pieces of at least min_slab elements: batch first, then voxels."""
     n_slabs = max(1, min(_N_SLABS, (b * c * n) // min_slab))
-    if n_slabs == 1:
+    if n_slabs == 1 or torch.compiler.is_compiling():  # traced: one slab, inductor fuses the ops
         return [(slice(0, b), slice(0, n))]
     if b >= n_slabs:
         step = math.ceil(b / n_slabs)
@@ -524,7 +522,8 @@ def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Te
     """(g, valid, owned): the slab as ``acc`` floats; ``owned`` says g is a fresh copy we may overwrite."""
     raw = t[bs, :, ns]
     g = raw.to(acc)
-    owned = g.data_ptr() != raw.data_ptr()
+    # Traced, a data-pointer test would break the graph; out-of-place ops cost nothing there.
+    owned = not torch.compiler.is_compiling() and g.data_ptr() != raw.data_ptr()
     if ignore_index is None:
         return g, None, owned
     valid = raw != ignore_index
@@ -731,9 +730,13 @@ class _SigmoidHardStats(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, t, check, term, pool):  # type: ignore[override]
+        traced = torch.compiler.is_compiling()
         with without_autocast(x):
             p = torch.sigmoid(x)
-            if x.numel() <= _CHUNK:
+            if traced:
+                stats = _traced_hard_forward(x, p, t.to(p.dtype), term)
+                p = None  # inductor recomputes the sigmoid in the backward's fused loop
+            elif x.numel() <= _CHUNK:
                 # Small input: the fixed cost of the slab machinery dominates, so the target's float copy is
                 # made once and kept for the backward (at most _CHUNK values, far below one logits tensor).
                 g = t if t.dtype == p.dtype else t.to(p.dtype)
@@ -756,8 +759,10 @@ class _SigmoidHardStats(torch.autograd.Function):
         x, t = ctx.saved_tensors
         g_i, g_p, g_n = _unpool((g_i, g_p, g_n), x.shape[0], ctx.pool)
         with without_autocast(x):
-            p = ctx.p if ctx.p is not None else torch.sigmoid(x)  # None: a second backward
+            p = ctx.p if ctx.p is not None else torch.sigmoid(x)  # None: a second backward, or traced
             ctx.p = None
+            if torch.compiler.is_compiling():
+                return _traced_hard_backward(x, p, t.to(p.dtype), g_i, g_p, g_n, ctx.term), None, None, None, None
             if ctx.term is None or g_n is None:
                 grad = _hard_backward(p, t, g_i, g_p)
             else:
@@ -789,6 +794,61 @@ def _small_hard_forward(x: Tensor, p: Tensor, g: Tensor, check, term: LossTerm |
         nll = _sigmoid_term_sums(x, p, g, term, torch.empty_like(p), torch.empty_like(p))
     count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
     return _rowdot(p, g), p.sum(2), g.sum(2), nll, count
+
+
+# Under torch.compile the same node is traced into inductor's graph, where the chunking, the in-place
+# buffer reuse, the bmm dots and the grouped logs above would each stay a separate kernel (and the
+# host reads cannot run): there the sums and the gradient are written as whole-tensor elementwise
+# expressions and reductions that inductor fuses into one loop each way, recomputing p from x.
+
+
+def _traced_hard_forward(x: Tensor, p: Tensor, g: Tensor, term: LossTerm | None):
+    """The five sums of :class:`_SigmoidHardStats` as plain whole-tensor ops, ``g`` 0/1 of ``p``'s dtype."""
+    b, c, n = p.shape
+    count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
+    inter, pred, tsum = (p * g).sum(2), p.sum(2), g.sum(2)
+    if term is None:
+        return inter, pred, tsum, torch.zeros_like(pred), count
+    # BCE = softplus(w) = relu(w) - log max(p, 1 - p); w = x - 2 g x is NaN where x is not finite (x (1 - 2g)
+    # would keep -inf for g = 1, and the sums would look finite)
+    w = torch.addcmul(x, g, x, value=-2.0)
+    bce = torch.relu(w) - torch.log(torch.maximum(p, 1.0 - p))
+    if term.gamma is None:
+        eps = term.label_smoothing
+        per = bce - (eps / 2) * w if eps > 0 else bce
+    else:
+        per = bce * (g - p).abs().pow(term.gamma) if term.gamma != 0 else bce
+        if term.alpha is not None:
+            per = per * (g * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
+    return inter, pred, tsum, per.sum(2), count
+
+
+def _traced_hard_backward(x, p, g, g_i, g_p, g_n, term: LossTerm | None) -> Tensor:
+    """``p (1 - p) (q + a g) + e dT/dx`` as one whole-tensor expression (see _sigmoid_term_grad)."""
+    a = g_i.to(p.dtype).unsqueeze(2) if g_i is not None else None
+    q = g_p.to(p.dtype).unsqueeze(2) if g_p is not None else None
+    h = a * g if a is not None else None
+    h = (h + q if h is not None else q) if q is not None else h
+    grad = p * (1.0 - p) * h if h is not None else torch.zeros_like(p)
+    if term is None or g_n is None:
+        return grad
+    d = p - g  # (1 - 2g) m, with m = |d| = 1 - p_t
+    if term.gamma is None:
+        eps = term.label_smoothing
+        dt = d + eps * g - eps / 2 if eps > 0 else d  # p - g', g' = (1 - eps) g + eps / 2
+    else:
+        gamma = term.gamma
+        m = d.abs()
+        if gamma == 0:
+            dt = d
+        else:
+            bce = torch.relu(torch.addcmul(x, g, x, value=-2.0)) - torch.log(torch.maximum(p, 1.0 - p))
+            # d m^(gamma - 1) (m + gamma (1 - m) BCE), m^(gamma - 1) -> 0 as m -> 0 for gamma < 1
+            mg1 = m if gamma == 2 else (torch.ones_like(m) if gamma == 1 else torch.where(m > 0, m.pow(gamma - 1), 0.0))
+            dt = d * mg1 * (m + gamma * (1.0 - m) * bce)
+        if term.alpha is not None:
+            dt = dt * (g * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
+    return grad + g_n.to(p.dtype).unsqueeze(2) * dt
 
 
 def _hard_forward(x: Tensor, p: Tensor, t: Tensor, check, term: LossTerm | None):
@@ -938,9 +998,9 @@ def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
             pc = p[cb, :, cn]
             gc = g[cb.start - bs.start : cb.stop - bs.start, :, cn.start - ns.start : cn.stop - ns.start]
             w0, w1, w2 = scratch.views(pc)
-            extra = _sigmoid_term_grad(x[cb, :, cn], pc, gc, term, w0, w1, w2).mul_(e[cb])
+            dt = _sigmoid_term_grad(x[cb, :, cn], pc, gc, term, w0, w1, w2)  # e dT/dx is added in one addcmul_
             if a is None and q is None:
-                pc.copy_(extra)
+                torch.mul(dt, e[cb], out=pc)
                 continue
             if a is None:
                 h = q[cb].expand_as(pc)
@@ -948,7 +1008,7 @@ def _hard_backward_with_term(x, p, t, g_i, g_p, g_n, term: LossTerm) -> Tensor:
                 h = torch.mul(gc, a[cb], out=w0)
             else:
                 h = torch.addcmul(q[cb], gc, a[cb], out=w0)
-            _sigmoid_grad_(pc, h).add_(extra)
+            _sigmoid_grad_(pc, h).addcmul_(dt, e[cb])
     return p
 
 

@@ -36,6 +36,7 @@ def _channel_argmax(scores: torch.Tensor | np.ndarray) -> torch.Tensor | np.ndar
     """
     if isinstance(scores, torch.Tensor) and scores.device.type != "cpu":
         return scores.argmax(1)
+    # Twin loops, not one through NumPy: NumPy has no bfloat16, so CPU tensors are arg-maxed in torch.
     if isinstance(scores, np.ndarray):
         best = scores[:, 0]
         index = np.zeros(best.shape, dtype=np.int64)

@@ -340,10 +340,10 @@ def _plan_sigmoid(
         allow_sigmoid_hard
         and from_logits
         and x.dtype in (torch.float32, torch.float64)
-        and not _is_compiling()
     )
     if sigmoid_hard and int_target:
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
+    sigmoid_hard = sigmoid_hard and not _is_compiling()
     _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
     if sigmoid_hard and t.dtype == x.dtype and is_hard_target(t):
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
@@ -399,12 +399,13 @@ def soft_stats(
         ``-log p_t = logsumexp(z) - z_t`` per pixel, exact for any logit gap; binary/multilabel: the BCE
         with logits). Fused for integer multiclass labels (softmax) and for binary/multilabel targets;
         ``nll`` is ``None`` for float multiclass targets, and for ``label_smoothing``/``focal_gamma`` with
-        a soft target, ``ignore_index``, ``squared``, half-precision logits or under ``torch.compile`` in
-        binary/multilabel mode. Small inputs (at most 65536 logits, from logits, no ``ignore_index``, not
-        compiled) take plain autograd ops that fuse more: the term for one-hot/soft multiclass targets
-        (``-sum_i g_ic log p_ic`` per class, focal ``-sum_i g_ic (1 - p_ic)^gamma log p_ic``) and for
-        half-precision binary/multilabel logits, and label smoothing with a soft binary/multilabel
-        target; such a target still leaves the focal term to the caller (``None``).
+        a soft target, ``ignore_index``, ``squared``, half-precision logits or, under ``torch.compile``, a
+        float binary/multilabel target (whether it is 0/1 is not known while tracing). Small inputs (at most
+        65536 logits, from logits, no ``ignore_index``, not compiled) take plain autograd ops that fuse
+        more: the term for one-hot/soft multiclass targets (``-sum_i g_ic log p_ic`` per class, focal
+        ``-sum_i g_ic (1 - p_ic)^gamma log p_ic``) and for half-precision binary/multilabel logits, and
+        label smoothing with a soft binary/multilabel target; such a target still leaves the focal term
+        to the caller (``None``).
     label_smoothing
         With ``with_nll``: the cross-entropy against the target mixed with ``label_smoothing`` of the
         uniform distribution, as :func:`torch.nn.functional.cross_entropy` defines it (multiclass, per
@@ -451,7 +452,7 @@ def soft_stats(
     fused = True
     small = kernel == "index" and takes_small_path(x, term)  # ignore_index or probabilities
     if kernel == "sigmoid_hard":
-        check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
+        check = None if t.is_floating_point() or _is_compiling() else partial(_check_binary_range, target, mode)
         out = sigmoid_hard_stats(x, t, check, term, pool)  # small inputs took _small_stats
     elif kernel == "index":
         fused = activation == "softmax"
