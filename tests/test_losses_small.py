@@ -367,3 +367,39 @@ def test_a_changed_setting_is_checked_and_used_again():
     focal.alpha = [0.1, 0.9]
     with pytest.raises(segdice.SegDiceError, match="alpha"):
         focal(x, t)
+
+
+@pytest.mark.parametrize("layout", ["volume", "channels_last", "permuted"])
+@pytest.mark.parametrize("kind", ["none", "ce", "focal"])
+def test_index_small_path_on_volumes_and_strided_logits(layout, kind):
+    """The flat indices b C N + t N + i follow the logical order of any layout, and of 3-D volumes."""
+    gen = torch.Generator().manual_seed(15)
+    if layout == "volume":
+        x = torch.randn(2, 3, 3, 4, 5, generator=gen, dtype=torch.float64)
+        t = torch.randint(0, 3, (2, 3, 4, 5), generator=gen)
+    else:
+        x = torch.randn(2, 3, 4, 5, generator=gen, dtype=torch.float64)
+        t = torch.randint(0, 3, (2, 4, 5), generator=gen)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        else:
+            x = x.transpose(2, 3).contiguous().transpose(2, 3)  # same values, spatial dims swapped in memory
+    loss = _loss(kind, "multiclass", {"per_image": True})
+    leaf = x.detach().clone().requires_grad_(True)
+    v = loss(leaf, t)
+    (g,) = torch.autograd.grad(v, leaf)
+    ref_leaf = x.detach().contiguous().clone().requires_grad_(True)
+    c = x.shape[1]
+    onehot = F.one_hot(t, c).movedim(-1, 1).double()
+    logp = torch.log_softmax(ref_leaf, 1)
+    p = logp.exp()
+    dims = tuple(range(2, x.ndim))
+    ref = (1 - (2 * (p * onehot).sum(dims) + SMOOTH) / ((p + onehot).sum(dims) + SMOOTH)).mean()
+    log_pt = (logp * onehot).sum(1)
+    if kind == "ce":
+        ref = ref - log_pt.mean()
+    elif kind == "focal":
+        ref = ref - ((1 - log_pt.exp()) ** 2 * log_pt).mean()
+    (g_ref,) = torch.autograd.grad(ref, ref_leaf)
+    torch.testing.assert_close(v, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(g, g_ref, rtol=1e-9, atol=1e-12)

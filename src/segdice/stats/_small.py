@@ -156,14 +156,17 @@ def small_index_stats(
 ) -> Stats:  # fmt: skip
     """What :func:`~segdice.stats._kernels.index_stats` returns for a small input, the non-finite flag applied.
 
-    ``x [B, C, N]`` (any float dtype, summed in float32/float64), ``t [B, N]`` int64 labels. Ignored pixels
-    are counted into an extra column C that is dropped, and their probabilities are zeroed.
+    ``x [B, C, *spatial]`` (any float dtype, summed in float32/float64; unflattened, so no reshape node),
+    ``t [B, N]`` int64 labels, ``N`` the spatial size. Ignored pixels are counted into an extra column C
+    that is dropped, and their probabilities are zeroed.
 
     The target-class values come from one ``index_select`` of the flat probabilities at ``b C N + t N + i``
     and are summed per class by one ``index_add``: both have cheap flat backwards (``gather``/``scatter_add``
     over a dimension cost twice as much), and no one-hot tensor is formed.
     """
-    b, c, n = x.shape
+    b, c = x.shape[:2]
+    n = t.shape[1]
+    spatial_dims = tuple(range(2, x.ndim))
     acc = _acc(x)
     with without_autocast(x):
         xa = x if x.dtype == acc else x.to(acc)
@@ -178,7 +181,8 @@ def small_index_stats(
             ignored = t == ignore_index
             valid = ~ignored
             t_safe, t_dump = t.masked_fill(ignored, 0), t.masked_fill(ignored, c)
-            p = p * valid.unsqueeze(1).to(acc)
+            kept = valid.view(b, 1, *x.shape[2:]).to(acc)
+            p = p * kept
             slots = c + 1  # column C collects the ignored pixels and is dropped
         else:
             valid, t_safe, t_dump, slots = None, t, t, c
@@ -197,11 +201,11 @@ def small_index_stats(
         if pool:
             by_slot = labels
             count = (totals if slots == c else totals[:c]).to(acc)
-            dims: tuple[int, ...] = (0, 2)
+            dims: tuple[int, ...] = (0, *spatial_dims)
         else:
             by_slot = torch.add(_offsets(b, slots, 1, x.device), t_dump).reshape(-1)
             count = torch.bincount(by_slot, minlength=b * slots).view(b, slots)[:, :c].to(acc)
-            dims = (2,)
+            dims = spatial_dims
         zeros = torch.zeros(slots if pool else b * slots, dtype=acc, device=x.device)
 
         def by_class(values: Tensor) -> Tensor:
@@ -234,7 +238,7 @@ def small_index_stats(
             nll = -by_class(log_pt)
             eps = term.label_smoothing
             if eps > 0:
-                neg_logp = -logp if valid is None else -(logp * valid.unsqueeze(1).to(acc))
+                neg_logp = -logp if valid is None else -(logp * kept)
                 nll = (1.0 - eps) * nll + (eps / c) * neg_logp.sum(dims)
         elif term.gamma != 0:
             m = (1.0 - pt).clamp_min(0.0)

@@ -510,7 +510,7 @@ def _small_stats(
             _check_soft_labels(target, c, None)  # an out-of-range gather is a fatal device assert there
         try:
             return small_index_stats(
-                input.reshape(b, c, -1), t, "softmax", squared=bool(squared), ignore_index=None,
+                input, t, "softmax", squared=bool(squared), ignore_index=None,
                 with_nll=with_nll, term=term, pool=pool,
             )  # fmt: skip
         except RuntimeError:
