@@ -56,8 +56,14 @@ def _focal_power(m: Tensor, gamma: float) -> Tensor:
 
 
 def _poisoned(flag: Tensor, *sums: Tensor) -> tuple[Tensor, ...]:
-    """``sums`` plus ``0 * flag``: unchanged for a finite flag, NaN for a NaN or infinite one; one op each."""
-    return tuple(torch.add(v, flag, alpha=0.0) for v in sums)
+    """``sums`` plus ``0 * flag``: unchanged for a finite flag, NaN for a NaN or infinite one.
+
+    Added in place into the values of the fresh sums (``.data``: no autograd node, the sums' own gradients
+    stay as they are), one op each; ``0 * NaN`` is NaN.
+    """
+    for v in sums:
+        v.data.add_(flag, alpha=0.0)
+    return sums
 
 
 def _read_pair(a: Tensor, b: Tensor) -> tuple[float, float]:
