@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -177,6 +178,26 @@ def _smoothed_ratio(num: Tensor, den: Tensor, smooth: float, den_nonnegative: bo
     return torch.where(den_s <= 0, torch.ones_like(den_s), (num + smooth) / den_s.clamp_min(tiny))
 
 
+def _dice_values(tp: Tensor, pred: Tensor, tgt: Tensor, smooth: float, log: bool) -> Tensor:
+    """Per-class Dice loss ``1 - (2I + s) / (P + G + s)`` (``log``: ``-log`` of the ratio).
+
+    With ``smooth > 0`` and no log it is formed as ``(P + G - 2I) / (P + G + s)``, the same number in
+    four autograd nodes instead of six (and without the cancellation of ``1 - ratio`` near a perfect
+    prediction).
+    """
+    if log or not smooth > 0:
+        return _from_ratio(_smoothed_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log)
+    total = pred + tgt
+    return torch.sub(total, tp, alpha=2.0) / (total + smooth)
+
+
+def _combined(first: Tensor, first_weight: float, second: Tensor, second_weight: float) -> Tensor:
+    """``first_weight * first + second_weight * second`` (one node when ``first_weight`` is 1)."""
+    if first_weight == 1:
+        return torch.add(first, second, alpha=second_weight)
+    return first_weight * first + second_weight * second
+
+
 def _from_ratio(r: Tensor, log: bool) -> Tensor:
     if log:
         return -torch.log(r.clamp_min(torch.finfo(r.dtype).tiny))
@@ -238,7 +259,7 @@ def _overlap_loss(
         w = w[1:]
     tp, pred, tgt = _channels_stats(pooled, include_background)
     if kind == "dice":
-        values = _from_ratio(_smoothed_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log)
+        values = _dice_values(tp, pred, tgt, smooth, log)
     elif kind == "jaccard":
         values = _from_ratio(_smoothed_ratio(tp, pred + tgt - tp, smooth), log)
     else:
@@ -711,40 +732,65 @@ class_weights, log, distributed
         label_smoothing=label_smoothing, smooth=smooth, reduction=reduction, include_background=include_background,
         per_image=per_image, distributed=distributed,
     )  # fmt: skip
-    check_soft_inputs(input, target, mode, from_logits=True, ignore_index=ignore_index)  # before reading them
-    w_all = _weights(class_weights, input.shape[1], input)
-    # The kernels fuse the CE, label smoothing included, for integer multiclass labels (softmax) and for
-    # binary/multilabel targets (sigmoid); nll is None where they do not (float multiclass targets;
-    # smoothing with soft targets or ignore_index), and a separate pass computes it.
+    return _dice_ce(
+        input, target, mode, dice_weight=dice_weight, ce_weight=ce_weight, label_smoothing=label_smoothing,
+        from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
+        include_background=include_background, ignore_index=ignore_index, class_weights=class_weights, log=log,
+        reduction=reduction, distributed=distributed,
+    )  # fmt: skip
+
+
+def _dice_ce(
+    input, target, mode, *, dice_weight, ce_weight, label_smoothing, from_logits, smooth, squared, per_image,
+    include_background, ignore_index, class_weights, log, reduction, distributed,
+) -> Tensor:  # fmt: skip
+    """:func:`dice_ce_loss` after its settings are validated (a module whose settings are unchanged calls it)."""
+    # The kernels fuse the CE, label smoothing included, for integer multiclass labels (softmax), for
+    # binary/multilabel targets (sigmoid) and, on small inputs, for one-hot/soft multiclass targets; nll is
+    # None where they do not (large float multiclass targets; smoothing with soft targets or
+    # ignore_index), and a separate pass computes it. soft_stats validates the tensors first.
     stats, pooled = _stats(
         input, target, mode, from_logits, squared, ignore_index, per_image, distributed, with_nll=True,
         label_smoothing=float(label_smoothing),
     )  # fmt: skip
+    w_all = _weights(class_weights, input.shape[1], input)
     w_dice = w_all[1:] if (w_all is not None and not include_background) else w_all
     tp, pred, tgt = _channels_stats(pooled, include_background)
-    dice = _reduce(
-        _from_ratio(_smoothed_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log),
-        reduction,
-        w_dice,
-    )
-    if stats.nll is not None:
+    dice = _reduce(_dice_values(tp, pred, tgt, smooth, log), reduction, w_dice)
+    # A soft multiclass target's class-weighted CE is normalised by the pixel count (as in
+    # F.cross_entropy), which the per-class sums cannot give: the separate pass.
+    dense_weighted = w_all is not None and mode == "multiclass" and target.shape == input.shape
+    if stats.nll is not None and not dense_weighted:
         batch = pooled if not per_image else pool_soft_stats(stats, distributed=False)
-        ce = _fused_ce(batch, mode, w_all, reduction)
+        ce = _fused_ce(batch, mode, w_all, reduction, _known_count(input, mode, ignore_index, distributed))
     else:
         ce = _separate_ce(input, target, mode, w_all, ignore_index, label_smoothing, reduction)
-    return dice_weight * dice + ce_weight * ce
+    return _combined(dice, dice_weight, ce, ce_weight)
 
 
-def _fused_ce(batch: SoftStats, mode: str, w: Tensor | None, reduction: str) -> Tensor:
+def _known_count(input: Tensor, mode: str, ignore_index, distributed: bool) -> int | None:
+    """The number of pixels (multiclass) or elements (binary/multilabel) a mean runs over, when no
+    ``ignore_index`` can drop any and no other rank adds its own; ``None`` otherwise (then the statistics
+    count them)."""
+    if ignore_index is not None or distributed:
+        return None
+    return input.numel() // input.shape[1] if mode == "multiclass" else input.numel()
+
+
+def _fused_ce(batch: SoftStats, mode: str, w: Tensor | None, reduction: str, known: int | None = None) -> Tensor:
+    """The CE from the kernel's per-class sums; ``known``: the unweighted count, when no pixel is ignored."""
     nll = batch.nll
-    # Multiclass: G_c counts the kept pixels of class c; binary/multilabel: n_valid counts kept elements.
-    count = batch.target if mode == "multiclass" else batch.n_valid
     if w is not None:
         nll = nll * w.to(nll.dtype)
-        count = count * w.to(count.dtype)
     if reduction == "sum":
         return nll.sum()
-    total = count.sum()
+    if w is None and known is not None:
+        return nll.sum() / known
+    if w is not None:
+        # Multiclass: G_c counts the kept pixels of class c; binary/multilabel: n_valid the kept elements.
+        total = ((batch.target if mode == "multiclass" else batch.n_valid) * w.to(nll.dtype)).sum()
+    else:
+        total = _kept_count(batch, mode)
     # Every pixel ignored: 0 rather than PyTorch's NaN, so a fully ignored batch cannot poison training.
     return torch.where(total > 0, nll.sum() / total.clamp_min(1e-30), torch.zeros_like(total))
 
@@ -865,6 +911,20 @@ class_weights, log, distributed
         focal_weight=focal_weight, smooth=smooth, reduction=reduction, include_background=include_background,
         per_image=per_image, distributed=distributed,
     )  # fmt: skip
+    return _dice_focal(
+        input, target, mode, gamma=gamma, alpha=alpha, dice_weight=dice_weight, focal_weight=focal_weight,
+        from_logits=from_logits, smooth=smooth, squared=squared, per_image=per_image,
+        include_background=include_background, ignore_index=ignore_index, class_weights=class_weights, log=log,
+        reduction=reduction, distributed=distributed,
+    )  # fmt: skip
+
+
+def _dice_focal(
+    input, target, mode, *, gamma, alpha, dice_weight, focal_weight, from_logits, smooth, squared, per_image,
+    include_background, ignore_index, class_weights, log, reduction, distributed,
+) -> Tensor:  # fmt: skip
+    """:func:`dice_focal_loss` after its settings are validated (a module whose settings are unchanged calls it)."""
+    del from_logits  # validated True
     class_alpha = _softmax_focal_alpha(alpha, input) if mode == "multiclass" else None
     sigmoid_alpha = None if (mode == "multiclass" or alpha is None) else float(alpha)
     # One kernel call gives the Dice statistics and the focal sums from the same activation (multiclass:
@@ -878,12 +938,10 @@ class_weights, log, distributed
     if w is not None and not include_background:
         w = w[1:]
     tp, pred, tgt = _channels_stats(pooled, include_background)
-    dice = _reduce(
-        _from_ratio(_smoothed_ratio(2.0 * tp, pred + tgt, smooth, den_nonnegative=True), log), reduction, w
-    )
+    dice = _reduce(_dice_values(tp, pred, tgt, smooth, log), reduction, w)
     if stats.nll is not None:
         batch = pooled if not per_image else pool_soft_stats(stats, distributed=False)
-        focal = _fused_focal(batch, mode, class_alpha, reduction)
+        focal = _fused_focal(batch, mode, class_alpha, reduction, _known_count(input, mode, ignore_index, distributed))
     else:
         x = _upcast(input)
         if mode == "multiclass":
@@ -891,19 +949,31 @@ class_weights, log, distributed
         else:
             per, valid = _sigmoid_focal(x, target, float(gamma), sigmoid_alpha, ignore_index)
         focal = _kept_mean(per, valid, reduction)
-    return dice_weight * dice + focal_weight * focal
+    return _combined(dice, dice_weight, focal, focal_weight)
 
 
-def _fused_focal(batch: SoftStats, mode: str, class_alpha: Tensor | None, reduction: str) -> Tensor:
-    """The focal term from the kernel's per-class sums: the mean (or sum) over the kept elements."""
+def _fused_focal(
+    batch: SoftStats, mode: str, class_alpha: Tensor | None, reduction: str, known: int | None = None
+) -> Tensor:
+    """The focal term from the kernel's per-class sums: the mean (or sum) over the kept elements
+    (``known`` of them when no pixel is ignored)."""
     total = batch.nll
     if class_alpha is not None:
         total = total * class_alpha.to(total.dtype)
     if reduction == "sum":
         return total.sum()
-    # Multiclass: G_c counts the kept pixels of class c; binary/multilabel: n_valid counts the elements.
-    n = batch.target.sum() if mode == "multiclass" else batch.n_valid.sum()
-    return total.sum() / n.clamp_min(1)
+    if known is not None:
+        return total.sum() / known
+    return total.sum() / _kept_count(batch, mode).clamp_min(1)
+
+
+def _kept_count(batch: SoftStats, mode: str) -> Tensor:
+    """The number of kept pixels (multiclass) or elements (binary/multilabel) of pooled statistics ``[C]``.
+
+    Multiclass ``n_valid`` repeats the pixel count in every class, whatever the target (labels, one-hot or
+    soft); binary/multilabel counts per channel.
+    """
+    return batch.n_valid[0] if mode == "multiclass" else batch.n_valid.sum()
 
 
 def _kept_mean(per: Tensor, valid: Tensor | None, reduction: str) -> Tensor:
@@ -984,9 +1054,12 @@ class _LossModule(nn.Module):
     """
 
     _fn: Callable[..., Tensor]  # the functional twin, set by each subclass
+    # The twin's body after its settings checks, same arguments; None: forward always calls _fn.
+    _checked_fn: Callable[..., Tensor] | None = None
     _settings: tuple[str, ...]  # the attributes forward passes to it, in repr order
 
     def __init__(self, mode: str, class_weights: ClassWeights = None, **settings: Any) -> None:
+        self.__dict__["_settings_checked"] = False
         super().__init__()
         self.mode = check_mode(mode)
         if class_weights is not None:
@@ -998,10 +1071,27 @@ class _LossModule(nn.Module):
             setattr(self, name, value)
         self._settings = tuple(settings)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Any attribute set (a setting, the mode, a buffer) sends the next call through the checks again.
+        self.__dict__["_settings_checked"] = False
+        super().__setattr__(name, value)
+
+    def _call(self, input: Tensor, target: Tensor, **extra: Any) -> Tensor:
+        """The functional twin on the settings; its settings checks skipped while no attribute changed since
+        they last passed (the tensors are checked at every call)."""
+        cls = type(self)
+        state = self.__dict__
+        if state["_settings_checked"] and cls._checked_fn is not None:
+            return cls._checked_fn(input, target, self.mode, **extra, **state["_checked_settings"])
+        settings = {name: getattr(self, name) for name in self._settings}
+        out = cls._fn(input, target, self.mode, **extra, **settings)
+        state["_checked_settings"] = settings  # unchanged until the next attribute set clears the flag
+        state["_settings_checked"] = True
+        return out
+
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Compute the loss of ``input`` (logits ``[B, C, *spatial]``) against ``target``."""
-        settings = {name: getattr(self, name) for name in self._settings}
-        return type(self)._fn(input, target, self.mode, class_weights=self.class_weights, **settings)
+        return self._call(input, target, class_weights=self.class_weights)
 
     def extra_repr(self) -> str:
         args = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._settings)
@@ -1022,6 +1112,7 @@ class DiceLoss(_LossModule):
     """
 
     _fn = staticmethod(dice_loss)
+    _checked_fn = staticmethod(partial(_overlap_loss, "dice"))
 
     def __init__(
         self,
@@ -1059,6 +1150,7 @@ class JaccardLoss(_LossModule):
     """
 
     _fn = staticmethod(jaccard_loss)
+    _checked_fn = staticmethod(partial(_overlap_loss, "jaccard"))
 
     def __init__(
         self,
@@ -1097,6 +1189,7 @@ class TverskyLoss(_LossModule):
     """
 
     _fn = staticmethod(tversky_loss)
+    _checked_fn = staticmethod(partial(_overlap_loss, "tversky"))
 
     def __init__(
         self,
@@ -1178,6 +1271,7 @@ class DiceCELoss(_LossModule):
     """
 
     _fn = staticmethod(dice_ce_loss)
+    _checked_fn = staticmethod(_dice_ce)
 
     def __init__(
         self,
@@ -1221,6 +1315,7 @@ class DiceFocalLoss(_LossModule):
     """
 
     _fn = staticmethod(dice_focal_loss)
+    _checked_fn = staticmethod(_dice_focal)
 
     def __init__(
         self,
@@ -1853,8 +1948,7 @@ class _UnweightedLossModule(_LossModule):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         """Compute the loss of ``input`` (logits ``[B, C, *spatial]``) against ``target``."""
-        settings = {name: getattr(self, name) for name in self._settings}
-        return type(self)._fn(input, target, self.mode, **settings)
+        return self._call(input, target)
 
 
 class LovaszLoss(_UnweightedLossModule):

@@ -25,7 +25,12 @@ from segdice.stats._kernels import (
     is_hard_target,
     sigmoid_hard_stats,
 )
-from segdice.stats._small import small_index_stats, small_sigmoid_hard_stats, takes_small_path
+from segdice.stats._small import (
+    small_dense_softmax_stats,
+    small_index_stats,
+    small_sigmoid_stats,
+    takes_small_path,
+)
 
 __all__ = ["SoftStats", "check_soft_inputs", "pool_soft_stats", "soft_stats"]
 
@@ -192,6 +197,13 @@ def check_soft_inputs(
     >>> check_soft_inputs(torch.zeros(2, 3, 4), torch.zeros(2, 4, dtype=torch.long), "multiclass")
     'multiclass'
     """
+    mode = _check_tensors(input, target, mode, ignore_index)
+    _check_values(input, target, mode, from_logits, ignore_index)
+    return mode
+
+
+def _check_tensors(input: Tensor, target: Tensor, mode: str, ignore_index) -> str:
+    """The checks of :func:`check_soft_inputs` that read no values: types, dimensions, size, devices."""
     mode = check_mode(mode)
     if not isinstance(input, torch.Tensor) or not input.is_floating_point():
         raise SegDiceError(
@@ -208,17 +220,22 @@ def check_soft_inputs(
             f"input: got {describe(input, values=False)} with no elements; expected at least one image, one "
             "channel and one voxel (skip empty batches before the loss)"
         )
-    for name, x in (("input", input), ("target", target)):
-        if x.device.type == "meta":
-            raise SegDiceError(
-                f"{name}: got {describe(x, values=False)} on the meta device; expected a tensor with data "
-                "(the loss checks values, which a meta tensor does not have)"
-            )
-    if target.device != input.device:
-        raise SegDiceError(
-            f"target is on {target.device} but input is on {input.device}; expected one device"
-        )
-    check_ignore_index(ignore_index)
+    device = input.device
+    if device.type == "meta" or target.device != device:  # one comparison on the usual path
+        for name, x in (("input", input), ("target", target)):
+            if x.device.type == "meta":
+                raise SegDiceError(
+                    f"{name}: got {describe(x, values=False)} on the meta device; expected a tensor with data "
+                    "(the loss checks values, which a meta tensor does not have)"
+                )
+        raise SegDiceError(f"target is on {target.device} but input is on {input.device}; expected one device")
+    if ignore_index is not None:
+        check_ignore_index(ignore_index)
+    return mode
+
+
+def _check_values(input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index) -> None:
+    """The value checks of :func:`check_soft_inputs`: a dense multiclass target, probabilities."""
     if mode == "multiclass" and tuple(target.shape) == tuple(input.shape) and input.ndim >= 3:
         _check_range("target", target, 0.0, 1.0, ignore_index, "one-hot or soft targets in [0, 1]")
         _check_distribution(target, ignore_index)
@@ -231,7 +248,32 @@ def check_soft_inputs(
             None,
             "probabilities in [0, 1] with from_logits=False (logits need from_logits=True)",
         )
-    return mode
+
+
+def _small_dense_target(target: Tensor, acc: torch.dtype) -> tuple[Tensor, bool]:
+    """A dense multiclass target of a small input as ``acc`` floats, checked as :func:`_check_values` does
+    (values in [0, 1], channel sums 1), and whether it is soft (a value strictly between 0 and 1).
+
+    The extremes come back in one read; on a failure the regular checks raise with their message.
+    """
+    g = target if target.dtype == acc else target.to(acc)
+    t_acc = torch.float64 if target.dtype == torch.float64 else torch.float32
+    total = g.sum(1) if g.dtype == t_acc else target.sum(1, dtype=t_acc)
+    lo, hi = torch.aminmax(g)
+    s_lo, s_hi = torch.aminmax(total)
+    if target.is_floating_point():
+        # On [0, 1], sum(g) = sum(g * g) only for 0/1 values; both exact for them on a small input.
+        flat = g.reshape(-1)
+        sq = torch.linalg.vecdot(flat, flat) - total.sum().to(acc)
+        lo, hi, s_lo, s_hi, sq = torch.stack((lo, hi, s_lo.to(acc), s_hi.to(acc), sq)).tolist()
+    else:
+        lo, hi, s_lo, s_hi = torch.stack((lo, hi, s_lo.to(acc), s_hi.to(acc))).tolist()
+        sq = 0.0
+    tol = max(1e-3, 4 * target.shape[1] * (torch.finfo(target.dtype).eps if target.is_floating_point() else 0.0))
+    if not (lo >= 0.0 and hi <= 1.0 and s_lo >= 1.0 - tol and s_hi <= 1.0 + tol):
+        _check_range("target", target, 0.0, 1.0, None, "one-hot or soft targets in [0, 1]")
+        _check_distribution(target, None)
+    return g, sq != 0.0
 
 
 def _plan_multiclass(input: Tensor, target: Tensor, from_logits: bool, ignore_index) -> _Plan:
@@ -265,27 +307,34 @@ def _plan_multiclass(input: Tensor, target: Tensor, from_logits: bool, ignore_in
     )
 
 
-def _plan_sigmoid(
-    input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index, allow_sigmoid_hard: bool
-) -> _Plan:
-    """Binary and multilabel: the dense kernel, or the sigmoid_hard kernel for hard targets when allowed."""
+def _sigmoid_target(input: Tensor, target: Tensor, mode: str) -> Tensor:
+    """Binary and multilabel: the target with the input's shape (a binary ``[B, *spatial]`` gains its channel)."""
     b, c = input.shape[:2]
-    spatial = tuple(input.shape[2:])
-    x = input.reshape(b, c, -1)
-    int_target = not target.is_floating_point()
     if mode == "binary" and c != 1:
         raise SegDiceError(
             f"input: got {describe(input, values=False)} in mode 'binary'; expected one channel [B, 1, *spatial] "
             "(use mode='multiclass' or 'multilabel' for several channels)"
         )
+    if target.shape == input.shape:
+        return target
+    spatial = tuple(input.shape[2:])
     if mode == "binary" and tuple(target.shape) == (b, *spatial):
-        target = target.unsqueeze(1)
-    if tuple(target.shape) != tuple(input.shape):
-        expected = f"{list(input.shape)}" + (f" or {[b, *spatial]}" if mode == "binary" else "")
-        raise SegDiceError(
-            f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
-            f"{mode!r}; expected {expected}"
-        )
+        return target.unsqueeze(1)
+    expected = f"{list(input.shape)}" + (f" or {[b, *spatial]}" if mode == "binary" else "")
+    raise SegDiceError(
+        f"target: got {describe(target, values=False)} for input of shape {tuple(input.shape)} in mode "
+        f"{mode!r}; expected {expected}"
+    )
+
+
+def _plan_sigmoid(
+    input: Tensor, target: Tensor, mode: str, from_logits: bool, ignore_index, allow_sigmoid_hard: bool
+) -> _Plan:
+    """Binary and multilabel: the dense kernel, or the sigmoid_hard kernel for hard targets when allowed."""
+    b, c = input.shape[:2]
+    x = input.reshape(b, c, -1)
+    int_target = not target.is_floating_point()
+    target = _sigmoid_target(input, target, mode)
     t = target.reshape(b, c, -1)
     sigmoid_hard = (
         allow_sigmoid_hard
@@ -351,7 +400,12 @@ def soft_stats(
         with logits). Fused for integer multiclass labels (softmax) and for binary/multilabel targets;
         ``nll`` is ``None`` for float multiclass targets, and for ``label_smoothing``/``focal_gamma`` with
         a soft target, ``ignore_index``, ``squared``, half-precision logits or, under ``torch.compile``, a
-        float binary/multilabel target (whether it is 0/1 is not known while tracing).
+        float binary/multilabel target (whether it is 0/1 is not known while tracing). Small inputs (at most
+        65536 logits, from logits, no ``ignore_index``, not compiled) take plain autograd ops that fuse
+        more: the term for one-hot/soft multiclass targets (``-sum_i g_ic log p_ic`` per class, focal
+        ``-sum_i g_ic (1 - p_ic)^gamma log p_ic``) and for half-precision binary/multilabel logits, and
+        label smoothing with a soft binary/multilabel target; such a target still leaves the focal term
+        to the caller (``None``).
     label_smoothing
         With ``with_nll``: the cross-entropy against the target mixed with ``label_smoothing`` of the
         uniform distribution, as :func:`torch.nn.functional.cross_entropy` defines it (multiclass, per
@@ -384,17 +438,22 @@ def soft_stats(
     """
     check_distributed(distributed, per_image)
     term = LossTerm(float(label_smoothing), focal_gamma, focal_alpha) if with_nll else None
+    # Pooled over the batch inside the kernel (no autograd nodes for it); across ranks by pool_soft_stats.
+    pool = not per_image and not distributed
+    if from_logits and ignore_index is None and isinstance(input, Tensor) and takes_small_path(input, term):
+        out = _small_stats(input, target, mode, squared, with_nll, term, pool)
+        if out is not None:
+            stats = SoftStats(*out)
+            return pool_soft_stats(stats, distributed=True) if distributed else stats
     allow_sigmoid_hard = not squared and ignore_index is None
     x, t, kernel, activation, soft = _prepare(
         input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
     )
     fused = True
-    # Pooled over the batch inside the kernel (no autograd nodes for it); across ranks by pool_soft_stats.
-    pool = not per_image and not distributed
-    small = kernel != "dense" and takes_small_path(x, term)
+    small = kernel == "index" and takes_small_path(x, term)  # ignore_index or probabilities
     if kernel == "sigmoid_hard":
         check = None if t.is_floating_point() or _is_compiling() else partial(_check_binary_range, target, mode)
-        out = (small_sigmoid_hard_stats if small else sigmoid_hard_stats)(x, t, check, term, pool)
+        out = sigmoid_hard_stats(x, t, check, term, pool)  # small inputs took _small_stats
     elif kernel == "index":
         fused = activation == "softmax"
         try:
@@ -413,14 +472,55 @@ def soft_stats(
             soft=soft, pool=pool,
         )  # fmt: skip
     stats = SoftStats(*out)
-    if kernel != "sigmoid_hard" or term is None or small:
-        # The sigmoid_hard kernel with a loss term flags non-finite logits itself, from its term's sums.
+    if not small and (kernel != "sigmoid_hard" or term is None):
+        # The sigmoid_hard kernel with a loss term flags non-finite logits itself, from its term's sums; the
+        # small paths fold the flag into their sums.
         stats = _poison_if_nonfinite(stats, input, with_nll)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
     if distributed:
         stats = pool_soft_stats(stats, distributed=True)
     return stats
+
+
+def _small_stats(
+    input: Tensor, target: Tensor, mode: str, squared: bool, with_nll: bool, term: LossTerm | None, pool: bool
+) -> tuple | None:
+    """The statistics of a small input from logits without ``ignore_index`` by the plain-autograd paths of
+    :mod:`segdice.stats._small`, validated as :func:`_prepare` does; ``None`` for the cases they leave to
+    the regular path (which then validates and refuses bad input with its own messages)."""
+    mode = _check_tensors(input, target, mode, None)
+    c = input.shape[1]
+    if mode != "multiclass":
+        if squared:
+            return None
+        check = partial(_check_binary_range, target, mode)
+        return small_sigmoid_stats(input, _sigmoid_target(input, target, mode), term, pool, check)
+    if c < 2:
+        return None
+    if target.shape != input.shape:
+        b = input.shape[0]
+        spatial = input.shape[2:]
+        if target.is_floating_point() or tuple(target.shape) not in ((b, *spatial), (b, 1, *spatial)):
+            return None
+        t = target.reshape(b, -1)
+        if t.dtype != torch.int64:
+            t = t.to(torch.int64)
+        if t.device.type != "cpu":
+            _check_soft_labels(target, c, None)  # an out-of-range gather is a fatal device assert there
+        try:
+            return small_index_stats(
+                input, t, "softmax", squared=bool(squared), ignore_index=None,
+                with_nll=with_nll, term=term, pool=pool,
+            )  # fmt: skip
+        except RuntimeError:
+            _check_soft_labels(target, c, None)  # a label out of range: say which
+            raise
+    acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+    g, soft = _small_dense_target(target, acc)
+    return small_dense_softmax_stats(
+        input, g, squared=bool(squared), soft=soft, with_nll=with_nll, term=term, pool=pool
+    )
 
 
 def _poison_if_nonfinite(stats: SoftStats, input: Tensor, with_nll: bool) -> SoftStats:
