@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from segdice import DiceCELoss, DiceFocalLoss, dice_ce_loss, dice_focal_loss
+from segdice import DiceCELoss, DiceFocalLoss, SegDiceError, dice_ce_loss, dice_focal_loss
 
 
 @pytest.fixture(autouse=True)
@@ -589,7 +589,7 @@ TRACED_SIGMOID_CASES = [
     ("focal", "binary", "int", {"gamma": 0.5, "alpha": 0.25}),
     ("focal", "multilabel", "int", {"gamma": 1.0}),
     ("focal", "binary", "int", {"gamma": 0.0}),
-    ("ce", "binary", "float", {}),  # a float mask: the dense kernel, one slab when traced
+    ("ce", "binary", "float", {}),  # a float mask: the eager kernels inside the compiled code
     ("focal", "multilabel", "float", {}),
 ]
 
@@ -597,13 +597,13 @@ TRACED_SIGMOID_CASES = [
 @pytest.mark.slow
 @pytest.mark.parametrize("kind,mode,target,kw", TRACED_SIGMOID_CASES)
 def test_sigmoid_kernels_traced_whole_under_torch_compile(kind, mode, target, kw):
-    """Compiled, binary/multilabel losses trace in one graph (fullgraph: no break): integer targets keep
-    the fused sigmoid kernel as whole-tensor expressions, float masks the dense kernel; values and
-    gradients are the float64 reference's, and a non-finite logit still gives a NaN loss."""
+    """Compiled, binary/multilabel losses with integer targets trace in one graph (fullgraph: no break), the
+    fused sigmoid kernel as whole-tensor expressions; float masks run the eager kernels inside the compiled
+    code. Values and gradients are the float64 reference's, and a non-finite logit still gives a NaN loss."""
     torch._dynamo.reset()
     x, t = make(mode, b=2, c=3, spatial=(8, 8), seed=23, target=target, dtype=torch.float32)
     fn = _fused_fn(kind, mode, t, kw)
-    compiled = torch.compile(fn, backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(fn, backend="aot_eager", fullgraph=target == "int")
     v, g = _value_and_grad(compiled, x)
     ref_fn = ref_ce if kind == "ce" else ref_focal
     v_ref, g_ref = _value_and_grad(lambda u: ref_dice(u, t, mode) + ref_fn(u, t, mode, **kw), x.double())
@@ -612,3 +612,20 @@ def test_sigmoid_kernels_traced_whole_under_torch_compile(kind, mode, target, kw
     bad = x.detach().clone()
     bad.view(-1)[3] = float("inf")
     assert torch.isnan(compiled(bad))
+
+
+@pytest.mark.slow
+def test_compiled_multiclass_losses_run_the_eager_kernel_with_its_checks():
+    """Compiled, the multiclass statistics run eagerly as a whole (their buffers cannot be traced): the same
+    values as the reference, and the label check still names a bad label instead of a raw RuntimeError."""
+    torch._dynamo.reset()
+    x, t = make("multiclass", b=2, c=3, spatial=(8, 8), seed=29, target="int", dtype=torch.float32)
+    compiled = torch.compile(_fused_fn("focal", "multiclass", t, {}), backend="aot_eager")
+    v, g = _value_and_grad(compiled, x)
+    v_ref, g_ref = _value_and_grad(lambda u: ref_dice(u, t, "multiclass") + ref_focal(u, t, "multiclass"), x.double())
+    torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
+    bad = t.clone()
+    bad[0, 0, 0] = 3
+    with pytest.raises(SegDiceError, match=r"class indices in \[0, 2\]"):
+        torch.compile(lambda v: dice_ce_loss(v, bad, "multiclass"), backend="aot_eager")(x)

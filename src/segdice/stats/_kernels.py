@@ -474,7 +474,7 @@ def index_stats(
 def _slabs(b: int, c: int, n: int, min_slab: int = _MIN_SLAB) -> list[tuple[slice, slice]]:
     """Split [B, C, N] into at most _N_SLABS pieces of at least min_slab elements: batch first, then voxels."""
     n_slabs = max(1, min(_N_SLABS, (b * c * n) // min_slab))
-    if n_slabs == 1 or torch.compiler.is_compiling():  # traced: one slab, inductor fuses the ops
+    if n_slabs == 1:
         return [(slice(0, b), slice(0, n))]
     if b >= n_slabs:
         step = math.ceil(b / n_slabs)
@@ -522,8 +522,7 @@ def _target_slab(t: Tensor, bs: slice, ns: slice, ignore_index, acc) -> tuple[Te
     """(g, valid, owned): the slab as ``acc`` floats; ``owned`` says g is a fresh copy we may overwrite."""
     raw = t[bs, :, ns]
     g = raw.to(acc)
-    # Traced, a data-pointer test would break the graph; out-of-place ops cost nothing there.
-    owned = not torch.compiler.is_compiling() and g.data_ptr() != raw.data_ptr()
+    owned = g.data_ptr() != raw.data_ptr()
     if ignore_index is None:
         return g, None, owned
     valid = raw != ignore_index

@@ -343,7 +343,6 @@ def _plan_sigmoid(
     )
     if sigmoid_hard and int_target:
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
-    sigmoid_hard = sigmoid_hard and not _is_compiling()
     _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
     if sigmoid_hard and t.dtype == x.dtype and is_hard_target(t):
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
@@ -445,6 +444,21 @@ def soft_stats(
         if out is not None:
             stats = SoftStats(*out)
             return pool_soft_stats(stats, distributed=True) if distributed else stats
+    run = _kernel_stats
+    if _is_compiling() and not _traceable(input, target, mode, from_logits, squared, ignore_index):
+        run = _eager_kernel_stats
+    stats = run(input, target, mode, from_logits, squared, ignore_index, with_nll, term, pool)
+    if distributed:
+        stats = pool_soft_stats(stats, distributed=True)
+    return stats
+
+
+def _kernel_stats(
+    input: Tensor, target: Tensor, mode: str, from_logits: bool, squared: bool, ignore_index, with_nll: bool,
+    term: LossTerm | None, pool: bool,
+) -> SoftStats:
+    """:func:`soft_stats` by the fused kernels (and the small index path with ``ignore_index``), before any
+    pooling over ranks."""
     allow_sigmoid_hard = not squared and ignore_index is None
     x, t, kernel, activation, soft = _prepare(
         input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
@@ -478,9 +492,25 @@ def soft_stats(
         stats = _poison_if_nonfinite(stats, input, with_nll)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
-    if distributed:
-        stats = pool_soft_stats(stats, distributed=True)
     return stats
+
+
+# Under torch.compile only the sigmoid kernel with an integer target is traced (as whole-tensor expressions,
+# see _kernels._traced_hard_forward). The index kernel keeps its buffers in a dict the tracer cannot follow,
+# so it ran eagerly between compiled pieces anyway, at a peak of 2.2-2.5x the logits; a float binary target
+# traced through the dense kernel peaked at 3x. Run eagerly as a whole, both keep their 1.25-1.5x and their
+# data-dependent choices (range checks, the 0/1 test of a float mask), at the same speed or better.
+_eager_kernel_stats = torch.compiler.disable(_kernel_stats)
+
+
+def _traceable(input, target, mode: str, from_logits: bool, squared: bool, ignore_index) -> bool:
+    """Whether the plan is the sigmoid kernel with an integer target: binary/multilabel float32/float64
+    logits, no ``ignore_index``, not ``squared``."""
+    return (
+        check_mode(mode) != "multiclass" and from_logits and not squared and ignore_index is None
+        and isinstance(input, Tensor) and input.dtype in (torch.float32, torch.float64)
+        and isinstance(target, Tensor) and not target.is_floating_point()
+    )  # fmt: skip
 
 
 def _small_stats(
