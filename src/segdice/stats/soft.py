@@ -112,6 +112,12 @@ def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
     _check_range("target", target, 0, c - 1, ignore_index, expected)
 
 
+def _distribution_tolerance(target: Tensor) -> float:
+    """How far a dense multiclass target's channel sums may stray from 1 (its dtype's rounding over C)."""
+    eps = torch.finfo(target.dtype).eps if target.is_floating_point() else 0.0
+    return max(1e-3, 4 * target.shape[1] * eps)
+
+
 def _check_distribution(target: Tensor, ignore_index) -> None:
     """Raise unless every kept pixel of a dense multiclass target sums to 1 over its channels.
 
@@ -128,7 +134,7 @@ def _check_distribution(target: Tensor, ignore_index) -> None:
         total = total[kept]
     if total.numel() == 0:
         return
-    tol = max(1e-3, 4 * t.shape[1] * (torch.finfo(t.dtype).eps if t.is_floating_point() else 0.0))
+    tol = _distribution_tolerance(t)
     lo, hi = torch.aminmax(total)
     if float(lo) < 1.0 - tol or float(hi) > 1.0 + tol:
         raise SegDiceError(
@@ -269,7 +275,7 @@ def _small_dense_target(target: Tensor, acc: torch.dtype) -> tuple[Tensor, bool]
     else:
         lo, hi, s_lo, s_hi = torch.stack((lo, hi, s_lo.to(acc), s_hi.to(acc))).tolist()
         sq = 0.0
-    tol = max(1e-3, 4 * target.shape[1] * (torch.finfo(target.dtype).eps if target.is_floating_point() else 0.0))
+    tol = _distribution_tolerance(target)
     if not (lo >= 0.0 and hi <= 1.0 and s_lo >= 1.0 - tol and s_hi <= 1.0 + tol):
         _check_range("target", target, 0.0, 1.0, None, "one-hot or soft targets in [0, 1]")
         _check_distribution(target, None)
@@ -336,11 +342,7 @@ def _plan_sigmoid(
     int_target = not target.is_floating_point()
     target = _sigmoid_target(input, target, mode)
     t = target.reshape(b, c, -1)
-    sigmoid_hard = (
-        allow_sigmoid_hard
-        and from_logits
-        and x.dtype in (torch.float32, torch.float64)
-    )
+    sigmoid_hard = allow_sigmoid_hard and _sigmoid_hard_logits(x, from_logits)
     if sigmoid_hard and int_target:
         return _Plan(x, t, "sigmoid_hard", "sigmoid", False)
     _check_range("target", target, 0.0, 1.0, ignore_index, f"values in [0, 1] in mode {mode!r}")
@@ -459,7 +461,7 @@ def _kernel_stats(
 ) -> SoftStats:
     """:func:`soft_stats` by the fused kernels (and the small index path with ``ignore_index``), before any
     pooling over ranks."""
-    allow_sigmoid_hard = not squared and ignore_index is None
+    allow_sigmoid_hard = _allows_sigmoid_hard(squared, ignore_index)
     x, t, kernel, activation, soft = _prepare(
         input, target, mode, from_logits, ignore_index, allow_sigmoid_hard
     )
@@ -504,13 +506,23 @@ _eager_kernel_stats = torch.compiler.disable(_kernel_stats)
 
 
 def _traceable(input, target, mode: str, from_logits: bool, squared: bool, ignore_index) -> bool:
-    """Whether the plan is the sigmoid kernel with an integer target: binary/multilabel float32/float64
-    logits, no ``ignore_index``, not ``squared``."""
+    """Whether the plan is the sigmoid kernel with an integer target (what :func:`_plan_sigmoid` chooses for
+    binary/multilabel logits of the accumulation dtype, no ``ignore_index``, not ``squared``)."""
     return (
-        check_mode(mode) != "multiclass" and from_logits and not squared and ignore_index is None
-        and isinstance(input, Tensor) and input.dtype in (torch.float32, torch.float64)
+        check_mode(mode) != "multiclass" and _allows_sigmoid_hard(squared, ignore_index)
+        and isinstance(input, Tensor) and _sigmoid_hard_logits(input, from_logits)
         and isinstance(target, Tensor) and not target.is_floating_point()
     )  # fmt: skip
+
+
+def _allows_sigmoid_hard(squared: bool, ignore_index) -> bool:
+    """The sigmoid_hard kernel forms plain sums: no ``squared`` form, no ``ignore_index``."""
+    return not squared and ignore_index is None
+
+
+def _sigmoid_hard_logits(x: Tensor, from_logits: bool) -> bool:
+    """The sigmoid_hard kernel applies the sigmoid to logits of the accumulation dtype (float32/float64)."""
+    return from_logits and x.dtype in (torch.float32, torch.float64)
 
 
 def _small_stats(
