@@ -808,10 +808,7 @@ def _traced_hard_forward(x: Tensor, p: Tensor, g: Tensor, term: LossTerm | None)
     inter, pred, tsum = (p * g).sum(2), p.sum(2), g.sum(2)
     if term is None:
         return inter, pred, tsum, torch.zeros_like(pred), count
-    # BCE = softplus(w) = relu(w) - log max(p, 1 - p); w = x - 2 g x is NaN where x is not finite (x (1 - 2g)
-    # would keep -inf for g = 1, and the sums would look finite)
-    w = torch.addcmul(x, g, x, value=-2.0)
-    bce = torch.relu(w) - torch.log(torch.maximum(p, 1.0 - p))
+    w, bce = _traced_bce(x, p, g)
     if term.gamma is None:
         eps = term.label_smoothing
         per = bce - (eps / 2) * w if eps > 0 else bce
@@ -822,12 +819,22 @@ def _traced_hard_forward(x: Tensor, p: Tensor, g: Tensor, term: LossTerm | None)
     return inter, pred, tsum, per.sum(2), count
 
 
+def _traced_bce(x: Tensor, p: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """``(w, BCE)`` with ``w = x - 2 g x`` and ``BCE = softplus(w) = relu(w) - log max(p, 1 - p)``.
+
+    ``w`` is NaN where ``x`` is not finite (``x (1 - 2g)`` would keep ``-inf`` for ``g = 1``, and the sums
+    would look finite).
+    """
+    w = torch.addcmul(x, g, x, value=-2.0)
+    return w, torch.relu(w) - torch.log(torch.maximum(p, 1.0 - p))
+
+
 def _traced_hard_backward(x, p, g, g_i, g_p, g_n, term: LossTerm | None) -> Tensor:
     """``p (1 - p) (q + a g) + e dT/dx`` as one whole-tensor expression (see _sigmoid_term_grad)."""
-    a = g_i.to(p.dtype).unsqueeze(2) if g_i is not None else None
-    q = g_p.to(p.dtype).unsqueeze(2) if g_p is not None else None
-    h = a * g if a is not None else None
-    h = (h + q if h is not None else q) if q is not None else h
+    h = g_i.to(p.dtype).unsqueeze(2) * g if g_i is not None else None  # q + a g
+    if g_p is not None:
+        q = g_p.to(p.dtype).unsqueeze(2)
+        h = q if h is None else h + q
     grad = p * (1.0 - p) * h if h is not None else torch.zeros_like(p)
     if term is None or g_n is None:
         return grad
@@ -837,14 +844,16 @@ def _traced_hard_backward(x, p, g, g_i, g_p, g_n, term: LossTerm | None) -> Tens
         dt = d + eps * g - eps / 2 if eps > 0 else d  # p - g', g' = (1 - eps) g + eps / 2
     else:
         gamma = term.gamma
-        m = d.abs()
         if gamma == 0:
             dt = d
         else:
-            bce = torch.relu(torch.addcmul(x, g, x, value=-2.0)) - torch.log(torch.maximum(p, 1.0 - p))
             # d m^(gamma - 1) (m + gamma (1 - m) BCE), m^(gamma - 1) -> 0 as m -> 0 for gamma < 1
-            mg1 = m if gamma == 2 else (torch.ones_like(m) if gamma == 1 else torch.where(m > 0, m.pow(gamma - 1), 0.0))
-            dt = d * mg1 * (m + gamma * (1.0 - m) * bce)
+            m = d.abs()
+            dt = d * (m + gamma * (1.0 - m) * _traced_bce(x, p, g)[1])
+            if gamma == 2:
+                dt = dt * m
+            elif gamma != 1:
+                dt = dt * torch.where(m > 0, m.pow(gamma - 1), 0.0)
         if term.alpha is not None:
             dt = dt * (g * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
     return grad + g_n.to(p.dtype).unsqueeze(2) * dt
