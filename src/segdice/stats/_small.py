@@ -99,23 +99,22 @@ def small_sigmoid_stats(
     acc = _acc(x)
     with without_autocast(x):
         xa = x if x.dtype == acc else x.to(acc)
-        floating = t.is_floating_point()
-        g = t.to(acc) if floating and t.dtype != acc else t
+        g = t.to(acc) if t.is_floating_point() and t.dtype != acc else t
         if t.dtype != torch.bool:
             lo, hi = _read_pair(*torch.aminmax(g))
             if not (lo >= 0.0 and hi <= 1.0):  # NaN fails too
                 check(lo, hi)
-        if not floating:
+        if not t.is_floating_point():
             # A promoted integer operand costs more in each product (and its backward) than one conversion
             # (int64 via int32 and bool viewed as uint8: faster than a direct conversion; exact, the values
             # being checked 0/1 above).
             narrow = {torch.int64: torch.int32, torch.bool: torch.uint8}.get(g.dtype)
             g = (g if narrow is None else g.view(narrow) if g.dtype == torch.bool else g.to(narrow)).to(acc)
-            floating = True
+        # g is now of the accumulation dtype
         dims = _dims(x, pool)
         p = torch.sigmoid(xa)
         pred = p.sum(dims)
-        tsum = g.sum(dims) if floating else g.sum(dims).to(acc)
+        tsum = g.sum(dims)
         # On [0, 1], sum(g) - sum(g * g) = sum(g (1 - g)) is 0 only for 0/1 values; both sums are exact
         # for them (a small input stays far below 2**24).
         soft = t.is_floating_point() and float(tsum.sum()) != float(torch.linalg.vecdot(g.reshape(-1), g.reshape(-1)))
@@ -127,8 +126,7 @@ def small_sigmoid_stats(
             return inter, pred, tsum, torch.zeros_like(count), count
         if term.gamma is None:
             eps = term.label_smoothing
-            # (an integer target times a Python float would be float32 whatever acc: converted first)
-            gs = (g if floating else g.to(acc)) * (1.0 - eps) + eps / 2 if eps > 0 else g
+            gs = g * (1.0 - eps) + eps / 2 if eps > 0 else g
             nll = (F.softplus(xa) - xa * gs).sum(dims)
         elif soft:
             inter, pred = _poisoned(xa.detach().sum(), inter, pred)
@@ -138,7 +136,7 @@ def small_sigmoid_stats(
             if term.gamma != 0:
                 per = per * _focal_power((g - p).abs(), term.gamma)  # (1 - p_t)^gamma, 1 - p_t = |g - p|
             if term.alpha is not None:
-                per = per * ((g if floating else g.to(acc)) * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
+                per = per * (g * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
             nll = per.sum(dims)
         # The term's sum is NaN or inf exactly when a logit is (softplus(z) - g z is inf - inf or inf):
         # it is the flag.
