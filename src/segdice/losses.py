@@ -1573,10 +1573,15 @@ def _takes_fused_sigmoid_focal(input: Tensor, target: Tensor, ignore_index, redu
     )
 
 
-def _lovasz_gradient(fg_sorted: Tensor) -> Tensor:
+def _lovasz_gradient(fg_sorted: Tensor, gts: Tensor | None = None) -> Tensor:
     """The Lovász extension's weights along the last axis of targets sorted by decreasing error (Berman's
-    Algorithm 1): the increments of ``1 - |G ∩ top-k| / |G ∪ top-k|`` over k."""
-    gts = fg_sorted.sum(-1, keepdim=True)
+    Algorithm 1): the increments of ``1 - |G ∩ top-k| / |G ∪ top-k|`` over k.
+
+    ``gts``: the foreground count ``|G|`` when ``fg_sorted`` holds only the first elements of the order (the
+    rest sorting after them); by default its own sum.
+    """
+    if gts is None:
+        gts = fg_sorted.sum(-1, keepdim=True)
     intersection = gts - fg_sorted.cumsum(-1)
     union = gts + (1.0 - fg_sorted).cumsum(-1)
     jaccard = 1.0 - intersection / union
@@ -1730,12 +1735,7 @@ def _lovasz_positive_dot(errors: Tensor, fg: Tensor, valid: Tensor | None) -> Te
     else:  # small: compacting costs more than it saves; non-positive errors sort last at 0
         errors = torch.relu(errors) if valid is None else torch.relu(errors).masked_fill(~valid, 0.0)
     e_sorted, perm = torch.sort(errors, descending=True)
-    fg_sorted = fg.gather(0, perm)
-    k = torch.arange(1, fg_sorted.numel() + 1, dtype=fg.dtype, device=fg.device)
-    # Jaccard loss of the top k: 1 - (gts - tp) / (gts + k - tp) = k / (gts + k - tp), the union >= 1
-    jaccard = k / (k + gts).sub_(fg_sorted.cumsum(0))
-    weights = torch.diff(jaccard, prepend=jaccard.new_zeros(1))
-    return torch.dot(e_sorted, weights)
+    return torch.dot(e_sorted, _lovasz_gradient(fg.gather(0, perm), gts))
 
 
 def _soft_erode(x: Tensor) -> Tensor:
