@@ -250,6 +250,26 @@ def test_a_small_job_with_two_workers_starts_no_pool(tmp_path):
     assert two.per_case == one.per_case
 
 
+def test_an_interrupted_pool_leaves_no_executor_thread_for_the_exit_hook(monkeypatch):
+    """The executor's manager thread is joined (or unregistered) before the interrupt leaves the pool:
+    one still running at exit can close its wake-up pipe while the interpreter's exit hook writes to
+    it, and a clean SIGTERM then ends with a traceback (seen in CI)."""
+    import concurrent.futures.process
+    import time
+
+    from segdice.evaluation._pool import LocalPool
+
+    monkeypatch.setenv("SEGDICE_POOL_START", "always")
+    before = set(concurrent.futures.process._threads_wakeups)
+    pool = LocalPool(workers=2)
+    with pytest.raises(KeyboardInterrupt), pool:
+        for _ in pool.imap(time.sleep, [(0.2,)] * 8):
+            raise KeyboardInterrupt  # as the SIGTERM handler does, with tasks still in flight
+    assert pool.started >= 1
+    left = [t for t in concurrent.futures.process._threads_wakeups if t not in before]
+    assert not any(thread.is_alive() for thread in left)
+
+
 @pytest.mark.skipif(not LINUX, reason="mounts a tmpfs")
 def test_a_full_disk_is_a_clean_error_and_the_rows_written_stay_valid(tmp_path):
     """ENOSPC for real: the output folder on an 8 KiB tmpfs (needs root; skipped otherwise)."""

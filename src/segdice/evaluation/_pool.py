@@ -337,11 +337,14 @@ class LocalPool:
         """Interrupt or broken pool: stop at once. Waiting on the executor could block on a queue lock
         that a dead or killed worker held, so nothing here waits without a bound."""
         executor, self._executor = self._executor, None
+        # taken before shutdown(wait=False), which drops the executor's reference to it
+        manager = getattr(executor, "_executor_manager_thread", None)
         if executor is not None:
             executor.shutdown(wait=False, cancel_futures=True)
         self._kill_left()
-        manager = getattr(executor, "_executor_manager_thread", None)
-        if manager is not None:  # it ends once it sees its workers gone
+        if manager is not None:
+            # it ends once it sees its workers gone. Left running, it could close its wake-up pipe
+            # while the interpreter's exit hook writes to it: a traceback after a clean interrupt
             manager.join(_TEARDOWN_TIMEOUT_S)
             if manager.is_alive():
                 # still stuck (on a queue lock a killed worker held): the interpreter joins every
