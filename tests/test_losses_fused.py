@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
 
 import pytest
 import torch
@@ -612,6 +613,59 @@ def test_sigmoid_kernels_traced_whole_under_torch_compile(kind, mode, target, kw
     bad = x.detach().clone()
     bad.view(-1)[3] = float("inf")
     assert torch.isnan(compiled(bad))
+
+
+INDUCTOR_SIGMOID_CASES = [
+    ("dice", "binary", {}),
+    ("ce", "multilabel", {"label_smoothing": 0.1}),
+    ("focal", "binary", {"alpha": 0.25}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,mode,kw", INDUCTOR_SIGMOID_CASES)
+def test_sigmoid_kernel_compiled_by_inductor_matches_the_float64_reference(kind, mode, kw):
+    """Inductor itself (the traced sums share one exp(-|x|) and group their logs): Dice alone, the smoothed
+    BCE and the alpha-weighted focal term give the float64 reference's values and gradients on ordinary
+    and on 50x logits; an infinite logit still gives NaN (Dice alone now flags it in the traced sums)."""
+    from segdice import dice_loss
+
+    torch._dynamo.reset()
+    fn = {"dice": dice_loss, "ce": dice_ce_loss, "focal": dice_focal_loss}[kind]
+    term = {"dice": None, "ce": ref_ce, "focal": ref_focal}[kind]
+    compiled = torch.compile(fn, backend="inductor", dynamic=False)
+    for scale in (2.0, 50.0):
+        x, t = make(mode, b=2, c=3, spatial=(8, 8), seed=31, target="int", dtype=torch.float32, scale=scale)
+        v, g = _value_and_grad(partial(_call_with, compiled, t, mode, kw), x)
+
+        def ref(u, t=t):
+            return ref_dice(u, t, mode) + (term(u, t, mode, **kw) if term else 0.0)
+
+        v_ref, g_ref = _value_and_grad(ref, x.double())
+        torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
+    bad = x.detach().clone()
+    bad.view(-1)[3] = float("inf")
+    assert torch.isnan(compiled(bad, t, mode, **kw))
+
+
+def _call_with(fn, t, mode, kw, v):
+    return fn(v, t, mode, **kw)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", [2, -1, 256, 257])
+def test_a_compiled_integer_binary_target_out_of_range_is_refused_by_name(value):
+    """Compiled, the 0/1 check of an integer binary/multilabel target still runs (inside an opaque op, on
+    its float16 copy): 2 and -1, and 256 and 257, which a one-byte copy would wrap to 0 and 1."""
+    torch._dynamo.reset()
+    x, t = make("binary", b=2, spatial=(8, 8), seed=37, target="int", dtype=torch.float32)
+    compiled = torch.compile(dice_ce_loss, backend="aot_eager", fullgraph=True)
+    assert torch.isfinite(compiled(x, t, "binary"))
+    bad = t.clone()
+    bad.view(-1)[7] = value
+    with pytest.raises(SegDiceError, match=r"target: .*expected values in \[0, 1\] in mode 'binary'"):
+        compiled(x, bad, "binary")
 
 
 @pytest.mark.slow

@@ -733,7 +733,7 @@ class _SigmoidHardStats(torch.autograd.Function):
         with without_autocast(x):
             p = torch.sigmoid(x)
             if traced:
-                stats = _traced_hard_forward(x, p, t.to(p.dtype), term)
+                stats = _traced_hard_forward(x, t.to(p.dtype), term)
                 p = None  # inductor recomputes the sigmoid in the backward's fused loop
             elif x.numel() <= _CHUNK:
                 # Small input: the fixed cost of the slab machinery dominates, so the target's float copy is
@@ -798,35 +798,61 @@ def _small_hard_forward(x: Tensor, p: Tensor, g: Tensor, check, term: LossTerm |
 # Under torch.compile the same node is traced into inductor's graph, where the chunking, the in-place
 # buffer reuse, the bmm dots and the grouped logs above would each stay a separate kernel (and the
 # host reads cannot run): there the sums and the gradient are written as whole-tensor elementwise
-# expressions and reductions that inductor fuses into one loop each way, recomputing p from x.
+# expressions and reductions that inductor fuses into one loop each way, recomputing p from x. The
+# caller hands an integer target over as float16 (soft._checked_binary_target), and that small copy is
+# what the backward reads.
+# Inductor on CPU stores an exp, log or sigmoid with more than one user to memory, in a loop of its own,
+# unless its loop nest matches the row sums' [B*C, N]; a contiguous elementwise op is flattened to one
+# loop over B*C*N and so is not fused into them. The forward therefore reads the logits through a
+# row-broadcast zero (``x + 0 * x[..., :1]``, NaN for a whole row with a non-finite first logit, which
+# the sums then show anyway), and the one exp(-|x|) that every sum shares stays in their loop.
 
 
-def _traced_hard_forward(x: Tensor, p: Tensor, g: Tensor, term: LossTerm | None):
-    """The five sums of :class:`_SigmoidHardStats` as plain whole-tensor ops, ``g`` 0/1 of ``p``'s dtype."""
-    b, c, n = p.shape
-    count = torch.full((b, c), float(n), dtype=p.dtype, device=p.device)
+def _traced_hard_forward(x: Tensor, g: Tensor, term: LossTerm | None):
+    """The five sums of :class:`_SigmoidHardStats` as plain whole-tensor ops, ``g`` 0/1 of ``x``'s dtype.
+
+    With no ``term``, I and P carry the non-finite flag of :func:`_flag_nonfinite_` themselves, from
+    ``0 * sum x`` (the caller's detached pass over the logits, here in the loop of the other sums).
+    """
+    b, c, n = x.shape
+    count = torch.full((b, c), float(n), dtype=x.dtype, device=x.device)
+    xz = x + x.detach()[..., :1] * 0.0
+    e = torch.exp(-xz.abs())
+    r = torch.reciprocal(e + 1.0)  # sigmoid(|x|) = max(p, 1 - p)
+    p = torch.where(xz >= 0, r, e * r)
     inter, pred, tsum = (p * g).sum(2), p.sum(2), g.sum(2)
     if term is None:
-        return inter, pred, tsum, torch.zeros_like(pred), count
-    w, bce = _traced_bce(x, p, g)
+        flag = x.detach().sum(2).sum().mul(0.0)
+        return inter + flag, pred + flag, tsum, torch.zeros_like(tsum), count
+    # NaN wherever x is not finite (x (1 - 2g) would keep -inf for g = 1, and the sums would look finite)
+    w = torch.addcmul(x, g, x, value=-2.0)
     if term.gamma is None:
+        # sum softplus(w) - eps / 2 sum w, softplus(w) = relu(w) - log sigmoid(|x|), the logs as in _sum_log
         eps = term.label_smoothing
-        per = bce - (eps / 2) * w if eps > 0 else bce
-    else:
-        per = bce * (g - p).abs().pow(term.gamma) if term.gamma != 0 else bce
-        if term.alpha is not None:
-            per = per * (g * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
+        per = torch.relu(w) - (eps / 2) * w if eps > 0 else torch.relu(w)
+        return inter, pred, tsum, per.sum(2) - _traced_sum_log_sigmoid_abs(x), count
+    per = torch.relu(w) - torch.log(r)  # the BCE, softplus(w), with |w| = |x|
+    if term.gamma != 0:
+        per = per * torch.where(w >= 0, r, e * r).pow(term.gamma)  # m = 1 - p_t = sigmoid(w)
+    if term.alpha is not None:
+        per = per * (g * (2.0 * term.alpha - 1.0) + (1.0 - term.alpha))
     return inter, pred, tsum, per.sum(2), count
 
 
-def _traced_bce(x: Tensor, p: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
-    """``(w, BCE)`` with ``w = x - 2 g x`` and ``BCE = softplus(w) = relu(w) - log max(p, 1 - p)``.
+def _traced_sum_log_sigmoid_abs(x: Tensor) -> Tensor:
+    """:func:`_sum_log` of ``sigmoid(|x|) = max(p, 1 - p)``: one log per _LOG_GROUP values (a log costs about
+    two sigmoids in inductor's loops), in a loop of its own (the groups make another loop nest)."""
+    b, c, n = x.shape
+    k = n - n % _LOG_GROUP
+    total = torch.sigmoid(x[..., :k].abs()).reshape(b, c, k // _LOG_GROUP, _LOG_GROUP).prod(3).log().sum(2)
+    return total + torch.sigmoid(x[..., k:].abs()).log().sum(2) if k < n else total
 
-    ``w`` is NaN where ``x`` is not finite (``x (1 - 2g)`` would keep ``-inf`` for ``g = 1``, and the sums
-    would look finite).
-    """
+
+def _traced_bce(x: Tensor, p: Tensor, g: Tensor) -> Tensor:
+    """``BCE = softplus(w) = relu(w) - log max(p, 1 - p)`` with ``w = x - 2 g x``, NaN where ``x`` is not
+    finite."""
     w = torch.addcmul(x, g, x, value=-2.0)
-    return w, torch.relu(w) - torch.log(torch.maximum(p, 1.0 - p))
+    return torch.relu(w) - torch.log(torch.maximum(p, 1.0 - p))
 
 
 def _traced_hard_backward(x, p, g, g_i, g_p, g_n, term: LossTerm | None) -> Tensor:
@@ -849,7 +875,7 @@ def _traced_hard_backward(x, p, g, g_i, g_p, g_n, term: LossTerm | None) -> Tens
         else:
             # d m^(gamma - 1) (m + gamma (1 - m) BCE), m^(gamma - 1) -> 0 as m -> 0 for gamma < 1
             m = d.abs()
-            dt = d * (m + gamma * (1.0 - m) * _traced_bce(x, p, g)[1])
+            dt = d * (m + gamma * (1.0 - m) * _traced_bce(x, p, g))
             if gamma == 2:
                 dt = dt * m
             elif gamma != 1:

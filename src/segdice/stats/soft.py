@@ -107,6 +107,28 @@ def _check_binary_range(target: Tensor, mode: str, lo: float, hi: float) -> None
     _raise_out_of_range("target", target, lo, hi, 0.0, 1.0, None, f"values in [0, 1] in mode {mode!r}")
 
 
+@torch.library.custom_op("segdice::checked_binary_target", mutates_args=())
+def _checked_binary_target(target: Tensor, mode: str) -> Tensor:
+    """An integer binary/multilabel target as float16 (two bytes a value), checked to be 0/1.
+
+    What a compiled loss calls: an opaque op runs eagerly inside the compiled graph, so the range check
+    (data-dependent, a host read) still runs, and the copy is made by the eager conversion (inductor's
+    own loop converts int64 value by value where x86 has no AVX-512, several times slower). float16 keeps
+    every integer outside [0, 1] outside it (large ones become inf), so the check reads the small copy,
+    and the backward reads that copy instead of a float32 one saved from the forward.
+    """
+    half = target.to(torch.float16)
+    if half.numel():
+        lo, hi = torch.aminmax(half)
+        _check_binary_range(target, mode, float(lo), float(hi))
+    return half
+
+
+@_checked_binary_target.register_fake
+def _(target: Tensor, mode: str) -> Tensor:
+    return torch.empty_like(target, dtype=torch.float16)
+
+
 def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
     expected = f"class indices in [0, {c - 1}] (input has C={c} channels)"
     _check_range("target", target, 0, c - 1, ignore_index, expected)
@@ -468,7 +490,9 @@ def _kernel_stats(
     fused = True
     small = kernel == "index" and takes_small_path(x, term)  # ignore_index or probabilities
     if kernel == "sigmoid_hard":
-        check = None if t.is_floating_point() or _is_compiling() else partial(_check_binary_range, target, mode)
+        check = None if t.is_floating_point() else partial(_check_binary_range, target, mode)
+        if check is not None and _is_compiling():
+            t, check = _checked_binary_target(target, mode).reshape(t.shape), None
         out = sigmoid_hard_stats(x, t, check, term, pool)  # small inputs took _small_stats
     elif kernel == "index":
         fused = activation == "softmax"
@@ -488,9 +512,9 @@ def _kernel_stats(
             soft=soft, pool=pool,
         )  # fmt: skip
     stats = SoftStats(*out)
-    if not small and (kernel != "sigmoid_hard" or term is None):
-        # The sigmoid_hard kernel with a loss term flags non-finite logits itself, from its term's sums; the
-        # small paths fold the flag into their sums.
+    if not small and (kernel != "sigmoid_hard" or (term is None and not _is_compiling())):
+        # The sigmoid_hard kernel with a loss term, or traced, flags non-finite logits itself; the small
+        # paths fold the flag into their sums.
         stats = _poison_if_nonfinite(stats, input, with_nll)
     if with_nll and not fused:
         stats = stats._replace(nll=None)
