@@ -113,7 +113,7 @@ def _checked_binary_target(target: Tensor, mode: str) -> Tensor:
 
     What a compiled loss calls: an opaque op runs eagerly inside the compiled graph, so the range check
     (data-dependent, a host read) still runs, and the copy is made by the eager conversion (inductor's
-    own loop converts int64 value by value where x86 has no AVX-512, several times slower). float16 keeps
+    own loop converts int64 value by value on x86 without AVX-512, several times slower). float16 keeps
     every integer outside [0, 1] outside it (large ones become inf), so the check reads the small copy,
     and the backward reads that copy instead of a float32 one saved from the forward.
     """
