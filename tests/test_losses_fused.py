@@ -668,6 +668,63 @@ def test_a_compiled_integer_binary_target_out_of_range_is_refused_by_name(value)
         compiled(x, bad, "binary")
 
 
+def _ref_dice_semimetric(x, t, mode, *, per_image=False, smooth=1e-5):
+    """Soft Dice with the semimetric intersection ``(p + g - |p - g|) / 2`` per element (= ``p g`` on 0/1)."""
+    p = torch.sigmoid(x.double())
+    g = t.double().reshape(x.shape)
+    dims = tuple(range(2, x.ndim)) if per_image else (0, *range(2, x.ndim))
+    i = (0.5 * (p + g - (p - g).abs())).sum(dims)
+    loss = 1 - (2 * i + smooth) / ((p + g).sum(dims) + smooth)
+    return loss.mean()
+
+
+FLOAT_TARGET_CASES = [
+    ("ce", "binary", "hard", {}),
+    ("ce", "multilabel", "soft", {"label_smoothing": 0.1}),
+    ("dice", "binary", "soft", {"per_image": True}),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,mode,target,kw", FLOAT_TARGET_CASES)
+def test_compiled_float_targets_trace_and_match_the_float64_reference(kind, mode, target, kw):
+    """Compiled, a float binary/multilabel target (without a focal term) is traced too, in the form for soft
+    targets: the semimetric intersection and the BCE against the (smoothed) target, whose values and
+    gradients match the float64 reference on a 0/1 mask and on a soft target; a non-finite logit gives NaN."""
+    from segdice import dice_loss
+
+    torch._dynamo.reset()
+    x, t = make(mode, b=2, c=3, spatial=(8, 8), seed=41, target="int", dtype=torch.float32)
+    t = t.float() if target == "hard" else torch.rand(t.shape, generator=torch.Generator().manual_seed(5))
+    fn = dice_ce_loss if kind == "ce" else dice_loss
+    compiled = torch.compile(fn, backend="inductor", dynamic=False, fullgraph=True)
+    v, g = _value_and_grad(partial(_call_with, compiled, t, mode, kw), x)
+
+    def ref(u):
+        per_image = kw.get("per_image", False)
+        dice = _ref_dice_semimetric(u, t, mode, per_image=per_image)
+        return dice + ref_ce(u, t, mode, label_smoothing=kw.get("label_smoothing", 0.0)) if kind == "ce" else dice
+
+    v_ref, g_ref = _value_and_grad(ref, x.double())
+    torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
+    bad = x.detach().clone()
+    bad.view(-1)[5] = float("-inf")
+    assert torch.isnan(compiled(bad, t, mode, **kw))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("value", [1.5, -0.25, float("nan")])
+def test_a_compiled_float_binary_target_out_of_range_is_refused_by_name(value):
+    torch._dynamo.reset()
+    x, t = make("binary", b=2, spatial=(8, 8), seed=43, target="int", dtype=torch.float32)
+    compiled = torch.compile(dice_ce_loss, backend="aot_eager", fullgraph=True)
+    bad = t.float()
+    bad.view(-1)[9] = value
+    with pytest.raises(SegDiceError, match=r"target: .*expected values in \[0, 1\] in mode 'binary'"):
+        compiled(x, bad, "binary")
+
+
 @pytest.mark.slow
 def test_compiled_multiclass_losses_run_the_eager_kernel_with_its_checks():
     """Compiled, the multiclass statistics run eagerly as a whole (their buffers cannot be traced): the same

@@ -848,6 +848,25 @@ def _traced_sum_log_sigmoid_abs(x: Tensor) -> Tensor:
     return total + torch.sigmoid(x[..., k:].abs()).log().sum(2) if k < n else total
 
 
+class TracedBCESums(torch.autograd.Function):
+    """Per-row sums ``sum_n softplus(x) - x g`` of ``x, g [B, C, N]``, for code that torch.compile traces.
+
+    The forward takes the logs one per _LOG_GROUP values (:func:`_traced_sum_log_sigmoid_abs`); autograd
+    through that product would run a cumulative product backward, so the gradient is written out:
+    ``grad * (sigmoid(x) - g)``. ``g`` (a float target, possibly soft or label-smoothed) gets none.
+    """
+
+    @staticmethod
+    def forward(ctx, x, g):  # type: ignore[override]
+        ctx.save_for_backward(x, g)
+        return (torch.relu(x) - x * g).sum(2) - _traced_sum_log_sigmoid_abs(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, g = ctx.saved_tensors
+        return grad.unsqueeze(2) * (torch.sigmoid(x) - g), None
+
+
 def _traced_bce(x: Tensor, p: Tensor, g: Tensor) -> Tensor:
     """``BCE = softplus(w) = relu(w) - log max(p, 1 - p)`` with ``w = x - 2 g x``, NaN where ``x`` is not
     finite."""

@@ -19,6 +19,7 @@ from torch import Tensor
 from segdice._checks import SegDiceError, check_distributed, check_ignore_index, check_mode, describe
 from segdice.stats._kernels import (
     LossTerm,
+    TracedBCESums,
     all_reduce_sum,
     dense_stats,
     index_stats,
@@ -127,6 +128,21 @@ def _checked_binary_target(target: Tensor, mode: str) -> Tensor:
 @_checked_binary_target.register_fake
 def _(target: Tensor, mode: str) -> Tensor:
     return torch.empty_like(target, dtype=torch.float16)
+
+
+@torch.library.custom_op("segdice::checked_unit_target", mutates_args=())
+def _checked_unit_target(target: Tensor, mode: str) -> Tensor:
+    """A float binary/multilabel target checked to lie in [0, 1] (NaN fails): a zero-dim zero, which the
+    compiled statistics add to their sums so that the check is neither dropped nor moved."""
+    if target.numel():
+        lo, hi = torch.aminmax(target)
+        _check_binary_range(target, mode, float(lo), float(hi))
+    return torch.zeros((), dtype=torch.float32, device=target.device)
+
+
+@_checked_unit_target.register_fake
+def _(target: Tensor, mode: str) -> Tensor:
+    return torch.zeros((), dtype=torch.float32, device=target.device)
 
 
 def _check_soft_labels(target: Tensor, c: int, ignore_index) -> None:
@@ -470,6 +486,11 @@ def soft_stats(
             return pool_soft_stats(stats, distributed=True) if distributed else stats
     run = _kernel_stats
     if _is_compiling() and not _traceable(input, target, mode, from_logits, squared, ignore_index):
+        if (term is None or term.gamma is None) and _traceable_float_target(
+            input, target, mode, from_logits, squared, ignore_index
+        ):
+            stats = SoftStats(*_traced_float_target_stats(input, target, mode, term, pool))
+            return pool_soft_stats(stats, distributed=True) if distributed else stats
         run = _eager_kernel_stats
     stats = run(input, target, mode, from_logits, squared, ignore_index, with_nll, term, pool)
     if distributed:
@@ -537,6 +558,55 @@ def _traceable(input, target, mode: str, from_logits: bool, squared: bool, ignor
         and isinstance(input, Tensor) and _sigmoid_hard_logits(input, from_logits)
         and isinstance(target, Tensor) and not target.is_floating_point()
     )  # fmt: skip
+
+
+def _traceable_float_target(input, target, mode: str, from_logits: bool, squared: bool, ignore_index) -> bool:
+    """Whether a compiled call without a focal term may take :func:`_traced_float_target_stats`: the plan of
+    :func:`_traceable` with a float target instead of an integer one. (With a focal term the eager kernels
+    stay faster: the soft focal term through autograd costs more than the graph break.)"""
+    return (
+        check_mode(mode) != "multiclass" and _allows_sigmoid_hard(squared, ignore_index)
+        and isinstance(input, Tensor) and _sigmoid_hard_logits(input, from_logits)
+        and isinstance(target, Tensor) and target.is_floating_point()
+    )  # fmt: skip
+
+
+def _traced_float_target_stats(input: Tensor, target: Tensor, mode: str, term: LossTerm | None, pool: bool):
+    """Compiled, a float binary/multilabel target, ``term`` None or the (label-smoothed) BCE: the statistics
+    as plain whole-tensor ops that inductor fuses, differentiated by autograd.
+
+    Whether the target is 0/1 is not known while tracing, so this is the form for a soft target, which
+    equals the hard one on 0/1 values: the semimetric intersection ``(P + G - sum |p - g|) / 2`` and the
+    BCE ``softplus(x) - x g'`` (``g'`` label-smoothed, the gradient written out by
+    :class:`~segdice.stats._kernels.TracedBCESums`). The sums share one ``exp(-|x|)`` as the traced sigmoid
+    kernel's do (see :mod:`segdice.stats._kernels`); the [0, 1] check runs in an opaque op.
+    """
+    mode = _check_tensors(input, target, mode, None)
+    b, c = input.shape[:2]
+    x = input.reshape(b, c, -1)
+    t = _sigmoid_target(input, target, mode).reshape(b, c, -1)
+    g = t.to(x.dtype) + _checked_unit_target(target, mode).to(x.dtype)
+    n = x.shape[2]
+    xz = x + x.detach()[..., :1] * 0.0
+    e = torch.exp(-xz.abs())
+    r = torch.reciprocal(e + 1.0)  # sigmoid(|x|)
+    p = torch.where(xz >= 0, r, e * r)
+    pred, tsum = p.sum(2), g.sum(2)
+    inter = 0.5 * (pred + tsum - (p - g).abs().sum(2))
+    count = torch.full((b, c), float(n), dtype=x.dtype, device=x.device)
+    if term is None:
+        nll = torch.zeros_like(pred)
+        flag = x.detach().sum(2).sum().mul(0.0)
+    else:
+        eps = term.label_smoothing
+        nll = TracedBCESums.apply(x, g * (1.0 - eps) + eps / 2 if eps > 0 else g)
+        flag = nll.sum().mul(0.0)  # NaN exactly when a logit is not finite (softplus(x) - x g)
+        nll = nll + flag
+    inter, pred = inter + flag, pred + flag
+    stats = (inter, pred, tsum, nll, count)
+    if pool:
+        stats = tuple(v if v is None else v.sum(0) for v in stats)
+    return stats
 
 
 def _allows_sigmoid_hard(squared: bool, ignore_index) -> bool:
