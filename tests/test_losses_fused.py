@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import textwrap
-from functools import partial
 
 import pytest
 import torch
@@ -636,21 +635,23 @@ def test_sigmoid_kernel_compiled_by_inductor_matches_the_float64_reference(kind,
     compiled = torch.compile(fn, backend="inductor", dynamic=False)
     for scale in (2.0, 50.0):
         x, t = make(mode, b=2, c=3, spatial=(8, 8), seed=31, target="int", dtype=torch.float32, scale=scale)
-        v, g = _value_and_grad(partial(_call_with, compiled, t, mode, kw), x)
 
         def ref(u, t=t):
             return ref_dice(u, t, mode) + (term(u, t, mode, **kw) if term else 0.0)
 
-        v_ref, g_ref = _value_and_grad(ref, x.double())
-        torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
-        torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
+        _assert_compiled_matches(compiled, t, mode, kw, ref, x, float("inf"))
+
+
+def _assert_compiled_matches(compiled, t, mode, kw, ref, x, nonfinite):
+    """``compiled(x, t, mode, **kw)``: value and gradient against ``ref(x.double())`` (the float64 tolerances
+    of this file), and NaN once one logit is ``nonfinite``."""
+    v, g = _value_and_grad(lambda u: compiled(u, t, mode, **kw), x)
+    v_ref, g_ref = _value_and_grad(ref, x.double())
+    torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
     bad = x.detach().clone()
-    bad.view(-1)[3] = float("inf")
+    bad.view(-1)[3] = nonfinite
     assert torch.isnan(compiled(bad, t, mode, **kw))
-
-
-def _call_with(fn, t, mode, kw, v):
-    return fn(v, t, mode, **kw)
 
 
 @pytest.mark.slow
@@ -698,19 +699,13 @@ def test_compiled_float_targets_trace_and_match_the_float64_reference(kind, mode
     t = t.float() if target == "hard" else torch.rand(t.shape, generator=torch.Generator().manual_seed(5))
     fn = dice_ce_loss if kind == "ce" else dice_loss
     compiled = torch.compile(fn, backend="inductor", dynamic=False, fullgraph=True)
-    v, g = _value_and_grad(partial(_call_with, compiled, t, mode, kw), x)
 
     def ref(u):
         per_image = kw.get("per_image", False)
         dice = _ref_dice_semimetric(u, t, mode, per_image=per_image)
         return dice + ref_ce(u, t, mode, label_smoothing=kw.get("label_smoothing", 0.0)) if kind == "ce" else dice
 
-    v_ref, g_ref = _value_and_grad(ref, x.double())
-    torch.testing.assert_close(v.double(), v_ref, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(g.double(), g_ref, rtol=1e-4, atol=1e-7)
-    bad = x.detach().clone()
-    bad.view(-1)[5] = float("-inf")
-    assert torch.isnan(compiled(bad, t, mode, **kw))
+    _assert_compiled_matches(compiled, t, mode, kw, ref, x, float("-inf"))
 
 
 @pytest.mark.slow
