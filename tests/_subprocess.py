@@ -43,15 +43,25 @@ def run(command: Sequence[str], *, timeout: float, **env: str) -> subprocess.Com
 
 
 def start(command: Sequence[str], **env: str) -> subprocess.Popen:
-    """Start ``command`` in a session (and process group) of its own, text pipes for stdout and stderr."""
+    """Start ``command`` in a session (and process group) of its own, text pipes for stdout and stderr, with
+    the default actions for SIGINT and SIGTERM whatever this process inherited."""
     return subprocess.Popen(
         list(command),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group: the signals go to it alone
+        preexec_fn=_default_signal_actions,
         env=segdice_env(**env),
     )
+
+
+def _default_signal_actions() -> None:
+    # A test run started in the background by a non-interactive shell (`cmd &` in a script) ignores SIGINT,
+    # a child inherits that, and Python keeps an ignored SIGINT at startup: the Ctrl-C tests would see a run
+    # that never notices its interrupt and exits 0.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @contextlib.contextmanager
