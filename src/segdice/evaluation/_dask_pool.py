@@ -240,9 +240,31 @@ class DaskPool:
         """Close what this pool opened, each step bounded; a caller's client stays open."""
         client, self._client = self._client, None
         cluster, self._cluster = self._cluster, None
-        if client is not None and self._owns_client:
-            with contextlib.suppress(Exception):
-                client.close(timeout=_CLOSE_TIMEOUT_S)
-        if cluster is not None:
-            with contextlib.suppress(Exception):
-                cluster.close(timeout=_CLOSE_TIMEOUT_S)
+        with _quiet_loggers(*_CLOSE_NOISE):
+            if client is not None and self._owns_client:
+                with contextlib.suppress(Exception):
+                    client.close(timeout=_CLOSE_TIMEOUT_S)
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close(timeout=_CLOSE_TIMEOUT_S)
+
+
+# Closing a client while ``as_completed`` still gathers a result that finished as the interrupt came (its
+# future cancelled a moment too late) fails that gather with CommClosedError, and tornado logs it, with a
+# traceback, at ERROR: Dask's default logging config prints that logger to stderr. The rows it carried
+# were never written, so --resume scores the case again; nothing is lost but the message.
+_CLOSE_NOISE = ("tornado.application", "distributed.client")
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    """The named loggers at CRITICAL for the duration, their levels restored after."""
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
