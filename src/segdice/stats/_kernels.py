@@ -37,6 +37,7 @@ __all__ = [
     "index_stats",
     "is_hard_target",
     "sigmoid_hard_stats",
+    "traced_sigmoid_parts",
     "without_autocast",
 ]
 
@@ -808,6 +809,16 @@ def _small_hard_forward(x: Tensor, p: Tensor, g: Tensor, check, term: LossTerm |
 # the sums then show anyway), and the one exp(-|x|) that every sum shares stays in their loop.
 
 
+def traced_sigmoid_parts(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``(e, r, p)`` of logits ``x [B, C, N]`` for traced code: ``e = exp(-|x|)``, ``r = sigmoid(|x|) =
+    max(p, 1 - p)`` and ``p = sigmoid(x)``, all from the one exp, read through the row-broadcast zero
+    described above."""
+    xz = x + x.detach()[..., :1] * 0.0
+    e = torch.exp(-xz.abs())
+    r = torch.reciprocal(e + 1.0)
+    return e, r, torch.where(xz >= 0, r, e * r)
+
+
 def _traced_hard_forward(x: Tensor, g: Tensor, term: LossTerm | None):
     """The five sums of :class:`_SigmoidHardStats` as plain whole-tensor ops, ``g`` 0/1 of ``x``'s dtype.
 
@@ -816,10 +827,7 @@ def _traced_hard_forward(x: Tensor, g: Tensor, term: LossTerm | None):
     """
     b, c, n = x.shape
     count = torch.full((b, c), float(n), dtype=x.dtype, device=x.device)
-    xz = x + x.detach()[..., :1] * 0.0
-    e = torch.exp(-xz.abs())
-    r = torch.reciprocal(e + 1.0)  # sigmoid(|x|) = max(p, 1 - p)
-    p = torch.where(xz >= 0, r, e * r)
+    e, r, p = traced_sigmoid_parts(x)
     inter, pred, tsum = (p * g).sum(2), p.sum(2), g.sum(2)
     if term is None:
         flag = x.detach().sum(2).sum().mul(0.0)

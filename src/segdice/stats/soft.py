@@ -25,6 +25,7 @@ from segdice.stats._kernels import (
     index_stats,
     is_hard_target,
     sigmoid_hard_stats,
+    traced_sigmoid_parts,
 )
 from segdice.stats._small import (
     small_dense_softmax_stats,
@@ -542,8 +543,9 @@ def _kernel_stats(
     return stats
 
 
-# Under torch.compile only the sigmoid kernel with an integer target is traced (as whole-tensor expressions,
-# see _kernels._traced_hard_forward). The index kernel keeps its buffers in a dict the tracer cannot follow,
+# Under torch.compile the sigmoid kernel with an integer target is traced (as whole-tensor expressions,
+# see _kernels._traced_hard_forward), and so is a float binary/multilabel target without a focal term
+# (_traced_float_target_stats); the rest runs eagerly as a whole. The index kernel keeps its buffers in a dict the tracer cannot follow,
 # so it ran eagerly between compiled pieces anyway, at a peak of 2.2-2.5x the logits; a float binary target
 # traced through the dense kernel peaked at 3x. Run eagerly as a whole, both keep their 1.25-1.5x and their
 # data-dependent choices (range checks, the 0/1 test of a float mask), at the same speed or better.
@@ -553,21 +555,27 @@ _eager_kernel_stats = torch.compiler.disable(_kernel_stats)
 def _traceable(input, target, mode: str, from_logits: bool, squared: bool, ignore_index) -> bool:
     """Whether the plan is the sigmoid kernel with an integer target (what :func:`_plan_sigmoid` chooses for
     binary/multilabel logits of the accumulation dtype, no ``ignore_index``, not ``squared``)."""
-    return (
-        check_mode(mode) != "multiclass" and _allows_sigmoid_hard(squared, ignore_index)
-        and isinstance(input, Tensor) and _sigmoid_hard_logits(input, from_logits)
-        and isinstance(target, Tensor) and not target.is_floating_point()
-    )  # fmt: skip
+    return _sigmoid_plan_traceable(input, target, mode, from_logits, squared, ignore_index) and (
+        not target.is_floating_point()
+    )
 
 
 def _traceable_float_target(input, target, mode: str, from_logits: bool, squared: bool, ignore_index) -> bool:
     """Whether a compiled call without a focal term may take :func:`_traced_float_target_stats`: the plan of
     :func:`_traceable` with a float target instead of an integer one. (With a focal term the eager kernels
     stay faster: the soft focal term through autograd costs more than the graph break.)"""
+    return _sigmoid_plan_traceable(input, target, mode, from_logits, squared, ignore_index) and (
+        target.is_floating_point()
+    )
+
+
+def _sigmoid_plan_traceable(input, target, mode: str, from_logits: bool, squared: bool, ignore_index) -> bool:
+    """Binary/multilabel logits of the accumulation dtype against a tensor target, no ``ignore_index``, not
+    ``squared``: the conditions both traced sigmoid plans share."""
     return (
         check_mode(mode) != "multiclass" and _allows_sigmoid_hard(squared, ignore_index)
         and isinstance(input, Tensor) and _sigmoid_hard_logits(input, from_logits)
-        and isinstance(target, Tensor) and target.is_floating_point()
+        and isinstance(target, Tensor)
     )  # fmt: skip
 
 
@@ -587,10 +595,7 @@ def _traced_float_target_stats(input: Tensor, target: Tensor, mode: str, term: L
     t = _sigmoid_target(input, target, mode).reshape(b, c, -1)
     g = t.to(x.dtype) + _checked_unit_target(target, mode).to(x.dtype)
     n = x.shape[2]
-    xz = x + x.detach()[..., :1] * 0.0
-    e = torch.exp(-xz.abs())
-    r = torch.reciprocal(e + 1.0)  # sigmoid(|x|)
-    p = torch.where(xz >= 0, r, e * r)
+    _, _, p = traced_sigmoid_parts(x)
     pred, tsum = p.sum(2), g.sum(2)
     inter = 0.5 * (pred + tsum - (p - g).abs().sum(2))
     count = torch.full((b, c), float(n), dtype=x.dtype, device=x.device)
@@ -604,9 +609,7 @@ def _traced_float_target_stats(input: Tensor, target: Tensor, mode: str, term: L
         nll = nll + flag
     inter, pred = inter + flag, pred + flag
     stats = (inter, pred, tsum, nll, count)
-    if pool:
-        stats = tuple(v if v is None else v.sum(0) for v in stats)
-    return stats
+    return tuple(v.sum(0) for v in stats) if pool else stats
 
 
 def _allows_sigmoid_hard(squared: bool, ignore_index) -> bool:
